@@ -1,0 +1,50 @@
+# Bitville APM. `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin/bitville-apm
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERSION)
+RUN_DIR ?= $(CURDIR)/.run
+RUN_ADDR ?= 127.0.0.1:19100
+
+.PHONY: help deps build run test test-go lint bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## install missing Debian packages (idempotent)
+	@scripts/deps.sh
+
+build: deps ## build bin/bitville-apm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bitville-apm
+
+run: build ## build, then run the agent on a local socket and port
+	@mkdir -p $(RUN_DIR)
+	@echo "agent socket:  $(RUN_DIR)/agent.sock   (PHP: BITVILLE_APM_SOCKET=$(RUN_DIR)/agent.sock)"
+	@echo "metrics:       http://$(RUN_ADDR)/metrics"
+	@echo "in flight:     http://$(RUN_ADDR)/api/v1/inflight"
+	@echo "send a test:   scripts/send-golden.sh $(RUN_DIR)/agent.sock"
+	@echo "stop with Ctrl-C"
+	$(BIN) agent --agent.socket=$(RUN_DIR)/agent.sock --web.listen-address=$(RUN_ADDR)
+
+test: deps lint test-go ## run every test (what CI runs)
+
+test-go:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.run/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: deps ## run the benchmarks (figures go to docs/performance.md)
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./internal/protocol/
+	$(GO) test -run='^$$' -fuzz=FuzzFingerprint -fuzztime=$${FUZZTIME:-30s} ./internal/sqlfp/
+	$(GO) test -run='^$$' -fuzz=FuzzAgent -fuzztime=$${FUZZTIME:-30s} ./exporters/phpagent/
+
+clean: ## remove build output
+	rm -rf bin $(RUN_DIR)

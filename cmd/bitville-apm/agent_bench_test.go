@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkAgentSocket measures the real binary end to end on one core: it
+// runs `bitville-apm agent` under GOMAXPROCS=1 (pinned to CPU 0 with taskset
+// when available), sends realistic end messages (20 SQL statements, 50
+// functions, ~8 KiB) over the unix socket as fast as the socket takes them,
+// and waits until the agent has counted every one. Unix datagram sockets
+// block a sender whose receiver is behind, so the rate is what the agent
+// processes, not what it drops. Reports messages/s and the agent's RSS.
+func BenchmarkAgentSocket(b *testing.B) {
+	bin := buildBinary(b)
+	msgs := make([][]byte, 256)
+	for i := range msgs {
+		msgs[i] = benchEnd(b, i)
+	}
+	p := startAgentFor(b, bin)
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: p.socket, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	b.SetBytes(int64(len(msgs[0])))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := conn.Write(msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for value(p.scrape(b), `bitville_agent_messages_total{reason="none",result="accepted",type="end"}`) < float64(b.N) {
+		time.Sleep(20 * time.Millisecond) // scraping costs the agent CPU: poll gently
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	rss, hwm := procMemory(p.cmd.Process.Pid)
+	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
+	b.ReportMetric(float64(hwm)/(1<<20), "peakRSS-MiB")
+	if inv := value(p.scrape(b), `bitville_agent_messages_total{reason="range"`); inv != 0 {
+		b.Fatalf("agent rejected %v benchmark messages", inv)
+	}
+}
+
+// startAgentFor runs the agent on one core: GOMAXPROCS=1, and pinned to
+// CPU 0 when taskset is there.
+func startAgentFor(b *testing.B, bin string) *agentProcess {
+	socket := b.TempDir() + "/agent.sock"
+	args := []string{bin, "--log.format=json", "agent", "--agent.socket=" + socket, "--web.listen-address=127.0.0.1:0", "--no-agent.check-pids", "--agent.readers=1"}
+	if ts, err := exec.LookPath("taskset"); err == nil {
+		args = append([]string{ts, "-c", "0"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	return runAgent(b, cmd, socket)
+}
+
+func benchEnd(b *testing.B, i int) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(readGolden(b, "end.json"), &m); err != nil {
+		b.Fatal(err)
+	}
+	m["id"] = fmt.Sprintf("bench%08d", i)
+	m["pid"] = 1000 + i%64
+	m["endpoint"] = fmt.Sprintf("GET /orders/{id}/v%d", i%20)
+	for j, s := range m["sql"].([]any) {
+		q := s.(map[string]any)
+		q["q"] = q["q"].(string) + fmt.Sprintf(" /*endpoint='GET%%20%%2Forders%%2F%%7Bid%%7D',action='show%d'*/", j%4)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// procMemory returns VmRSS and VmHWM of pid in bytes.
+func procMemory(pid int) (rss, hwm int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = n << 10
+		case "VmHWM:":
+			hwm = n << 10
+		}
+	}
+	return rss, hwm
+}

@@ -1,0 +1,71 @@
+// Command bitville-apm is the Bitville APM suite in one binary: the per-host
+// PHP agent daemon and, in later releases, the PostgreSQL exporter, the push
+// gateway and the offenders report. Run `bitville-apm --help`.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/bitville/bitville-apm/internal/buildinfo"
+)
+
+// CLI is the command line: global flags and one subcommand.
+type CLI struct {
+	Config    kong.ConfigFlag `name:"config.file" placeholder:"PATH" help:"YAML file with flag values (keys are flag names, dotted or nested); unknown keys are errors. Command-line flags and environment variables take precedence."`
+	LogLevel  string          `name:"log.level" default:"info" enum:"debug,info,warn,error" help:"Least severe log level to print (${enum})."`
+	LogFormat string          `name:"log.format" default:"logfmt" enum:"logfmt,json" help:"Log format (${enum})."`
+
+	Agent   AgentCmd   `cmd:"" help:"Receive PHP request messages on a unix socket and serve them as Prometheus metrics."`
+	Version VersionCmd `cmd:"" help:"Print the version and exit."`
+}
+
+// VersionCmd prints the build information.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println(buildinfo.Get())
+	return nil
+}
+
+func (c *CLI) logger() *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(c.LogLevel)))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func newParser(cli *CLI) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("bitville-apm"),
+		kong.Description("Bitville APM: which requests, PHP functions and SQL queries made the load spike."),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("BITVILLE"),
+		kong.Configuration(loadYAMLConfig),
+		kong.HelpOptions{Compact: true, FlagsLast: true},
+	)
+}
+
+func main() {
+	var cli CLI
+	parser, err := newParser(&cli)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bitville-apm:", err)
+		os.Exit(2)
+	}
+	ctx, err := parser.Parse(os.Args[1:])
+	parser.FatalIfErrorf(err)
+	log := cli.logger()
+	if err := ctx.Run(log); err != nil {
+		log.Error("exiting", "err", err)
+		os.Exit(1)
+	}
+}

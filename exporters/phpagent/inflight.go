@@ -1,0 +1,248 @@
+package phpagent
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
+)
+
+// Abandon reasons: why an in-flight request was given up on. They are a
+// fixed set because they label events and counters.
+const (
+	AbandonSuperseded = "superseded" // its worker started another request
+	AbandonPIDGone    = "pid_gone"   // its worker process no longer exists (killed, crashed)
+	AbandonExpired    = "expired"    // nothing heard of it for longer than the maximum age
+)
+
+// InflightRequest is a started request whose end has not arrived.
+type InflightRequest struct {
+	Project  string    `json:"project"`
+	Endpoint string    `json:"endpoint"` // after cardinality limits: what the metrics say
+	ID       string    `json:"id"`
+	CID      string    `json:"cid,omitempty"`
+	PID      int       `json:"pid"`
+	Method   string    `json:"method,omitempty"`
+	URI      string    `json:"uri,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Pool     string    `json:"pool,omitempty"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"last_seen"` // when the daemon last heard of it
+	// From the latest progress message.
+	Stack    []string `json:"stack,omitempty"`
+	Memory   int64    `json:"memory_bytes,omitempty"`
+	CPU      float64  `json:"cpu_seconds,omitempty"`
+	Progress int64    `json:"progress_messages,omitempty"`
+
+	longReported bool
+}
+
+// Age is how long r has been running at now.
+func (r *InflightRequest) Age(now time.Time) time.Duration { return now.Sub(r.Started) }
+
+// InflightTable tracks requests between their start and end messages, keyed
+// by worker pid: a PHP worker runs one request at a time, so a pid with an
+// open entry that starts another request has lost the first one's end.
+//
+// All methods are safe for concurrent use. Returned requests are copies the
+// caller owns.
+type InflightTable struct {
+	mu      sync.Mutex
+	byPID   map[int]*InflightRequest
+	max     int
+	maxAge  time.Duration
+	long    time.Duration
+	checkPI bool
+	alive   func(pid int) bool
+}
+
+// NewInflightTable returns a table holding at most max requests. A request
+// older than long is reported once as long running; one silent for maxAge is
+// abandoned; with checkPIDs, one whose pid is gone is abandoned.
+func NewInflightTable(max int, long, maxAge time.Duration, checkPIDs bool) *InflightTable {
+	return &InflightTable{
+		byPID:   make(map[int]*InflightRequest),
+		max:     max,
+		maxAge:  maxAge,
+		long:    long,
+		checkPI: checkPIDs,
+		alive:   processAlive,
+	}
+}
+
+// processAlive says whether pid exists. EPERM means it exists but belongs to
+// another user, which is the normal case for php-fpm workers.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// ErrInflightFull is returned by Start when the table holds its maximum.
+var ErrInflightFull = errors.New("in-flight table full")
+
+// Start opens an entry for a start message received at now, with the
+// endpoint as the metrics will label it. If the pid had another request
+// open, that one is returned as abandoned.
+func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.byPID[m.PID]; ok {
+		if old.ID == m.ID && old.Project == m.Project {
+			old.LastSeen = now // a repeated start: nothing new
+			return nil, nil
+		}
+		delete(t.byPID, m.PID)
+		c := *old
+		abandoned = &c
+	} else if len(t.byPID) >= t.max {
+		return nil, ErrInflightFull
+	}
+	t.byPID[m.PID] = &InflightRequest{
+		Project: m.Project, Endpoint: endpoint, ID: m.ID, CID: m.CID, PID: m.PID,
+		Method: m.Method, URI: m.URI, Host: m.Host, Pool: m.Pool,
+		Started: unixTime(m.Started), LastSeen: now,
+	}
+	return abandoned, nil
+}
+
+// Progress records a progress message. A progress for a request whose start
+// was lost opens the entry, since a stuck request is exactly what must be
+// seen. The returned abandoned request is as in Start.
+func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.byPID[m.PID]
+	if ok && (r.ID != m.ID || r.Project != m.Project) {
+		delete(t.byPID, m.PID)
+		c := *r
+		abandoned = &c
+		ok = false
+	}
+	if !ok {
+		if len(t.byPID) >= t.max {
+			return abandoned, ErrInflightFull
+		}
+		r = &InflightRequest{
+			Project: m.Project, ID: m.ID, PID: m.PID, Host: m.Host, Pool: m.Pool,
+			Started: unixTime(m.TS - m.Elapsed),
+		}
+		t.byPID[m.PID] = r
+	}
+	if endpoint != "" {
+		r.Endpoint = endpoint
+	}
+	r.LastSeen = now
+	r.Stack = append(r.Stack[:0], m.Stack...)
+	r.Memory = m.Memory
+	r.CPU = m.CPU
+	r.Progress++
+	return abandoned, nil
+}
+
+// End closes the entry of an end message and returns it (nil when its start
+// was never seen). An open entry of the same pid for another request is
+// returned as abandoned.
+func (t *InflightTable) End(m *protocol.Message) (closed, abandoned *InflightRequest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.byPID[m.PID]
+	if !ok {
+		return nil, nil
+	}
+	delete(t.byPID, m.PID)
+	c := *r
+	if r.ID != m.ID || r.Project != m.Project {
+		return nil, &c
+	}
+	return &c, nil
+}
+
+// Abandoned is a request the sweep gave up on, with the reason.
+type Abandoned struct {
+	Request InflightRequest
+	Reason  string
+}
+
+// Sweep abandons requests whose pid is gone or that were silent for longer
+// than the maximum age, and returns requests that crossed the long-running
+// threshold since the last sweep.
+func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong []InflightRequest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for pid, r := range t.byPID {
+		reason := ""
+		switch {
+		case now.Sub(r.LastSeen) > t.maxAge:
+			reason = AbandonExpired
+		case t.checkPI && !t.alive(pid):
+			reason = AbandonPIDGone
+		}
+		if reason != "" {
+			delete(t.byPID, pid)
+			abandoned = append(abandoned, Abandoned{Request: *r, Reason: reason})
+			continue
+		}
+		if !r.longReported && r.Age(now) >= t.long {
+			r.longReported = true
+			becameLong = append(becameLong, *r)
+		}
+	}
+	return abandoned, becameLong
+}
+
+// InflightCounts is the number of requests in flight and of those running
+// longer than the threshold, for one project and endpoint.
+type InflightCounts struct {
+	InFlight, LongRunning int
+}
+
+// Counts returns the in-flight counts by series key at now.
+func (t *InflightTable) Counts(now time.Time) map[endpointKey]InflightCounts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[endpointKey]InflightCounts)
+	for _, r := range t.byPID {
+		k := endpointKey{r.Project, r.Endpoint}
+		c := out[k]
+		c.InFlight++
+		if r.Age(now) >= t.long {
+			c.LongRunning++
+		}
+		out[k] = c
+	}
+	return out
+}
+
+// Snapshot returns copies of all entries, longest running first.
+func (t *InflightTable) Snapshot() []InflightRequest {
+	t.mu.Lock()
+	out := make([]InflightRequest, 0, len(t.byPID))
+	for _, r := range t.byPID {
+		c := *r
+		c.Stack = slices.Clone(r.Stack)
+		out = append(out, c)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b InflightRequest) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return a.PID - b.PID
+	})
+	return out
+}
+
+// Len is the number of entries.
+func (t *InflightTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byPID)
+}
+
+func unixTime(sec float64) time.Time {
+	s := int64(sec)
+	return time.Unix(s, int64((sec-float64(s))*1e9))
+}

@@ -1,0 +1,138 @@
+package phpagent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func startMsg(pid int, id, endpoint string, started time.Time) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeStart, PID: pid, ID: id, Project: "shop", Method: "GET",
+		Endpoint: endpoint, Started: float64(started.UnixNano()) / 1e9, TS: float64(started.UnixNano()) / 1e9}
+}
+
+func endMsg(pid int, id, endpoint string) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeEnd, PID: pid, ID: id, Project: "shop", Method: "GET", Endpoint: endpoint, Status: 200}
+}
+
+func TestInflightStartEnd(t *testing.T) {
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	if old, err := tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0); old != nil || err != nil {
+		t.Fatalf("got abandoned %v, err %v; want neither", old, err)
+	}
+	if got := tab.Len(); got != 1 {
+		t.Fatalf("got %d entries; want 1", got)
+	}
+	closed, old := tab.End(endMsg(1, "a", "GET /a"))
+	if closed == nil || closed.ID != "a" || old != nil {
+		t.Fatalf("got closed %v abandoned %v; want closed a", closed, old)
+	}
+	if got := tab.Len(); got != 0 {
+		t.Errorf("got %d entries after end; want 0", got)
+	}
+	if closed, old := tab.End(endMsg(1, "a", "GET /a")); closed != nil || old != nil {
+		t.Errorf("got %v %v for a repeated end; want nothing", closed, old)
+	}
+}
+
+func TestInflightSupersede(t *testing.T) {
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
+	old, _ := tab.Start(startMsg(1, "b", "GET /b", t0.Add(time.Second)), "GET /b", t0.Add(time.Second))
+	if old == nil || old.ID != "a" || old.Endpoint != "GET /a" {
+		t.Fatalf("got abandoned %+v; want request a", old)
+	}
+	// A repeated start of the same request is not an abandonment.
+	if old, _ := tab.Start(startMsg(1, "b", "GET /b", t0.Add(time.Second)), "GET /b", t0.Add(2*time.Second)); old != nil {
+		t.Errorf("got abandoned %+v for a repeated start; want nil", old)
+	}
+	// An end for another request of the pid closes nothing and abandons b.
+	closed, old := tab.End(endMsg(1, "c", "GET /c"))
+	if closed != nil || old == nil || old.ID != "b" {
+		t.Errorf("got closed %v abandoned %v; want abandoned b", closed, old)
+	}
+}
+
+func TestInflightProgress(t *testing.T) {
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	p := &protocol.Message{Type: protocol.TypeProgress, PID: 3, ID: "x", Project: "shop",
+		TS: float64(t0.Unix()) + 12, Elapsed: 12, Stack: []string{"{main}", "slow"}, Memory: 1 << 20}
+	// The start was lost: progress opens the entry, started from ts - elapsed.
+	if old, err := tab.Progress(p, "GET /slow", t0.Add(12*time.Second)); old != nil || err != nil {
+		t.Fatalf("got %v %v", old, err)
+	}
+	snap := tab.Snapshot()
+	if len(snap) != 1 || !snap[0].Started.Equal(t0) || snap[0].Endpoint != "GET /slow" || len(snap[0].Stack) != 2 || snap[0].Progress != 1 {
+		t.Fatalf("got %+v; want one entry started at %v with the stack", snap, t0)
+	}
+	p.Stack = []string{"{main}", "slower", "slowest"}
+	tab.Progress(p, "", t0.Add(13*time.Second))
+	snap = tab.Snapshot()
+	if got := snap[0].Stack; len(got) != 3 || got[2] != "slowest" || snap[0].Endpoint != "GET /slow" {
+		t.Errorf("got stack %q endpoint %q; want the latest stack and the earlier endpoint", got, snap[0].Endpoint)
+	}
+}
+
+func TestInflightSweep(t *testing.T) {
+	alive := map[int]bool{1: true, 2: true, 3: true}
+	tab := NewInflightTable(10, 10*time.Second, time.Minute, true)
+	tab.alive = func(pid int) bool { return alive[pid] }
+	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
+	tab.Start(startMsg(2, "b", "GET /b", t0), "GET /b", t0)
+	tab.Start(startMsg(3, "c", "GET /c", t0), "GET /c", t0.Add(50*time.Second))
+
+	ab, long := tab.Sweep(t0.Add(5 * time.Second))
+	if len(ab) != 0 || len(long) != 0 {
+		t.Fatalf("got %v %v at 5s; want nothing", ab, long)
+	}
+	ab, long = tab.Sweep(t0.Add(11 * time.Second))
+	if len(ab) != 0 || len(long) != 3 {
+		t.Fatalf("got %d abandoned %d long at 11s; want 0 and 3", len(ab), len(long))
+	}
+	if _, long = tab.Sweep(t0.Add(12 * time.Second)); len(long) != 0 {
+		t.Errorf("got %d long again; want each reported once", len(long))
+	}
+	counts := tab.Counts(t0.Add(12 * time.Second))
+	if c := counts[endpointKey{"shop", "GET /a"}]; c.InFlight != 1 || c.LongRunning != 1 {
+		t.Errorf("got counts %+v for /a; want 1 in flight, 1 long running", c)
+	}
+
+	delete(alive, 2) // worker 2 was killed
+	ab, _ = tab.Sweep(t0.Add(20 * time.Second))
+	if len(ab) != 1 || ab[0].Request.ID != "b" || ab[0].Reason != AbandonPIDGone {
+		t.Fatalf("got %+v; want b abandoned as %s", ab, AbandonPIDGone)
+	}
+	// a was last heard of at t0, c at t0+50s: at t0+61s only a is too old.
+	ab, _ = tab.Sweep(t0.Add(61 * time.Second))
+	if len(ab) != 1 || ab[0].Request.ID != "a" || ab[0].Reason != AbandonExpired {
+		t.Fatalf("got %+v; want a abandoned as %s", ab, AbandonExpired)
+	}
+	if tab.Len() != 1 {
+		t.Errorf("got %d entries; want 1 (c)", tab.Len())
+	}
+}
+
+func TestInflightFull(t *testing.T) {
+	tab := NewInflightTable(2, time.Second, time.Hour, false)
+	tab.Start(startMsg(1, "a", "x", t0), "x", t0)
+	tab.Start(startMsg(2, "b", "x", t0), "x", t0)
+	if _, err := tab.Start(startMsg(3, "c", "x", t0), "x", t0); err != ErrInflightFull {
+		t.Fatalf("got %v; want ErrInflightFull", err)
+	}
+	// A pid already in the table can still start its next request.
+	if old, err := tab.Start(startMsg(1, "d", "x", t0), "x", t0); err != nil || old == nil {
+		t.Errorf("got %v %v; want a superseded, no error", old, err)
+	}
+}
+
+func TestProcessAlive(t *testing.T) {
+	if !processAlive(1) {
+		t.Errorf("got pid 1 not alive; want alive (EPERM or not, it exists)")
+	}
+	if processAlive(1<<22 + 12345) {
+		t.Errorf("got an impossible pid alive")
+	}
+}

@@ -1,0 +1,189 @@
+package phpagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
+)
+
+// Socket is the bound agent socket. Close removes its file, unless another
+// daemon has replaced it meanwhile.
+type Socket struct {
+	*net.UnixConn
+	path string
+	ino  uint64
+}
+
+// Close closes the socket and removes its file.
+func (s *Socket) Close() error {
+	err := s.UnixConn.Close()
+	var st syscall.Stat_t
+	if syscall.Stat(s.path, &st) == nil && st.Ino == s.ino {
+		_ = os.Remove(s.path)
+	}
+	return err
+}
+
+// ListenSocket binds the agent's unix datagram socket at cfg.Socket with the
+// configured mode, group and receive buffer. A socket file left by a crashed
+// daemon is replaced; a socket another live daemon is reading is not, and
+// neither is a file that is not a socket.
+func ListenSocket(cfg Config) (*Socket, error) {
+	path := cfg.Socket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create the directory of socket %s: %w", path, err)
+	}
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on socket %s: %w", path, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cannot stat socket %s: %w", path, err)
+	}
+	sock := &Socket{UnixConn: conn, path: path, ino: st.Ino}
+	fail := func(err error) (*Socket, error) {
+		sock.Close()
+		return nil, err
+	}
+	if cfg.SocketGroup != "" {
+		gid, err := lookupGroup(cfg.SocketGroup)
+		if err != nil {
+			return fail(err)
+		}
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fail(fmt.Errorf("cannot give socket %s to group %s: %w", path, cfg.SocketGroup, err))
+		}
+	}
+	if err := os.Chmod(path, cfg.SocketMode); err != nil {
+		return fail(fmt.Errorf("cannot set mode %o on socket %s: %w", cfg.SocketMode, path, err))
+	}
+	setReceiveBuffer(conn, cfg.ReceiveBuffer)
+	return sock, nil
+}
+
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot inspect socket path %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("cannot use %s as the agent socket: it exists and is not a socket", path)
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("cannot use %s as the agent socket: another process is bound to it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+func lookupGroup(g string) (int, error) {
+	if gid, err := strconv.Atoi(g); err == nil {
+		return gid, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("cannot find socket group %q: %w", g, err)
+	}
+	gid, err := strconv.Atoi(grp.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("cannot use gid %q of group %q: %w", grp.Gid, g, err)
+	}
+	return gid, nil
+}
+
+// setReceiveBuffer asks for size bytes: as root with SO_RCVBUFFORCE, which
+// may exceed net.core.rmem_max, else with SO_RCVBUF, which the kernel caps.
+// What was granted is read back by ReceiveBuffer.
+func setReceiveBuffer(conn *net.UnixConn, size int) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size) != nil {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+		}
+	})
+}
+
+// ReceiveBuffer returns the socket's receive buffer as the kernel reports it.
+func ReceiveBuffer(conn *net.UnixConn) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		n, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	}); err != nil {
+		return 0, err
+	}
+	return n, gerr
+}
+
+// Serve reads datagrams from conn with n readers until ctx ends, then closes
+// conn and returns once every reader has stopped. Each reader owns a buffer
+// one byte larger than the largest valid datagram, so an oversized datagram
+// is seen as such instead of silently cut.
+func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
+	if size, err := ReceiveBuffer(conn.UnixConn); err == nil {
+		a.self.receiveBuffer.Set(float64(size))
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.read(conn.UnixConn)
+		}()
+	}
+	a.ready.Store(true)
+	<-ctx.Done()
+	a.ready.Store(false)
+	err := conn.Close()
+	wg.Wait()
+	return err
+}
+
+func (a *Agent) read(conn *net.UnixConn) {
+	buf := make([]byte, protocol.MaxDatagramSize+1)
+	st := &readerState{}
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			a.self.readErrors.Inc()
+			if n, ok := a.readErrs.allow(); ok {
+				a.log.Error("cannot read the agent socket", "err", err, "suppressed_since_last", n)
+			}
+			time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core
+			continue
+		}
+		a.Handle(buf[:n], st)
+	}
+}
