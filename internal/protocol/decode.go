@@ -264,25 +264,32 @@ func (r *reader) wrongType(field string, got *fastjson.Value, want string) {
 	r.fail(ReasonFieldType, field, fmt.Sprintf("got %s; want %s", got.Type(), want))
 }
 
-// str reads an optional or required string of at most max bytes of valid
-// UTF-8 without control characters other than tab and newline.
-func (r *reader) str(o *fastjson.Value, field string, max int, required bool) string {
+// text reads the bytes of an optional or required string field of at most
+// max bytes that passes checkText. ok is false when the field is absent or
+// invalid (the error, if any, is recorded).
+func (r *reader) text(o *fastjson.Value, field string, max int, required bool) (b []byte, ok bool) {
 	if r.err != nil {
-		return ""
+		return nil, false
 	}
 	x := o.Get(field)
 	if x == nil || x.Type() == fastjson.TypeNull {
 		if required {
 			r.missing(field)
 		}
-		return ""
+		return nil, false
 	}
 	if x.Type() != fastjson.TypeString {
 		r.wrongType(field, x, "string")
-		return ""
+		return nil, false
 	}
-	b, _ := x.StringBytes()
-	if !r.checkText(field, b, max) {
+	b, _ = x.StringBytes()
+	return b, r.checkText(field, b, max)
+}
+
+// str reads a string field into a new string.
+func (r *reader) str(o *fastjson.Value, field string, max int, required bool) string {
+	b, ok := r.text(o, field, max, required)
+	if !ok {
 		return ""
 	}
 	return string(b)
@@ -290,22 +297,8 @@ func (r *reader) str(o *fastjson.Value, field string, max int, required bool) st
 
 // istr is str for values that repeat across messages: it interns them.
 func (r *reader) istr(o *fastjson.Value, field string, max int, required bool) string {
-	if r.err != nil {
-		return ""
-	}
-	x := o.Get(field)
-	if x == nil || x.Type() == fastjson.TypeNull {
-		if required {
-			r.missing(field)
-		}
-		return ""
-	}
-	if x.Type() != fastjson.TypeString {
-		r.wrongType(field, x, "string")
-		return ""
-	}
-	b, _ := x.StringBytes()
-	if !r.checkText(field, b, max) {
+	b, ok := r.text(o, field, max, required)
+	if !ok {
 		return ""
 	}
 	return r.d.intern(b)
