@@ -1,0 +1,113 @@
+package phpagent
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestListenSocket(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Socket = filepath.Join(dir, "sub", "agent.sock") // the directory is created
+	cfg.SocketMode = 0o620
+	cfg.SocketGroup = "0"
+
+	s, err := ListenSocket(cfg)
+	if err != nil {
+		t.Fatalf("ListenSocket: %v", err)
+	}
+	fi, err := os.Stat(cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o620 {
+		t.Errorf("got mode %v; want a socket with 0620", fi.Mode())
+	}
+	if n, err := ReceiveBuffer(s.UnixConn); err != nil || n < 64<<10 {
+		t.Errorf("got receive buffer %d, %v; want at least 64 KiB", n, err)
+	}
+
+	t.Run("live socket is not taken over", func(t *testing.T) {
+		_, err := ListenSocket(cfg)
+		if err == nil || !strings.Contains(err.Error(), "another process is bound") {
+			t.Errorf("got %v; want an error saying another process is bound", err)
+		}
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.Socket); !os.IsNotExist(err) {
+		t.Errorf("socket file left after Close: %v", err)
+	}
+
+	t.Run("regular file is not removed", func(t *testing.T) {
+		c := cfg
+		c.Socket = filepath.Join(dir, "file")
+		os.WriteFile(c.Socket, []byte("keep me"), 0o644)
+		if _, err := ListenSocket(c); err == nil || !strings.Contains(err.Error(), "not a socket") {
+			t.Errorf("got %v; want an error saying it is not a socket", err)
+		}
+		if b, _ := os.ReadFile(c.Socket); string(b) != "keep me" {
+			t.Errorf("the file was changed")
+		}
+	})
+	t.Run("unknown group", func(t *testing.T) {
+		c := cfg
+		c.Socket = filepath.Join(dir, "g.sock")
+		c.SocketGroup = "no-such-group-bitville"
+		if _, err := ListenSocket(c); err == nil || !strings.Contains(err.Error(), "no-such-group-bitville") {
+			t.Errorf("got %v; want an error naming the group", err)
+		}
+		if _, err := os.Stat(c.Socket); !os.IsNotExist(err) {
+			t.Errorf("socket file left after a failed listen")
+		}
+	})
+}
+
+// TestServeOversized sends a datagram larger than the limit through a real
+// socket: it must be rejected as too_large, not decoded from a cut buffer.
+func TestServeOversized(t *testing.T) {
+	a, reg := newTestAgent(t, nil)
+	cfg := DefaultConfig()
+	cfg.Socket = filepath.Join(t.TempDir(), "a.sock")
+	s, err := ListenSocket(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Serve(ctx, s, 2) }()
+
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: cfg.Socket, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetWriteBuffer(1 << 20)
+	big := []byte(`{"v":1,"type":"start","id":"a","pid":1,"project":"p","ts":1764294512,"method":"GET","started":1764294512,"pad":"` + strings.Repeat("x", 70000) + `"}`)
+	if _, err := c.Write(big); err != nil {
+		t.Fatalf("cannot send %d bytes: %v", len(big), err)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for series(t, reg, "bitville_agent_messages_total")[`bitville_agent_messages_total{reason=too_large,result=invalid,type=unknown}`] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("oversized datagram not counted as too_large: %v", series(t, reg, "bitville_agent_messages_total"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !a.Ready() {
+		t.Errorf("got not ready while serving")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if a.Ready() {
+		t.Errorf("got ready after stop")
+	}
+}
