@@ -3,6 +3,7 @@ package phpagent
 import (
 	"bytes"
 	"io"
+	"net/http/httptest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func newTestAgent(t testing.TB, mutate func(*Config)) (*Agent, *prometheus.Registry) {
@@ -142,7 +145,8 @@ func FuzzAgent(f *testing.F) {
 	for _, name := range []string{"start.json", "progress.json", "end.json", "end-cli.json"} {
 		f.Add(golden(f, name))
 	}
-	a, _ := newTestAgent(f, func(c *Config) {
+	f.Add([]byte(`{"v":1,"type":"end","id":"q","pid":9,"project":"p","ts":1764294512,"method":"GET","endpoint":"GET /\"quoted\"\\path\nx","started":1764294512,"wall":1,"fn":[{"n":"A\\B::c","self":0,"incl":0}]}`))
+	a, reg := newTestAgent(f, func(c *Config) {
 		c.Limits = Limits{Projects: 2, Endpoints: 3, Functions: 3, Queries: 3, EndpointQueries: 4, TopFunctions: 1, TopQueries: 1}
 		c.InflightMax = 4
 	})
@@ -157,6 +161,13 @@ func FuzzAgent(f *testing.F) {
 		}
 		if a.inflight.Len() > 4 {
 			t.Fatalf("in-flight table beyond its limit: %d", a.inflight.Len())
+		}
+		// Whatever names were sent, the exposition must still render and parse.
+		rec := httptest.NewRecorder()
+		a.metricsHandler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		if _, err := p.TextToMetricFamilies(rec.Body); err != nil {
+			t.Fatalf("exposition does not parse after %q: %v", b, err)
 		}
 	})
 }
