@@ -3,8 +3,8 @@ package phpagent
 import (
 	"bytes"
 	"io"
-	"net/http/httptest"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"

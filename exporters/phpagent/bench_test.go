@@ -37,8 +37,14 @@ func realisticEnd(t testing.TB, i int) []byte {
 
 // BenchmarkHandleEnd measures decoding and aggregating one realistic end
 // message: the agent's per-request cost. Run with -cpu 1 for one core.
-func BenchmarkHandleEnd(b *testing.B) {
-	a, _ := newTestAgent(b, nil)
+func BenchmarkHandleEnd(b *testing.B) { benchHandleEnd(b, false) }
+
+// BenchmarkHandleEndNative is BenchmarkHandleEnd with native histograms on
+// (--metrics.native-histograms): what that option costs per message.
+func BenchmarkHandleEndNative(b *testing.B) { benchHandleEnd(b, true) }
+
+func benchHandleEnd(b *testing.B, native bool) {
+	a, _ := newTestAgent(b, func(c *Config) { c.NativeBuckets = native })
 	msgs := make([][]byte, 64)
 	for i := range msgs {
 		msgs[i] = realisticEnd(b, i)
@@ -85,27 +91,30 @@ func BenchmarkHandleEndParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-// populate fills an agent until its exposition has about n samples: 100
-// endpoints, their histograms and counters, and functions and queries.
-func populate(b *testing.B, a *Agent, reg *prometheus.Registry, n int) int {
+// populate fills an agent until its exposition has about n samples, with
+// messages made by msg(i).
+func populate(b *testing.B, a *Agent, reg *prometheus.Registry, n int, msg func(i int) string) int {
 	st := &readerState{}
 	for i := 0; ; i++ {
-		msg := fmt.Sprintf(`{"v":1,"type":"end","id":"r%d","pid":%d,"project":"shop","ts":1764294512,"method":"GET","endpoint":"GET /e%d","started":1764294512,"status":200,"wall":0.05,"cpu_user":0.01,"mem_peak":4194304,"sql":[{"q":"SELECT * FROM t%d WHERE id = 1","d":0.001}],"fn":[{"n":"App\\F%d::run","self":0.01,"incl":0.02}]}`,
-			i, 1+i%100, i%100, i, i)
-		a.Handle([]byte(msg), st)
+		a.Handle([]byte(msg(i)), st)
 		if i%50 == 0 {
-			if got := countSamples(b, reg); got >= n {
+			if got := countSamples(b, a, reg); got >= n {
 				return got
 			}
 		}
 	}
 }
 
-func countSamples(b *testing.B, g prometheus.Gatherer) int {
+// mixedMessage makes 100 endpoints with their histograms, and a new
+// function and query per message (histograms for the top ones).
+func mixedMessage(i int) string {
+	return fmt.Sprintf(`{"v":1,"type":"end","id":"r%d","pid":%d,"project":"shop","ts":1764294512,"method":"GET","endpoint":"GET /e%d","started":1764294512,"status":200,"wall":0.05,"cpu_user":0.01,"mem_peak":4194304,"sql":[{"q":"SELECT * FROM t%d WHERE id = 1","d":0.001}],"fn":[{"n":"App\\F%d::run","self":0.01,"incl":0.02}]}`,
+		i, 1+i%100, i%100, i, i)
+}
+
+func countSamples(b *testing.B, a *Agent, reg *prometheus.Registry) int {
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", "/metrics", nil)
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	(&Agent{}).metricsHandler(g).ServeHTTP(rec, req)
+	a.metricsHandler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	n := 0
 	for _, l := range strings.Split(rec.Body.String(), "\n") {
 		if l != "" && !strings.HasPrefix(l, "#") {
@@ -116,20 +125,30 @@ func countSamples(b *testing.B, g prometheus.Gatherer) int {
 }
 
 // BenchmarkScrape10kSeries renders /metrics holding 10,000 series (sample
-// lines: each histogram bucket is a series, as Prometheus counts them).
+// lines: each histogram bucket is a series, as Prometheus counts them), for
+// a histogram-heavy mix like the agent's real exposition.
 func BenchmarkScrape10kSeries(b *testing.B) {
-	a, reg := newTestAgent(b, func(c *Config) { c.Limits.TopQueries, c.Limits.TopFunctions = 1000, 1000 })
-	n := populate(b, a, reg, 10000)
-	h := a.metricsHandler(reg)
-	req := httptest.NewRequest("GET", "/metrics", nil)
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		_, _ = io.Copy(io.Discard, rec.Body)
+	for _, mix := range []struct {
+		name string
+		msg  func(int) string
+	}{{"mixed", mixedMessage}} {
+		b.Run(mix.name, func(b *testing.B) {
+			a, reg := newTestAgent(b, func(c *Config) {
+				c.Limits.TopQueries, c.Limits.TopFunctions = 1000, 1000
+			})
+			n := populate(b, a, reg, 10000, mix.msg)
+			h := a.metricsHandler(reg)
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			req.Header.Set("Accept", "text/plain;version=0.0.4")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				_, _ = io.Copy(io.Discard, rec.Body)
+			}
+			b.ReportMetric(float64(n), "series")
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
+		})
 	}
-	b.ReportMetric(float64(n), "series")
-	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
 }
