@@ -80,7 +80,8 @@ func socketRun(b *testing.B, bin string, msg func(i int) []byte) {
 	rss, hwm := procMemory(p.cmd.Process.Pid)
 	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
 	b.ReportMetric(float64(hwm)/(1<<20), "peakRSS-MiB")
-	if inv := value(p.scrape(b), `bitville_agent_messages_total{reason=`) - value(p.scrape(b), `bitville_agent_messages_total{reason="none"`); inv != 0 {
+	out := p.scrape(b)
+	if inv := value(out, `bitville_agent_messages_total{reason=`) - value(out, `bitville_agent_messages_total{reason="none"`); inv != 0 {
 		b.Fatalf("agent rejected %v benchmark messages", inv)
 	}
 }

@@ -91,25 +91,21 @@ func BenchmarkHandleEndParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-// populate fills an agent until its exposition has about n samples, with
-// messages made by msg(i).
-func populate(b *testing.B, a *Agent, reg *prometheus.Registry, n int, msg func(i int) string) int {
+// populate fills an agent until its exposition has about n samples: 100
+// endpoints, their histograms and counters, and a new function and query per
+// message (histograms for the top ones).
+func populate(b *testing.B, a *Agent, reg *prometheus.Registry, n int) int {
 	st := &readerState{}
 	for i := 0; ; i++ {
-		a.Handle([]byte(msg(i)), st)
+		msg := fmt.Sprintf(`{"v":1,"type":"end","id":"r%d","pid":%d,"project":"shop","ts":1764294512,"method":"GET","endpoint":"GET /e%d","started":1764294512,"status":200,"wall":0.05,"cpu_user":0.01,"mem_peak":4194304,"sql":[{"q":"SELECT * FROM t%d WHERE id = 1","d":0.001}],"fn":[{"n":"App\\F%d::run","self":0.01,"incl":0.02}]}`,
+			i, 1+i%100, i%100, i, i)
+		a.Handle([]byte(msg), st)
 		if i%50 == 0 {
 			if got := countSamples(b, a, reg); got >= n {
 				return got
 			}
 		}
 	}
-}
-
-// mixedMessage makes 100 endpoints with their histograms, and a new
-// function and query per message (histograms for the top ones).
-func mixedMessage(i int) string {
-	return fmt.Sprintf(`{"v":1,"type":"end","id":"r%d","pid":%d,"project":"shop","ts":1764294512,"method":"GET","endpoint":"GET /e%d","started":1764294512,"status":200,"wall":0.05,"cpu_user":0.01,"mem_peak":4194304,"sql":[{"q":"SELECT * FROM t%d WHERE id = 1","d":0.001}],"fn":[{"n":"App\\F%d::run","self":0.01,"incl":0.02}]}`,
-		i, 1+i%100, i%100, i, i)
 }
 
 func countSamples(b *testing.B, a *Agent, reg *prometheus.Registry) int {
@@ -125,30 +121,21 @@ func countSamples(b *testing.B, a *Agent, reg *prometheus.Registry) int {
 }
 
 // BenchmarkScrape10kSeries renders /metrics holding 10,000 series (sample
-// lines: each histogram bucket is a series, as Prometheus counts them), for
-// a histogram-heavy mix like the agent's real exposition.
+// lines: each histogram bucket is a series, as Prometheus counts them), a
+// histogram-heavy mix like the agent's real exposition.
 func BenchmarkScrape10kSeries(b *testing.B) {
-	for _, mix := range []struct {
-		name string
-		msg  func(int) string
-	}{{"mixed", mixedMessage}} {
-		b.Run(mix.name, func(b *testing.B) {
-			a, reg := newTestAgent(b, func(c *Config) {
-				c.Limits.TopQueries, c.Limits.TopFunctions = 1000, 1000
-			})
-			n := populate(b, a, reg, 10000, mix.msg)
-			h := a.metricsHandler(reg)
-			req := httptest.NewRequest("GET", "/metrics", nil)
-			req.Header.Set("Accept", "text/plain;version=0.0.4")
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				_, _ = io.Copy(io.Discard, rec.Body)
-			}
-			b.ReportMetric(float64(n), "series")
-			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
-		})
+	a, reg := newTestAgent(b, func(c *Config) { c.Limits.TopQueries, c.Limits.TopFunctions = 1000, 1000 })
+	n := populate(b, a, reg, 10000)
+	h := a.metricsHandler(reg)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		_, _ = io.Copy(io.Discard, rec.Body)
 	}
+	b.ReportMetric(float64(n), "series")
+	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
 }
