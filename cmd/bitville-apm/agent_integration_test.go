@@ -199,7 +199,14 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	valid := [][]byte{readGolden(t, "start.json"), readGolden(t, "progress.json"), readGolden(t, "end.json"), readGolden(t, "end-cli.json")}
 	invalid, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "protocol", "invalid", "*.json"))
-	p.send(t, valid...)
+	// One at a time: the agent's readers may handle a burst out of order,
+	// which would make the unmatched-end count depend on scheduling.
+	for i, m := range valid {
+		p.send(t, m)
+		waitFor(t, 10*time.Second, func() bool {
+			return value(p.scrape(t), "bitville_agent_messages_total{") == float64(i+1)
+		})
+	}
 	for _, f := range invalid {
 		b, _ := os.ReadFile(f)
 		p.send(t, b)

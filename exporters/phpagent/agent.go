@@ -116,7 +116,7 @@ func (a *Agent) Handle(b []byte, st *readerState) {
 		}
 		a.abandon(old, AbandonSuperseded, now)
 	case protocol.TypeEnd:
-		closed, old := a.inflight.End(m)
+		closed, old := a.inflight.End(m, now)
 		a.abandon(old, AbandonSuperseded, now)
 		if closed == nil {
 			a.self.unmatchedEnds.Inc()

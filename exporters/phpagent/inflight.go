@@ -50,8 +50,14 @@ func (r *InflightRequest) Age(now time.Time) time.Duration { return now.Sub(r.St
 // All methods are safe for concurrent use. Returned requests are copies the
 // caller owns.
 type InflightTable struct {
-	mu      sync.Mutex
-	byPID   map[int]*InflightRequest
+	mu    sync.Mutex
+	byPID map[int]*InflightRequest
+	// ended remembers, per pid, the request that ended last and when, so a
+	// start or progress of that request processed after its end (several
+	// readers drain the socket, so messages of one worker can be handled
+	// out of order) does not reopen it as a phantom that would later be
+	// counted as abandoned. Entries older than endedKeep are swept.
+	ended   map[int]endedRef
 	max     int
 	maxAge  time.Duration
 	long    time.Duration
@@ -65,11 +71,36 @@ type InflightTable struct {
 func NewInflightTable(max int, long, maxAge time.Duration, checkPIDs bool) *InflightTable {
 	return &InflightTable{
 		byPID:   make(map[int]*InflightRequest),
+		ended:   make(map[int]endedRef),
 		max:     max,
 		maxAge:  maxAge,
 		long:    long,
 		checkPI: checkPIDs,
 		alive:   processAlive,
+	}
+}
+
+// endedKeep is how long an ended request is remembered against late
+// messages. Reordering among readers spans microseconds; a minute is ample.
+const endedKeep = time.Minute
+
+type endedRef struct {
+	project, id string
+	at          time.Time
+}
+
+// isEnded says whether m belongs to the request its pid ended last.
+func (t *InflightTable) isEnded(m *protocol.Message) bool {
+	e, ok := t.ended[m.PID]
+	return ok && e.id == m.ID && e.project == m.Project
+}
+
+// markEnded records the end of m's request, keeping the map bounded by the
+// table size (beyond it late messages may again open phantoms, which the
+// sweep then expires).
+func (t *InflightTable) markEnded(m *protocol.Message, now time.Time) {
+	if _, ok := t.ended[m.PID]; ok || len(t.ended) < t.max {
+		t.ended[m.PID] = endedRef{project: m.Project, id: m.ID, at: now}
 	}
 }
 
@@ -89,9 +120,19 @@ var ErrInflightFull = errors.New("in-flight table full")
 func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.isEnded(m) {
+		return nil, nil // a start handled after its own end
+	}
+	started := unixTime(m.Started)
 	if old, ok := t.byPID[m.PID]; ok {
 		if old.ID == m.ID && old.Project == m.Project {
 			old.LastSeen = now // a repeated start: nothing new
+			return nil, nil
+		}
+		if started.Before(old.Started) {
+			// A late start of an earlier request of this worker: the open
+			// one is newer and still running. The earlier request's end
+			// is aggregated when it comes.
 			return nil, nil
 		}
 		delete(t.byPID, m.PID)
@@ -103,7 +144,7 @@ func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Tim
 	t.byPID[m.PID] = &InflightRequest{
 		Project: m.Project, Endpoint: endpoint, ID: m.ID, CID: m.CID, PID: m.PID,
 		Method: m.Method, URI: m.URI, Host: m.Host, Pool: m.Pool,
-		Started: unixTime(m.Started), LastSeen: now,
+		Started: started, LastSeen: now,
 	}
 	return abandoned, nil
 }
@@ -114,8 +155,15 @@ func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Tim
 func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.isEnded(m) {
+		return nil, nil // a progress handled after its request's end
+	}
+	started := unixTime(m.TS - m.Elapsed)
 	r, ok := t.byPID[m.PID]
 	if ok && (r.ID != m.ID || r.Project != m.Project) {
+		if started.Before(r.Started) {
+			return nil, nil // from an earlier request of this worker
+		}
 		delete(t.byPID, m.PID)
 		c := *r
 		abandoned = &c
@@ -127,7 +175,7 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 		}
 		r = &InflightRequest{
 			Project: m.Project, ID: m.ID, PID: m.PID, Host: m.Host, Pool: m.Pool,
-			Started: unixTime(m.TS - m.Elapsed),
+			Started: started,
 		}
 		t.byPID[m.PID] = r
 	}
@@ -142,21 +190,30 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 	return abandoned, nil
 }
 
-// End closes the entry of an end message and returns it (nil when its start
-// was never seen). An open entry of the same pid for another request is
-// returned as abandoned.
-func (t *InflightTable) End(m *protocol.Message) (closed, abandoned *InflightRequest) {
+// End closes the entry of an end message received at now and returns it
+// (nil when its start was not seen, or not yet). An open entry of the same
+// pid for an earlier request is returned as abandoned: its end was lost. An
+// open entry for a later request is left alone: this end arrived late.
+func (t *InflightTable) End(m *protocol.Message, now time.Time) (closed, abandoned *InflightRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.byPID[m.PID]
 	if !ok {
+		t.markEnded(m, now)
 		return nil, nil
 	}
-	delete(t.byPID, m.PID)
-	c := *r
 	if r.ID != m.ID || r.Project != m.Project {
+		if unixTime(m.Started).Before(r.Started) {
+			return nil, nil
+		}
+		delete(t.byPID, m.PID)
+		t.markEnded(m, now)
+		c := *r
 		return nil, &c
 	}
+	delete(t.byPID, m.PID)
+	t.markEnded(m, now)
+	c := *r
 	return &c, nil
 }
 
@@ -172,6 +229,11 @@ type Abandoned struct {
 func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong []InflightRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for pid, e := range t.ended {
+		if now.Sub(e.at) > endedKeep {
+			delete(t.ended, pid)
+		}
+	}
 	for pid, r := range t.byPID {
 		reason := ""
 		switch {

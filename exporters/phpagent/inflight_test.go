@@ -14,8 +14,9 @@ func startMsg(pid int, id, endpoint string, started time.Time) *protocol.Message
 		Endpoint: endpoint, Started: float64(started.UnixNano()) / 1e9, TS: float64(started.UnixNano()) / 1e9}
 }
 
-func endMsg(pid int, id, endpoint string) *protocol.Message {
-	return &protocol.Message{Type: protocol.TypeEnd, PID: pid, ID: id, Project: "shop", Method: "GET", Endpoint: endpoint, Status: 200}
+func endMsg(pid int, id, endpoint string, started time.Time) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeEnd, PID: pid, ID: id, Project: "shop", Method: "GET", Endpoint: endpoint, Status: 200,
+		Started: float64(started.UnixNano()) / 1e9}
 }
 
 func TestInflightStartEnd(t *testing.T) {
@@ -26,14 +27,14 @@ func TestInflightStartEnd(t *testing.T) {
 	if got := tab.Len(); got != 1 {
 		t.Fatalf("got %d entries; want 1", got)
 	}
-	closed, old := tab.End(endMsg(1, "a", "GET /a"))
+	closed, old := tab.End(endMsg(1, "a", "GET /a", t0), t0)
 	if closed == nil || closed.ID != "a" || old != nil {
 		t.Fatalf("got closed %v abandoned %v; want closed a", closed, old)
 	}
 	if got := tab.Len(); got != 0 {
 		t.Errorf("got %d entries after end; want 0", got)
 	}
-	if closed, old := tab.End(endMsg(1, "a", "GET /a")); closed != nil || old != nil {
+	if closed, old := tab.End(endMsg(1, "a", "GET /a", t0), t0); closed != nil || old != nil {
 		t.Errorf("got %v %v for a repeated end; want nothing", closed, old)
 	}
 }
@@ -49,10 +50,72 @@ func TestInflightSupersede(t *testing.T) {
 	if old, _ := tab.Start(startMsg(1, "b", "GET /b", t0.Add(time.Second)), "GET /b", t0.Add(2*time.Second)); old != nil {
 		t.Errorf("got abandoned %+v for a repeated start; want nil", old)
 	}
-	// An end for another request of the pid closes nothing and abandons b.
-	closed, old := tab.End(endMsg(1, "c", "GET /c"))
+	// An end for a later request of the pid closes nothing and abandons b.
+	closed, old := tab.End(endMsg(1, "c", "GET /c", t0.Add(2*time.Second)), t0.Add(3*time.Second))
 	if closed != nil || old == nil || old.ID != "b" {
 		t.Errorf("got closed %v abandoned %v; want abandoned b", closed, old)
+	}
+}
+
+// Several readers drain the socket, so one worker's messages can be handled
+// out of order. None of the orders may leave a phantom request in flight or
+// count a running request as abandoned.
+func TestInflightReordered(t *testing.T) {
+	t1 := t0.Add(time.Second)
+	prog := &protocol.Message{Type: protocol.TypeProgress, PID: 1, ID: "a", Project: "shop",
+		TS: float64(t0.Unix()) + 0.5, Elapsed: 0.5, Stack: []string{"{main}"}}
+	orders := map[string][]string{
+		"end before start":    {"end", "start", "progress"},
+		"progress after end":  {"start", "end", "progress"},
+		"end first, progress": {"end", "progress", "start"},
+	}
+	for name, order := range orders {
+		tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+		for _, typ := range order {
+			var old *InflightRequest
+			switch typ {
+			case "start":
+				old, _ = tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t1)
+			case "progress":
+				old, _ = tab.Progress(prog, "GET /a", t1)
+			case "end":
+				_, old = tab.End(endMsg(1, "a", "GET /a", t0), t1)
+			}
+			if old != nil {
+				t.Errorf("%s: %s abandoned %+v", name, typ, old)
+			}
+		}
+		if n := tab.Len(); n != 0 {
+			t.Errorf("%s: got %d in flight; want 0", name, n)
+		}
+	}
+
+	// The next request b has started when a's end (or a late start or
+	// progress of a) is handled: b stays in flight, nothing is abandoned.
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t1)
+	tab.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1) // a's end lost so far: a is superseded
+	tab2 := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab2.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1)
+	if old, _ := tab2.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t1); old != nil {
+		t.Errorf("late start of a abandoned %+v", old)
+	}
+	if old, _ := tab2.Progress(prog, "GET /a", t1); old != nil {
+		t.Errorf("late progress of a abandoned %+v", old)
+	}
+	if closed, old := tab2.End(endMsg(1, "a", "GET /a", t0), t1); closed != nil || old != nil {
+		t.Errorf("late end of a: got closed %+v abandoned %+v; want neither", closed, old)
+	}
+	snap := tab2.Snapshot()
+	if len(snap) != 1 || snap[0].ID != "b" || snap[0].Endpoint != "GET /b" || snap[0].Progress != 0 {
+		t.Errorf("got %+v; want only b in flight, untouched", snap)
+	}
+
+	// Ended requests are forgotten after a while, so the map stays small.
+	tab.End(endMsg(1, "b", "GET /b", t1), t1)
+	tab.Sweep(t1.Add(endedKeep + time.Second))
+	if n := len(tab.ended); n != 0 {
+		t.Errorf("got %d remembered ends after the sweep; want 0", n)
 	}
 }
 
