@@ -12,6 +12,11 @@ packages=(
 	ca-certificates
 	gcc libc6-dev make git   # cgo: pg_query_go builds PostgreSQL's parser
 	prometheus               # promtool checks the metrics exposition
+	# The PHP agent and the real stack its integration tests run:
+	php8.2-cli php8.2-fpm php8.2-pgsql php8.2-mbstring
+	php-excimer php-tideways phpunit
+	nginx postgresql postgresql-contrib
+	wrk                      # load for the overhead benchmarks
 )
 
 say() { printf 'deps: %s\n' "$*" >&2; }
@@ -49,7 +54,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 say "installing: ${missing[*]}"
-# Packaged daemons (prometheus) must not start themselves on install: the
+# Packaged daemons (prometheus, php-fpm, nginx) must not start themselves on install: the
 # tests start their own instances on free ports. policy-rc.d is Debian's
 # switch for that; leave an existing one alone.
 policy=/usr/sbin/policy-rc.d

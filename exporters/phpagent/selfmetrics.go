@@ -24,6 +24,7 @@ type SelfMetrics struct {
 	phpSQLDropped *prometheus.CounterVec // project
 	phpTruncated  *prometheus.CounterVec // project
 	receiveBuffer prometheus.Gauge
+	spoolFiles    *prometheus.CounterVec // result
 	accepted      [4]prometheus.Counter // by protocol.Type
 	invalid       map[protocol.Type]map[protocol.Reason]prometheus.Counter
 }
@@ -51,11 +52,12 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 		phpSQLDropped: vec("bitville_agent_php_sql_dropped_total", "SQL statements PHP agents left out of end messages past their per-request cap.", "project"),
 		phpTruncated:  vec("bitville_agent_php_truncated_messages_total", "Messages the PHP agent truncated to fit the datagram size limit.", "project"),
 		receiveBuffer: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitville_agent_socket_receive_buffer_bytes", Help: "Receive buffer of the agent socket as the kernel granted it."}),
+		spoolFiles:    vec("bitville_agent_spool_files_total", "Files of the PHP agents' disk spool handled at start, by result: replayed, skipped (not an end message), invalid, unreadable.", "result"),
 		invalid:       make(map[protocol.Type]map[protocol.Reason]prometheus.Counter),
 	}
 	reg.MustRegister(s.datagrams, s.bytes, s.readErrors, s.messages, s.overflow, s.expired,
 		s.inflightFull, s.inflightEnded, s.unmatchedEnds, s.events, s.phpSendFails, s.phpSQLDropped,
-		s.phpTruncated, s.receiveBuffer)
+		s.phpTruncated, s.receiveBuffer, s.spoolFiles)
 
 	// Create every series up front so that rates of rare results start at
 	// zero instead of appearing out of nothing.
@@ -74,6 +76,9 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 	}
 	for _, r := range []string{AbandonSuperseded, AbandonPIDGone, AbandonExpired} {
 		s.inflightEnded.WithLabelValues(r)
+	}
+	for _, r := range []string{spoolReplayed, spoolSkipped, spoolInvalid, spoolUnreadable} {
+		s.spoolFiles.WithLabelValues(r)
 	}
 	for _, k := range []string{EventAbandoned, EventLongRunning} {
 		s.events.WithLabelValues(k)
