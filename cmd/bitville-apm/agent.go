@@ -36,6 +36,7 @@ type AgentCmd struct {
 	SeriesTTL            time.Duration    `name:"agent.series-ttl" default:"30m" help:"Remove endpoint, function and query series idle for this long."`
 	SQLCacheSize         int              `name:"agent.sql-cache-size" default:"20000" help:"SQL texts whose fingerprint is cached."`
 	RankInterval         time.Duration    `name:"agent.rank-interval" default:"30s" help:"How often the top functions and queries (those with histograms) are re-ranked by recent time."`
+	SpoolDir             string           `name:"agent.spool-dir" placeholder:"DIR" help:"The PHP agents' disk spool (their spool_dir): end messages they could not send are replayed from it at start, then removed. Empty: no replay."`
 	EventsBuffer         int              `name:"agent.events-buffer" default:"1000" help:"Recent abandoned and long-running request events kept for /api/v1/events."`
 	NativeHistograms     bool             `name:"metrics.native-histograms" help:"Also expose native histograms (bucket factor 1.1, at most 100 buckets) beside the classic buckets; costs about 7% more per message."`
 	ListenAddress        string           `name:"web.listen-address" default:":19100" placeholder:"ADDR" help:"Address for /, /metrics, /healthz, /readyz and /api/v1/."`
@@ -46,6 +47,10 @@ type AgentCmd struct {
 	EndpointQueries      int              `name:"limits.endpoint-queries" default:"10000" help:"(endpoint, query) pairs per project for bitville_php_sql_seconds_total; more are counted as query_fp=\"other\"."`
 	TopFunctions         int              `name:"limits.top-functions" default:"100" help:"Functions per project that also get a duration histogram (the heaviest by recent self time)."`
 	TopQueries           int              `name:"limits.top-queries" default:"200" help:"Queries per project that also get a duration histogram (the heaviest by recent time)."`
+	FPMStatusURIs        []string         `name:"fpm.status-uri" placeholder:"URI" help:"php-fpm pool status page to read over FastCGI at scrape time (repeatable, or comma-separated): unix:///run/php/php8.2-fpm.sock;/status or tcp://127.0.0.1:9000/status. The pool needs pm.status_path."`
+	FPMStatusTimeout     time.Duration    `name:"fpm.status-timeout" default:"2s" help:"Bound of one status page read; past it the pool's bitville_fpm_up is 0."`
+	FPMPollInterval      time.Duration    `name:"fpm.poll-interval" default:"10s" help:"Also read the status pages this often between scrapes, so workers running past the long-request threshold are reported as events; 0 reads them only at scrape and API time."`
+	FPMSlowlogs          []string         `name:"fpm.slowlog" placeholder:"PATH" help:"php-fpm slowlog file to follow (repeatable, or comma-separated); read from its end at start, through rename and copytruncate rotation."`
 }
 
 func (c *AgentCmd) config() (phpagent.Config, error) {
@@ -69,7 +74,12 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.SQLCacheSize = c.SQLCacheSize
 	cfg.RankInterval = c.RankInterval
 	cfg.EventsBuffer = c.EventsBuffer
+	cfg.SpoolDir = c.SpoolDir
 	cfg.NativeBuckets = c.NativeHistograms
+	cfg.FPMStatusURIs = c.FPMStatusURIs
+	cfg.FPMStatusTimeout = c.FPMStatusTimeout
+	cfg.FPMPollInterval = c.FPMPollInterval
+	cfg.FPMSlowlogs = c.FPMSlowlogs
 	cfg.Limits = phpagent.Limits{
 		Projects: c.Projects, Endpoints: c.Endpoints, Functions: c.Functions, Queries: c.Queries,
 		EndpointQueries: c.EndpointQueries, TopFunctions: c.TopFunctions, TopQueries: c.TopQueries,
@@ -110,7 +120,8 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on web.listen-address %s: %w", cfg.ListenAddress, err)
 	}
 	rcvbuf, _ := phpagent.ReceiveBuffer(conn.UnixConn)
-	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "readers", cfg.Readers)
+	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "readers", cfg.Readers,
+		"fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
 
 	srv := &http.Server{Handler: agent.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
@@ -121,6 +132,17 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- agent.Serve(ctx, conn, cfg.Readers) }()
+	if cfg.SpoolDir != "" {
+		// After the socket is being read, so nothing new waits meanwhile.
+		go func() {
+			st, err := agent.ReplaySpool(cfg.SpoolDir)
+			if err != nil {
+				log.Warn("cannot replay the spool", "err", err)
+				return
+			}
+			log.Info("spool replayed", "dir", cfg.SpoolDir, "replayed", st.Replayed, "skipped", st.Skipped, "invalid", st.Invalid, "unreadable", st.Unreadable)
+		}()
+	}
 
 	select {
 	case <-ctx.Done():

@@ -30,6 +30,7 @@ type Agent struct {
 	invalid  *throttle // logs of rejected datagrams
 	readErrs *throttle // logs of socket read errors
 	now      func() time.Time
+	fpm      *fpmMonitor // php-fpm status pages and slowlogs
 
 	ready atomic.Bool
 }
@@ -52,6 +53,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 	}
 	a.events = []EventSink{a.ring}
 	reg.MustRegister(&scrapeCollector{a: a})
+	a.fpm = newFPMMonitor(a, reg)
 	return a
 }
 
@@ -179,7 +181,8 @@ func (a *Agent) Expire() {
 // Rank re-ranks the top functions and queries once.
 func (a *Agent) Rank() { a.agg.Rank() }
 
-// RunBackground runs the periodic work until ctx ends.
+// RunBackground runs the periodic work until ctx ends: the in-flight sweep,
+// ranking, expiry, and php-fpm's status polling and slowlog following.
 func (a *Agent) RunBackground(ctx context.Context) {
 	var wg sync.WaitGroup
 	every := func(d time.Duration, f func()) {
@@ -201,6 +204,9 @@ func (a *Agent) RunBackground(ctx context.Context) {
 	every(a.cfg.SweepInterval, a.Sweep)
 	every(a.cfg.RankInterval, a.Rank)
 	every(min(a.cfg.SeriesTTL/4, time.Minute), a.Expire)
+	wg.Add(2)
+	go func() { defer wg.Done(); a.fpm.poll(ctx, a.cfg.FPMPollInterval) }()
+	go func() { defer wg.Done(); a.fpm.follow(ctx, slowlogPollInterval) }()
 	wg.Wait()
 }
 

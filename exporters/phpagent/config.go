@@ -7,7 +7,8 @@
 // started-but-not-finished requests, aggregate.go owns the series and their
 // limits, selfmetrics.go counts what the daemon itself does, events.go holds
 // abandoned and long-running requests for the raw-trace sink, http.go serves
-// them.
+// them. fpmstatus.go reads php-fpm's pool status pages over FastCGI and
+// slowlog.go follows php-fpm's slowlogs.
 package phpagent
 
 import (
@@ -37,7 +38,14 @@ type Config struct {
 	SQLCacheSize  int           // fingerprint cache entries
 	RankInterval  time.Duration // how often the top-K functions and queries are re-ranked
 	EventsBuffer  int           // recent events kept for /api/v1/events
+	SpoolDir      string        // the PHP agents' spool, replayed at start; "" = none
 	NativeBuckets bool          // expose native histograms beside the classic buckets
+
+	// php-fpm itself (fpmstatus.go, slowlog.go).
+	FPMStatusURIs    []string      // status pages: unix:///path.sock;/status or tcp://host:port/status
+	FPMStatusTimeout time.Duration // bound of one status read
+	FPMPollInterval  time.Duration // read the status pages this often besides scrapes; 0: only at scrape and API time
+	FPMSlowlogs      []string      // slowlog files to follow
 
 	Limits Limits
 }
@@ -71,6 +79,8 @@ func DefaultConfig() Config {
 		SQLCacheSize:         20000,
 		RankInterval:         30 * time.Second,
 		EventsBuffer:         1000,
+		FPMStatusTimeout:     2 * time.Second,
+		FPMPollInterval:      10 * time.Second,
 		Limits: Limits{
 			Projects:        20,
 			Endpoints:       500,
@@ -105,6 +115,22 @@ func (c Config) Validate() error {
 	check(c.SQLCacheSize >= 16, "agent.sql-cache-size must be at least 16")
 	check(c.RankInterval >= 100*time.Millisecond, "agent.rank-interval must be at least 100ms")
 	check(c.EventsBuffer >= 1, "agent.events-buffer must be at least 1")
+	uris := make(map[string]bool, len(c.FPMStatusURIs))
+	for _, u := range c.FPMStatusURIs {
+		if _, err := ParseFPMStatusURI(u); err != nil {
+			errs = append(errs, fmt.Errorf("fpm.status-uri: %w", err))
+		}
+		check(!uris[u], "fpm.status-uri %q is given twice", u)
+		uris[u] = true
+	}
+	check(c.FPMStatusTimeout >= 10*time.Millisecond && c.FPMStatusTimeout <= time.Minute, "fpm.status-timeout %v must be between 10ms and 1m", c.FPMStatusTimeout)
+	check(c.FPMPollInterval == 0 || c.FPMPollInterval >= time.Second, "fpm.poll-interval %v must be 0 (off) or at least 1s", c.FPMPollInterval)
+	logs := make(map[string]bool, len(c.FPMSlowlogs))
+	for _, p := range c.FPMSlowlogs {
+		check(p != "", "fpm.slowlog must not be empty")
+		check(!logs[p], "fpm.slowlog %q is given twice", p)
+		logs[p] = true
+	}
 	l := c.Limits
 	check(l.Projects >= 1, "limits.projects must be at least 1")
 	check(l.Endpoints >= 1, "limits.endpoints must be at least 1")

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Event kinds.
+// Event kinds. EventFPMLongRunning (fpmstatus.go) and EventFPMSlowlog
+// (slowlog.go) come from php-fpm itself.
 const (
 	EventAbandoned   = "abandoned"    // a request started and never finished
 	EventLongRunning = "long_running" // a request crossed the long-running threshold
@@ -18,8 +19,12 @@ type Event struct {
 	Kind    string          `json:"kind"`
 	Time    time.Time       `json:"time"`
 	Reason  string          `json:"reason,omitempty"` // for abandoned: AbandonSuperseded, AbandonPIDGone, AbandonExpired
-	Seconds float64         `json:"seconds"`          // how long the request had been running
-	Request InflightRequest `json:"request"`
+	Seconds float64         `json:"seconds"`          // how long the request had been running (0 when unknown)
+	Request InflightRequest `json:"request"`          // for php-fpm events: what the PHP agent reported for that worker pid, else pool, pid and what php-fpm knows
+	// Slowlog is the entry of an EventFPMSlowlog.
+	Slowlog *SlowlogEntry `json:"slowlog,omitempty"`
+	// FPMWorker is the status page's worker of an EventFPMLongRunning.
+	FPMWorker *FPMWorker `json:"fpm_worker,omitempty"`
 }
 
 // EventSink receives events. Emit must not block: it is called from the

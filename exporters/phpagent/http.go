@@ -18,14 +18,15 @@ var landing = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
 <ul>
 <li><a href="metrics">metrics</a> — Prometheus metrics</li>
 <li><a href="api/v1/inflight">api/v1/inflight</a> — requests in flight, longest running first, with their latest stacks</li>
-<li><a href="api/v1/events">api/v1/events</a> — recent abandoned and long-running requests</li>
+<li><a href="api/v1/events">api/v1/events</a> — recent abandoned and long-running requests, php-fpm slowlog entries</li>
+<li><a href="api/v1/fpm">api/v1/fpm</a> — php-fpm pools and their workers, running first; followed slowlogs</li>
 <li><a href="healthz">healthz</a>, <a href="readyz">readyz</a></li>
 </ul>
 </body></html>
 `))
 
 // Handler returns the agent's HTTP handler: /, /metrics (from g),
-// /healthz, /readyz, /api/v1/inflight and /api/v1/events.
+// /healthz, /readyz, /api/v1/inflight, /api/v1/events and /api/v1/fpm.
 func (a *Agent) Handler(g prometheus.Gatherer, version string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metricsHandler(g))
@@ -59,6 +60,10 @@ func (a *Agent) Handler(g prometheus.Gatherer, version string) http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"events": a.Events()})
+	})
+	mux.HandleFunc("GET /api/v1/fpm", func(w http.ResponseWriter, r *http.Request) {
+		pools := a.FPMView(r.Context())
+		writeJSON(w, map[string]any{"time": a.now().UTC().Format(time.RFC3339Nano), "pools": pools, "slowlogs": a.SlowlogViews()})
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -25,7 +25,7 @@ type SelfMetrics struct {
 	phpTruncated  *prometheus.CounterVec // project
 	receiveBuffer prometheus.Gauge
 	spoolFiles    *prometheus.CounterVec // result
-	accepted      [4]prometheus.Counter // by protocol.Type
+	accepted      [4]prometheus.Counter  // by protocol.Type
 	invalid       map[protocol.Type]map[protocol.Reason]prometheus.Counter
 }
 

@@ -1,0 +1,657 @@
+package phpagent
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/bitville/bitville-apm/internal/fastcgi"
+	"github.com/bitville/bitville-apm/internal/stack"
+)
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseFPMStatus(t *testing.T) {
+	t.Run("running", func(t *testing.T) {
+		st, err := parseFPMStatus(readTestdata(t, "fpm-status-running.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pool != "www" || st.ProcessManager != "static" || st.ActiveProcesses != 3 || st.IdleProcesses != 0 ||
+			st.TotalProcesses != 3 || st.SlowRequests != 2 || st.AcceptedConn != 7 || st.StartTime.Unix() != 1795839787 {
+			t.Errorf("got pool %+v", st)
+		}
+		if len(st.Workers) != 3 {
+			t.Fatalf("got %d workers; want 3", len(st.Workers))
+		}
+		w := st.Workers[1]
+		// php-fpm escapes / and " in JSON; the URI comes back as sent.
+		if w.PID != 26787 || !w.Running() || w.RequestSeconds != 1.50115 || w.Method != "GET" ||
+			w.URI != `/tmp/gfpm/sleepy.php?s=3&q=a"b\c</x>é` || w.Script != "/tmp/gfpm/sleepy.php" || w.Requests != 2 {
+			t.Errorf("got worker %+v", w)
+		}
+		if st.Workers[0].URI != "/status?json&full" || st.Workers[0].Script != "" || st.Workers[0].User != "" {
+			t.Errorf("got status worker %+v; want its URI and \"-\" as empty", st.Workers[0])
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		st, err := parseFPMStatus(readTestdata(t, "fpm-status-idle.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := st.Workers[0]
+		if w.State != "Idle" || w.Running() || w.LastMemory != 2097152 || w.URI != "/tmp/gfpm/includer.php" {
+			t.Errorf("got idle worker %+v; want its last request", w)
+		}
+	})
+	t.Run("queue", func(t *testing.T) {
+		st, err := parseFPMStatus(readTestdata(t, "fpm-status-queue.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pool != "api" || st.ProcessManager != "dynamic" || st.ListenQueue != 1 || st.MaxListenQueue != 2 ||
+			st.ListenQueueLen != 4096 || st.MaxChildrenReached != 1 || st.MaxActiveProcesses != 2 {
+			t.Errorf("got pool %+v", st)
+		}
+	})
+
+	bad := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "cannot parse"},
+		{"plain text status page", "pool:                 www\nprocess manager:      static\n", "cannot parse"},
+		{"html", "<html><body>File not found.</body></html>", "cannot parse"},
+		{"no pool", `{"process manager":"static"}`, "no pool name"},
+		{"empty pool", `{"pool":""}`, "no pool name"},
+		{"wrong type", `{"pool":"www","active processes":"many"}`, "cannot parse"},
+		{"negative counter", `{"pool":"www","accepted conn":-1}`, "cannot parse"},
+		{"truncated", `{"pool":"www","processes":[{"pid":1,`, "cannot parse"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFPMStatus([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v; want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFPMStatusURI(t *testing.T) {
+	tests := []struct {
+		in                     string
+		network, address, path string
+		wantErr                string
+	}{
+		{in: "unix:///run/php/php8.2-fpm.sock;/status", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
+		{in: "unix:///run/php/php8.2-fpm.sock", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
+		{in: "unix:///run/php/fpm.sock;/fpm-status", network: "unix", address: "/run/php/fpm.sock", path: "/fpm-status"},
+		{in: "tcp://127.0.0.1:9000/status", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
+		{in: "tcp://127.0.0.1:9000", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
+		{in: "tcp://[::1]:9000/st", network: "tcp", address: "[::1]:9000", path: "/st"},
+		{in: "tcp://php:9000/status", network: "tcp", address: "php:9000", path: "/status"},
+		{in: "unix://relative.sock;/status", wantErr: "absolute"},
+		{in: "unix://;/status", wantErr: "absolute"},
+		{in: "unix:///" + strings.Repeat("x", 120) + ";/status", wantErr: "107 bytes"},
+		{in: "tcp://127.0.0.1/status", wantErr: "host:port"},
+		{in: "tcp://127.0.0.1:9000/status?json", wantErr: "without user, query"},
+		{in: "tcp://127.0.0.1:9000/status#x", wantErr: "without user, query"},
+		{in: "unix:///run/x.sock;status", wantErr: "must start with /"},
+		{in: "unix:///run/x.sock;/status?full", wantErr: "no query"},
+		{in: "http://127.0.0.1/status", wantErr: "want unix://"},
+		{in: "/run/php/fpm.sock", wantErr: "want unix://"},
+		{in: "", wantErr: "want unix://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseFPMStatusURI(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("got %+v, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Network != tt.network || got.Address != tt.address || got.Path != tt.path || got.URI != tt.in {
+				t.Errorf("got %+v; want %s %s %s", got, tt.network, tt.address, tt.path)
+			}
+		})
+	}
+}
+
+// fakeFPM is a FastCGI server on a unix socket that answers every request
+// with the current reply, like a php-fpm status page would.
+type fakeFPM struct {
+	path     string
+	requests atomic.Int64
+	mu       sync.Mutex
+	status   string // CGI Status header value; "" for none
+	body     []byte
+	hang     bool // accept and read, never answer
+	params   map[string]string
+}
+
+func newFakeFPM(t *testing.T, body []byte) *fakeFPM {
+	t.Helper()
+	f := &fakeFPM{path: filepath.Join(t.TempDir(), "fpm.sock"), body: body}
+	ln, err := net.Listen("unix", f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				f.serve(c, done)
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *fakeFPM) set(status string, body []byte) {
+	f.mu.Lock()
+	f.status, f.body = status, body
+	f.mu.Unlock()
+}
+
+func (f *fakeFPM) serve(c net.Conn, done <-chan struct{}) {
+	params := map[string]string{}
+	var h [8]byte
+	for {
+		if _, err := io.ReadFull(c, h[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(h[4:]))
+		body := make([]byte, n+int(h[6]))
+		if _, err := io.ReadFull(c, body); err != nil {
+			return
+		}
+		body = body[:n]
+		if h[1] == 4 { // PARAMS
+			for len(body) > 1 {
+				nl, vl := int(body[0]), int(body[1]) // the status params are short
+				if 2+nl+vl > len(body) {
+					break
+				}
+				params[string(body[2:2+nl])] = string(body[2+nl : 2+nl+vl])
+				body = body[2+nl+vl:]
+			}
+		}
+		if h[1] == 5 && n == 0 { // end of STDIN
+			break
+		}
+	}
+	f.requests.Add(1)
+	f.mu.Lock()
+	f.params = params
+	status, body, hang := f.status, f.body, f.hang
+	f.mu.Unlock()
+	if hang {
+		<-done
+		return
+	}
+	out := "Content-type: application/json\r\n"
+	if status != "" {
+		out += "Status: " + status + "\r\n"
+	}
+	stdout := append([]byte(out+"\r\n"), body...)
+	var b bytes.Buffer
+	for len(stdout) > 0 {
+		k := min(len(stdout), 65535)
+		b.Write([]byte{1, 6, 0, 1, byte(k >> 8), byte(k), 0, 0})
+		b.Write(stdout[:k])
+		stdout = stdout[k:]
+	}
+	b.Write([]byte{1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	_, _ = c.Write(b.Bytes())
+}
+
+// clock is a settable time source for the agent.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestFPMCollectorCache(t *testing.T) {
+	f := newFakeFPM(t, readTestdata(t, "fpm-status-idle.json"))
+	a, reg := newTestAgent(t, func(c *Config) { c.FPMStatusURIs = []string{"unix://" + f.path + ";/fpm-status"} })
+	clk := &clock{now: t0}
+	a.now = clk.Now
+
+	got := series(t, reg, "bitville_fpm_")
+	want := map[string]float64{
+		`bitville_fpm_up{pool=www}`:                                 1,
+		`bitville_fpm_active_processes{pool=www}`:                   1,
+		`bitville_fpm_idle_processes{pool=www}`:                     2,
+		`bitville_fpm_total_processes{pool=www}`:                    3,
+		`bitville_fpm_max_active_processes{pool=www}`:               3,
+		`bitville_fpm_listen_queue{pool=www}`:                       0,
+		`bitville_fpm_listen_queue_max{pool=www}`:                   0,
+		`bitville_fpm_listen_queue_length{pool=www}`:                0,
+		`bitville_fpm_max_children_reached_total{pool=www}`:         0,
+		`bitville_fpm_slow_requests_total{pool=www}`:                4,
+		`bitville_fpm_accepted_connections_total{pool=www}`:         10,
+		`bitville_fpm_start_time_seconds{pool=www}`:                 1795839787,
+		`bitville_fpm_requests_long_running{pool=www}`:              0,
+		`bitville_fpm_status_errors_total{pool=www,reason=connect}`: 0,
+		`bitville_fpm_slowlog_entries_total{pool=www}`:              0,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s: got %v (present %v); want %v", k, g, ok, v)
+		}
+	}
+	if _, ok := got[`bitville_fpm_status_scrape_duration_seconds{pool=www}`]; !ok {
+		t.Errorf("no scrape duration in %v", got)
+	}
+	f.mu.Lock()
+	p := f.params
+	f.mu.Unlock()
+	if p["SCRIPT_NAME"] != "/fpm-status" || p["QUERY_STRING"] != "json&full" || p["REQUEST_METHOD"] != "GET" {
+		t.Errorf("status request params %v; want SCRIPT_NAME /fpm-status, QUERY_STRING json&full", p)
+	}
+
+	// A second scrape and an API call within the cache TTL reach php-fpm once.
+	series(t, reg, "bitville_fpm_")
+	a.FPMView(context.Background())
+	if n := f.requests.Load(); n != 1 {
+		t.Errorf("got %d status requests for reads within %v; want 1", n, fpmCacheTTL)
+	}
+	clk.Add(fpmCacheTTL)
+	series(t, reg, "bitville_fpm_")
+	if n := f.requests.Load(); n != 2 {
+		t.Errorf("got %d status requests after the TTL; want 2", n)
+	}
+}
+
+func TestFPMCollectorDown(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.sock")
+	hung := newFakeFPM(t, nil)
+	hung.mu.Lock()
+	hung.hang = true
+	hung.mu.Unlock()
+	notFound := newFakeFPM(t, []byte("File not found.\n"))
+	notFound.set("404 Not Found", []byte("File not found.\n"))
+	text := newFakeFPM(t, []byte("pool: www\n"))
+	good := newFakeFPM(t, readTestdata(t, "fpm-status-queue.json"))
+	uris := []string{"unix://" + missing + ";/status", "unix://" + hung.path, "unix://" + notFound.path, "unix://" + text.path, "unix://" + good.path}
+	a, reg := newTestAgent(t, func(c *Config) {
+		c.FPMStatusURIs = uris
+		c.FPMStatusTimeout = 300 * time.Millisecond
+	})
+
+	done := make(chan map[string]float64, 1)
+	go func() { done <- series(t, reg, "bitville_fpm_") }()
+	var got map[string]float64
+	select {
+	case got = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the scrape did not finish: a dead or hung pool must not block it past the timeout")
+	}
+	reasons := []string{"connect", "timeout", "http_status", "parse"}
+	for i, reason := range reasons {
+		pool := uris[i]
+		if v, ok := got[`bitville_fpm_up{pool=`+pool+`}`]; !ok || v != 0 {
+			t.Errorf("%s: got up %v (present %v); want 0", pool, v, ok)
+		}
+		if v := got[`bitville_fpm_status_errors_total{pool=`+pool+`,reason=`+reason+`}`]; v != 1 {
+			t.Errorf("%s: got %v errors with reason %s; want 1", pool, v, reason)
+		}
+		if _, ok := got[`bitville_fpm_active_processes{pool=`+pool+`}`]; ok {
+			t.Errorf("%s: a pool that is down has pool gauges", pool)
+		}
+	}
+	if got[`bitville_fpm_up{pool=api}`] != 1 || got[`bitville_fpm_listen_queue{pool=api}`] != 1 {
+		t.Errorf("the reachable pool: got %v", got)
+	}
+	views := a.FPMView(context.Background())
+	if len(views) != 5 || views[0].Up || !strings.Contains(views[0].Error, "missing.sock") || !views[4].Up {
+		t.Errorf("got views %+v", views)
+	}
+	if !strings.Contains(views[2].Error, "answered 404") {
+		t.Errorf("got error %q for a 404; want it to say so", views[2].Error)
+	}
+}
+
+func TestFPMDuplicatePoolNames(t *testing.T) {
+	one := newFakeFPM(t, readTestdata(t, "fpm-status-idle.json"))
+	two := newFakeFPM(t, readTestdata(t, "fpm-status-running.json")) // also pool www
+	second := "unix://" + two.path + ";/status"
+	_, reg := newTestAgent(t, func(c *Config) { c.FPMStatusURIs = []string{"unix://" + one.path, second} })
+	got := series(t, reg, "bitville_fpm_up")
+	if got[`bitville_fpm_up{pool=www}`] != 1 || got[`bitville_fpm_up{pool=www@`+second+`}`] != 1 {
+		t.Errorf("got %v; want www and www@%s apart", got, second)
+	}
+}
+
+func fpmEvents(a *Agent) []Event {
+	var out []Event
+	for _, e := range a.Events() {
+		if e.Kind == EventFPMLongRunning {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestFPMLongRunningEvents(t *testing.T) {
+	body := readTestdata(t, "fpm-status-running.json")
+	f := newFakeFPM(t, body)
+	a, reg := newTestAgent(t, func(c *Config) {
+		c.FPMStatusURIs = []string{"unix://" + f.path}
+		c.LongRequestThreshold = time.Second
+	})
+	clk := &clock{now: t0}
+	a.now = clk.Now
+	// The PHP agent reported the request of worker 26788.
+	if _, err := a.inflight.Start(startMsg(26788, "req-1", "GET /report", t0.Add(-1500*time.Millisecond)), "GET /report", t0); err != nil {
+		t.Fatal(err)
+	}
+
+	got := series(t, reg, "bitville_fpm_requests_long_running")
+	if v := got[`bitville_fpm_requests_long_running{pool=www}`]; v != 2 {
+		t.Errorf("got %v long-running workers; want the 2 running for 1.5s", v)
+	}
+	ev := fpmEvents(a)
+	if len(ev) != 2 {
+		t.Fatalf("got %d fpm_long_running events; want 2: %+v", len(ev), ev)
+	}
+	byPID := map[int]Event{}
+	for _, e := range ev {
+		byPID[e.FPMWorker.PID] = e
+	}
+	if e := byPID[26787]; e.Request.Pool != "www" || e.Request.URI != `/tmp/gfpm/sleepy.php?s=3&q=a"b\c</x>é` || e.Seconds != 1.50115 || !e.Request.Started.Equal(t0.Add(-1501150*time.Microsecond)) {
+		t.Errorf("got event %+v", e)
+	}
+	if e := byPID[26788]; e.Request.Project != "shop" || e.Request.ID != "req-1" || e.Request.Endpoint != "GET /report" {
+		t.Errorf("got event %+v; want it enriched with the PHP agent's in-flight request", e.Request)
+	}
+
+	// Read again: still running, not reported again.
+	clk.Add(2 * time.Second)
+	series(t, reg, "bitville_fpm_")
+	if n := len(fpmEvents(a)); n != 2 {
+		t.Errorf("got %d events after a second read; want still 2", n)
+	}
+	// Worker 26787 finished and started another long request.
+	f.set("", bytes.Replace(body, []byte(`"pid":26787,"state":"Running","start time":1795839787,"start since":9,"requests":2`),
+		[]byte(`"pid":26787,"state":"Running","start time":1795839787,"start since":9,"requests":3`), 1))
+	clk.Add(2 * time.Second)
+	series(t, reg, "bitville_fpm_")
+	if ev := fpmEvents(a); len(ev) != 3 || ev[0].FPMWorker.PID != 26787 || ev[0].FPMWorker.Requests != 3 {
+		t.Errorf("got %d events, newest %+v; want a third for 26787's next request", len(ev), ev[0].FPMWorker)
+	}
+	if v := series(t, reg, "bitville_agent_events_total")[`bitville_agent_events_total{kind=fpm_long_running}`]; v != 3 {
+		t.Errorf("got bitville_agent_events_total{kind=fpm_long_running} %v; want 3", v)
+	}
+}
+
+// slowScript writes a PHP script that stays in slow_report() for the given
+// time. It loops on short sleeps because php-fpm's slowlog tracer stops the
+// worker with ptrace, which cuts a single long sleep() short.
+func slowScript(t *testing.T, d time.Duration) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "slow.php")
+	src := fmt.Sprintf(`<?php
+declare(strict_types=1);
+
+function slow_report(float $seconds): string
+{
+    $end = microtime(true) + $seconds;
+    while (microtime(true) < $end) {
+        usleep(20000);
+    }
+    return "done\n";
+}
+
+echo slow_report(%f);
+`, d.Seconds())
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func runScript(ctx context.Context, socket, script, query string) (*fastcgi.Response, error) {
+	c := &fastcgi.Client{Network: "unix", Address: socket}
+	return c.Do(ctx, map[string]string{
+		"REQUEST_METHOD": "GET", "SCRIPT_FILENAME": script, "SCRIPT_NAME": script,
+		"REQUEST_URI": script + "?" + query, "QUERY_STRING": query,
+	})
+}
+
+func TestFPMEndToEnd(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (Debian package prometheus): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: t.TempDir(), Pool: "shop", Children: 2, SlowlogTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("cannot start php-fpm: %v", err)
+	}
+	t.Cleanup(func() { _ = fpm.Stop() })
+
+	a, reg := newTestAgent(t, func(c *Config) {
+		c.FPMStatusURIs = []string{"unix://" + fpm.Socket + ";" + fpm.StatusPath}
+		c.FPMSlowlogs = []string{fpm.SlowlogPath}
+		c.LongRequestThreshold = time.Second
+		c.FPMPollInterval = time.Second
+	})
+	bg, stopBG := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() { a.RunBackground(bg); close(bgDone) }()
+	t.Cleanup(func() { stopBG(); <-bgDone })
+	// The follower starts at the end of the slowlog; let it open the file
+	// before the slow request is made.
+	waitUntil(t, 10*time.Second, func() bool {
+		v := a.SlowlogViews()
+		return len(v) == 1 && v[0].Error == ""
+	})
+
+	script := slowScript(t, 8*time.Second)
+	reqDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		r, err := runScript(ctx, fpm.Socket, script, "id=42")
+		if err == nil && (r.Status != 200 || string(r.Body) != "done\n") {
+			err = fmt.Errorf("got %d %q", r.Status, r.Body)
+		}
+		reqDone <- err
+	}()
+
+	var got map[string]float64
+	waitUntil(t, 30*time.Second, func() bool {
+		got = series(t, reg, "bitville_fpm_")
+		return got[`bitville_fpm_requests_long_running{pool=shop}`] == 1 &&
+			got[`bitville_fpm_slowlog_entries_total{pool=shop}`] == 1
+	})
+	if got[`bitville_fpm_up{pool=shop}`] != 1 || got[`bitville_fpm_total_processes{pool=shop}`] != 2 || got[`bitville_fpm_slow_requests_total{pool=shop}`] != 1 {
+		t.Errorf("got %v", got)
+	}
+
+	// The running view, over HTTP.
+	srv := httptest.NewServer(a.Handler(reg, "test"))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/fpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Pools    []FPMPoolView `json:"pools"`
+		Slowlogs []SlowlogView `json:"slowlogs"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(view.Pools) != 1 || view.Pools[0].Status == nil || len(view.Pools[0].Status.Workers) != 2 {
+		t.Fatalf("got /api/v1/fpm %+v", view)
+	}
+	w := view.Pools[0].Status.Workers[0]
+	if !w.Running() || w.URI != script+"?id=42" || w.Script != script || w.RequestSeconds < 1 || view.Pools[0].LongRunning != 1 {
+		t.Errorf("got first worker %+v; want the slow request, running for over 1s", w)
+	}
+	if len(view.Slowlogs) != 1 || view.Slowlogs[0].Entries != 1 || view.Slowlogs[0].Path != fpm.SlowlogPath {
+		t.Errorf("got slowlogs %+v", view.Slowlogs)
+	}
+
+	// Events: the slow worker once as long running, its slowlog entry once.
+	var long, slow []Event
+	for _, e := range a.Events() {
+		switch e.Kind {
+		case EventFPMLongRunning:
+			long = append(long, e)
+		case EventFPMSlowlog:
+			slow = append(slow, e)
+		}
+	}
+	if len(long) != 1 || long[0].FPMWorker.URI != script+"?id=42" || long[0].Request.Pool != "shop" {
+		t.Errorf("got long-running events %+v; want the slow request once", long)
+	}
+	// The trace stops the worker wherever it is: almost always in usleep,
+	// rarely in microtime or between calls in slow_report itself.
+	if len(slow) != 1 || slow[0].Slowlog.Pool != "shop" || slow[0].Slowlog.Script != script {
+		t.Fatalf("got slowlog events %+v; want one of pool shop for %s", slow, script)
+	}
+	e := slow[0].Slowlog
+	last := e.Frames[len(e.Frames)-1]
+	// Each frame gives the line its function was called from.
+	if len(e.Frames) > 2 || last.Function != "slow_report" || last.File != script || last.Line != 13 {
+		t.Errorf("got frames %+v; want slow_report, called from line 13 of the script, at the bottom", e.Frames)
+	}
+	if v := got[`bitville_fpm_slowlog_frames_total{function=`+e.TopFunction()+`,pool=shop}`]; v != 1 {
+		t.Errorf("got bitville_fpm_slowlog_frames_total %v for top function %s; want 1", v, e.TopFunction())
+	}
+
+	// promtool lints the whole exposition.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &text
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+
+	if err := <-reqDone; err != nil {
+		t.Errorf("the slow request: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FuzzParseFPMStatus checks that no body makes the status parser panic.
+func FuzzParseFPMStatus(f *testing.F) {
+	f.Add(readTestdata(f, "fpm-status-running.json"))
+	f.Add(readTestdata(f, "fpm-status-queue.json"))
+	f.Add([]byte(`{"pool":"x","processes":[{"pid":-1,"request duration":18446744073709551615}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := parseFPMStatus(b)
+		if err == nil && st.Pool == "" {
+			t.Fatal("accepted a status without a pool name")
+		}
+	})
+}
+
+func TestFPMReadAbandoned(t *testing.T) {
+	f := newFakeFPM(t, nil)
+	f.mu.Lock()
+	f.hang = true
+	f.mu.Unlock()
+	a, _ := newTestAgent(t, func(c *Config) {
+		c.FPMStatusURIs = []string{"unix://" + f.path}
+		c.FPMStatusTimeout = time.Minute
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		waitUntil(t, 10*time.Second, func() bool { return f.requests.Load() == 1 })
+		cancel()
+	}()
+	views := a.FPMView(ctx) // an API client that goes away
+	if views[0].Up || !strings.Contains(views[0].Error, "abandoned") {
+		t.Errorf("got %+v; want an abandoned read", views[0])
+	}
+	// (A scrape here would read again and wait for the hung server.)
+	for _, reason := range fpmErrReasons {
+		var d dto.Metric
+		if err := a.fpm.errors.WithLabelValues("unix://"+f.path, reason).Write(&d); err != nil || d.GetCounter().GetValue() != 0 {
+			t.Errorf("got %v errors with reason %s for an abandoned read; want 0", d.GetCounter().GetValue(), reason)
+		}
+	}
+	// Not cached: the next read asks php-fpm again.
+	f.mu.Lock()
+	f.hang = false
+	f.body = readTestdata(t, "fpm-status-idle.json")
+	f.mu.Unlock()
+	if v := a.FPMView(context.Background()); !v[0].Up || f.requests.Load() != 2 {
+		t.Errorf("got %+v after %d requests; want a fresh successful read", v[0], f.requests.Load())
+	}
+}
