@@ -28,6 +28,7 @@ type AgentCmd struct {
 	SocketGroup          string           `name:"agent.socket-group" placeholder:"GROUP" help:"Group (name or gid) to own the socket file, e.g. the php-fpm pool's group. Empty keeps the daemon's group."`
 	Readers              int              `name:"agent.readers" default:"2" help:"Goroutines reading the socket."`
 	ReceiveBuffer        units.Base2Bytes `name:"agent.receive-buffer" default:"8MiB" help:"Socket receive buffer (SO_RCVBUF, forced past net.core.rmem_max when running as root). Absorbs bursts while readers are busy."`
+	MinQueueLen          int              `name:"agent.min-queue-length" default:"1024" help:"Raise net.unix.max_dgram_qlen to at least this before opening the socket, when running as root. The kernel queues at most that many datagrams per socket whatever the receive buffer (default 10): below it the PHP workers drop messages as soon as the daemon falls behind. 0 leaves it alone."`
 	LongRequestThreshold time.Duration    `name:"agent.long-request-threshold" default:"10s" help:"A request in flight for longer is counted as long running and reported once as an event with its latest stack."`
 	CheckPIDs            bool             `name:"agent.check-pids" default:"true" negatable:"" help:"Abandon in-flight requests whose worker process is gone (killed by request_terminate_timeout, crashed). Disable when PHP runs in another PID namespace."`
 	InflightMaxAge       time.Duration    `name:"agent.inflight-max-age" default:"1h" help:"Abandon an in-flight request not heard of (start or progress) for this long."`
@@ -64,6 +65,7 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.SocketGroup = c.SocketGroup
 	cfg.Readers = c.Readers
 	cfg.ReceiveBuffer = int(c.ReceiveBuffer)
+	cfg.MinQueueLen = c.MinQueueLen
 	cfg.ListenAddress = c.ListenAddress
 	cfg.LongRequestThreshold = c.LongRequestThreshold
 	cfg.CheckPIDs = c.CheckPIDs
@@ -120,7 +122,13 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on web.listen-address %s: %w", cfg.ListenAddress, err)
 	}
 	rcvbuf, _ := phpagent.ReceiveBuffer(conn.UnixConn)
-	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "readers", cfg.Readers,
+	switch {
+	case conn.QueueErr != nil:
+		log.Warn("the socket queues few datagrams: PHP workers will drop messages when the daemon falls behind", "max_queued_datagrams", conn.QueueLen, "err", conn.QueueErr)
+	case conn.QueueRaised:
+		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
+	}
+	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
 		"fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
 
 	srv := &http.Server{Handler: agent.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}

@@ -48,7 +48,8 @@ type agentProcess struct {
 func startAgent(t testing.TB, bin string, args ...string) *agentProcess {
 	t.Helper()
 	socket := filepath.Join(t.TempDir(), "agent.sock")
-	all := append([]string{"--log.format=json", "agent", "--agent.socket=" + socket, "--web.listen-address=127.0.0.1:0", "--agent.sweep-interval=100ms"}, args...)
+	// min-queue-length=0: tests leave the host's net.unix.max_dgram_qlen alone.
+	all := append([]string{"--log.format=json", "agent", "--agent.socket=" + socket, "--web.listen-address=127.0.0.1:0", "--agent.sweep-interval=100ms", "--agent.min-queue-length=0"}, args...)
 	return runAgent(t, exec.Command(bin, all...), socket)
 }
 

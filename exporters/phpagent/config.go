@@ -25,6 +25,7 @@ type Config struct {
 	SocketGroup   string      // group name or numeric gid that owns the socket; "" keeps the daemon's
 	Readers       int         // goroutines reading the socket
 	ReceiveBuffer int         // SO_RCVBUF in bytes
+	MinQueueLen   int         // raise net.unix.max_dgram_qlen to this when lower and permitted; 0 leaves it
 
 	ListenAddress string // HTTP address for /metrics
 
@@ -69,6 +70,7 @@ func DefaultConfig() Config {
 		SocketMode:           0o660,
 		Readers:              2,
 		ReceiveBuffer:        8 << 20,
+		MinQueueLen:          1024,
 		ListenAddress:        ":19100",
 		LongRequestThreshold: 10 * time.Second,
 		CheckPIDs:            true,
@@ -105,6 +107,7 @@ func (c Config) Validate() error {
 	check(len(c.Socket) < 108, "agent.socket %q is longer than the 107 bytes a unix socket path may have", c.Socket)
 	check(c.SocketMode&^0o777 == 0, "agent.socket-mode %o has bits beyond 0777", c.SocketMode)
 	check(c.Readers >= 1 && c.Readers <= 64, "agent.readers %d must be between 1 and 64", c.Readers)
+	check(c.MinQueueLen >= 0 && c.MinQueueLen <= 1<<20, "agent.min-queue-length %d must be between 0 and 1048576", c.MinQueueLen)
 	check(c.ReceiveBuffer >= 64<<10 && c.ReceiveBuffer <= 1<<30, "agent.receive-buffer %d must be between 64 KiB and 1 GiB", c.ReceiveBuffer)
 	check(c.ListenAddress != "", "web.listen-address must not be empty")
 	check(c.LongRequestThreshold > 0, "agent.long-request-threshold must be positive")

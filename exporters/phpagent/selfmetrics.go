@@ -24,6 +24,7 @@ type SelfMetrics struct {
 	phpSQLDropped *prometheus.CounterVec // project
 	phpTruncated  *prometheus.CounterVec // project
 	receiveBuffer prometheus.Gauge
+	queueLen      prometheus.Gauge
 	spoolFiles    *prometheus.CounterVec // result
 	accepted      [4]prometheus.Counter  // by protocol.Type
 	invalid       map[protocol.Type]map[protocol.Reason]prometheus.Counter
@@ -50,14 +51,15 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 		events:        vec("bitville_agent_events_total", "Events kept for the raw-trace sink, by kind.", "kind"),
 		phpSendFails:  vec("bitville_agent_php_send_failures_total", "Messages PHP workers report they could not send (daemon down or socket full).", "project"),
 		phpSQLDropped: vec("bitville_agent_php_sql_dropped_total", "SQL statements PHP agents left out of end messages past their per-request cap.", "project"),
-		phpTruncated:  vec("bitville_agent_php_truncated_messages_total", "Messages the PHP agent truncated to fit the datagram size limit.", "project"),
+		phpTruncated:  vec("bitville_agent_php_truncated_messages_total", "Messages the PHP agent truncated: cut to fit the datagram size limit, or statement texts cut at its sql_max_length.", "project"),
 		receiveBuffer: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitville_agent_socket_receive_buffer_bytes", Help: "Receive buffer of the agent socket as the kernel granted it."}),
+		queueLen:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitville_agent_socket_max_queued_datagrams", Help: "Datagrams the kernel queues on the agent socket before senders get EAGAIN (net.unix.max_dgram_qlen when the socket was made; 0 unknown)."}),
 		spoolFiles:    vec("bitville_agent_spool_files_total", "Files of the PHP agents' disk spool handled at start, by result: replayed, skipped (not an end message), invalid, unreadable.", "result"),
 		invalid:       make(map[protocol.Type]map[protocol.Reason]prometheus.Counter),
 	}
 	reg.MustRegister(s.datagrams, s.bytes, s.readErrors, s.messages, s.overflow, s.expired,
 		s.inflightFull, s.inflightEnded, s.unmatchedEnds, s.events, s.phpSendFails, s.phpSQLDropped,
-		s.phpTruncated, s.receiveBuffer, s.spoolFiles)
+		s.phpTruncated, s.receiveBuffer, s.queueLen, s.spoolFiles)
 
 	// Create every series up front so that rates of rare results start at
 	// zero instead of appearing out of nothing.

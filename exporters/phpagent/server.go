@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,38 @@ type Socket struct {
 	*net.UnixConn
 	path string
 	ino  uint64
+	// QueueLen is the most datagrams the kernel queues on the socket,
+	// whatever its receive buffer: net.unix.max_dgram_qlen when the socket
+	// was made (0 when unknown). QueueRaised says the daemon raised it.
+	QueueLen    int
+	QueueRaised bool
+	QueueErr    error // why it could not be raised to Config.MinQueueLen
+}
+
+// dgramQlenPath holds the kernel's queue limit for unix datagram sockets,
+// copied into each socket when it is created. The default of 10 means a
+// daemon that falls ten datagrams behind makes the PHP workers drop.
+var dgramQlenPath = "/proc/sys/net/unix/max_dgram_qlen"
+
+// ensureDgramQlen raises net.unix.max_dgram_qlen to min when it is lower
+// and the daemon may (root in the init network namespace), and returns the
+// value in force.
+func ensureDgramQlen(min int) (qlen int, raised bool, err error) {
+	b, err := os.ReadFile(dgramQlenPath)
+	if err != nil {
+		return 0, false, fmt.Errorf("cannot read %s: %w", dgramQlenPath, err)
+	}
+	qlen, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, false, fmt.Errorf("cannot parse %s: %w", dgramQlenPath, err)
+	}
+	if min <= 0 || qlen >= min {
+		return qlen, false, nil
+	}
+	if err := os.WriteFile(dgramQlenPath, []byte(strconv.Itoa(min)), 0o644); err != nil {
+		return qlen, false, fmt.Errorf("cannot raise net.unix.max_dgram_qlen from %d to %d (run `sysctl -w net.unix.max_dgram_qlen=%d` as root, or see deploy/sysctl): %w", qlen, min, min, err)
+	}
+	return min, true, nil
 }
 
 // Close closes the socket and removes its file.
@@ -46,6 +79,8 @@ func ListenSocket(cfg Config) (*Socket, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}
+	// Before the socket exists: the kernel copies the limit into it.
+	qlen, raised, qerr := ensureDgramQlen(cfg.MinQueueLen)
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on socket %s: %w", path, err)
@@ -55,7 +90,7 @@ func ListenSocket(cfg Config) (*Socket, error) {
 		conn.Close()
 		return nil, fmt.Errorf("cannot stat socket %s: %w", path, err)
 	}
-	sock := &Socket{UnixConn: conn, path: path, ino: st.Ino}
+	sock := &Socket{UnixConn: conn, path: path, ino: st.Ino, QueueLen: qlen, QueueRaised: raised, QueueErr: qerr}
 	fail := func(err error) (*Socket, error) {
 		sock.Close()
 		return nil, err
@@ -152,6 +187,7 @@ func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 	if size, err := ReceiveBuffer(conn.UnixConn); err == nil {
 		a.self.receiveBuffer.Set(float64(size))
 	}
+	a.self.queueLen.Set(float64(conn.QueueLen))
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)

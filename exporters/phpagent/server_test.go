@@ -111,3 +111,54 @@ func TestServeOversized(t *testing.T) {
 		t.Errorf("got ready after stop")
 	}
 }
+
+func TestEnsureDgramQlen(t *testing.T) {
+	dir := t.TempDir()
+	old := dgramQlenPath
+	t.Cleanup(func() { dgramQlenPath = old })
+	dgramQlenPath = filepath.Join(dir, "max_dgram_qlen")
+	set := func(v string) {
+		t.Helper()
+		if err := os.WriteFile(dgramQlenPath, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name       string
+		have       string
+		min        int
+		wantQlen   int
+		wantRaised bool
+		wantFile   string
+	}{
+		{"kernel default raised", "10\n", 1024, 1024, true, "1024"},
+		{"already enough", "4096\n", 1024, 4096, false, "4096\n"},
+		{"zero leaves it", "10\n", 0, 10, false, "10\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			set(c.have)
+			q, raised, err := ensureDgramQlen(c.min)
+			if err != nil || q != c.wantQlen || raised != c.wantRaised {
+				t.Errorf("got %d, %v, %v; want %d, %v, nil", q, raised, err, c.wantQlen, c.wantRaised)
+			}
+			if b, _ := os.ReadFile(dgramQlenPath); string(b) != c.wantFile {
+				t.Errorf("got file %q; want %q", b, c.wantFile)
+			}
+		})
+	}
+	t.Run("cannot raise", func(t *testing.T) {
+		dgramQlenPath = filepath.Join(dir, "missing", "max_dgram_qlen")
+		if _, _, err := ensureDgramQlen(1024); err == nil {
+			t.Errorf("got no error for an unreadable limit")
+		}
+		dgramQlenPath = filepath.Join(dir, "ro")
+		if err := os.Mkdir(dgramQlenPath, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// A directory cannot be read as a number, let alone written.
+		if _, _, err := ensureDgramQlen(1024); err == nil {
+			t.Errorf("got no error for a limit that cannot be read")
+		}
+	})
+}
