@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run test test-go lint bench fuzz clean
+.PHONY: help deps build run test test-go test-php lint bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,12 +28,16 @@ run: build ## build, then run the agent on a local socket and port
 	@echo "stop with Ctrl-C"
 	$(BIN) agent --agent.socket=$(RUN_DIR)/agent.sock --web.listen-address=$(RUN_ADDR)
 
-test: deps lint test-go ## run every test (what CI runs)
+test: deps lint test-php test-go ## run every test (what CI runs)
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-lint: ## gofmt and go vet
+test-php: ## the PHP agent's PHPUnit tests (php/tests)
+	cd php && phpunit --colors=never
+
+lint: ## gofmt, go vet, php -l
+	@find php -name '*.php' -print0 | xargs -0 -n1 -P2 php -d display_errors=stderr -l >/dev/null
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.run/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -1,0 +1,31 @@
+<?php
+
+declare(strict_types=1);
+
+// Front controller of the example shop: nginx sends every request here.
+
+require __DIR__ . '/../src/autoload.php';
+
+use App\Controller\ExportController;
+use App\Controller\HealthController;
+use App\Controller\OrderController;
+use App\Controller\QuoteController;
+use App\Controller\ReportController;
+use App\Response;
+use App\Router;
+
+$router = new Router();
+$router->add('GET', '/cheap', static fn (): Response => HealthController::cheap());
+$router->add('GET', '/orders/{id}', static fn (array $p): Response => OrderController::show($p));
+$router->add('GET', '/quote/{id}', static fn (array $p): Response => QuoteController::show($p));
+$router->add('GET', '/report', static fn (): Response => ReportController::pricing());
+$router->add('GET', '/slow-sql', static fn (): Response => ReportController::slowQuery());
+$router->add('GET', '/stuck', static fn (): Response => ExportController::export());
+
+try {
+    $response = $router->dispatch((string) ($_SERVER['REQUEST_METHOD'] ?? 'GET'), (string) ($_SERVER['REQUEST_URI'] ?? '/'));
+} catch (\Throwable $e) {
+    error_log('example shop: ' . get_class($e) . ': ' . $e->getMessage());
+    $response = Response::json(500, ['error' => 'internal error']);
+}
+$response->send();

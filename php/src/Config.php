@@ -1,0 +1,428 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm;
+
+/**
+ * The agent's configuration: an INI file (env BITVILLE_APM_CONFIG, default
+ * /etc/bitville-apm/php-agent.ini) with every key overridable by an
+ * environment variable BITVILLE_APM_<KEY>, read from $_SERVER first (php-fpm
+ * pool env[...] and FastCGI params) and then getenv(). php/README.md documents
+ * each key.
+ *
+ * The agent is disabled unless enabled=1; enabled=1 without a project or a
+ * socket, an unknown key, a bad value, a bad regex or an unreadable file that
+ * was named explicitly is a broken configuration: load() throws a
+ * ConfigException and the caller disables the agent.
+ */
+final class Config
+{
+    public const DEFAULT_FILE = '/etc/bitville-apm/php-agent.ini';
+    public const ENV_PREFIX = 'BITVILLE_APM_';
+
+    /** The excimer sampling period used when excimer_period_ms is not set. */
+    public const DEFAULT_EXCIMER_PERIOD_MS = 10.0;
+
+    /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
+    public const MAX_SQL_LENGTH = 8192;
+
+    /** Every key with its default, in the order of php/README.md. */
+    public const DEFAULTS = [
+        'enabled' => '0',
+        'project' => '',
+        'socket' => '',
+        'profiler' => 'excimer',
+        'sample_rate' => '0',
+        'slow_threshold_ms' => '0',
+        'excimer_period_ms' => '',
+        'progress_after_ms' => '5000',
+        'progress_interval_ms' => '5000',
+        'force_header_secret' => '',
+        'echo_correlation_header' => '0',
+        'sqlcommenter' => '1',
+        'sqlcommenter_correlation' => '0',
+        'sql_max_length' => '2048',
+        'sql_max_statements' => '500',
+        'endpoint_rules' => '',
+        'redact_keys' => '',
+        'redact_patterns' => '',
+        'spool_dir' => '',
+        'spool_max_bytes' => '16777216',
+        'host' => '',
+        'pool' => '',
+        'finish_request' => '1',
+        'start_delay_ms' => '0',
+    ];
+
+    /** The environment variable of each key. */
+    public const ENV_NAMES = [
+        'enabled' => 'BITVILLE_APM_ENABLED',
+        'project' => 'BITVILLE_APM_PROJECT',
+        'socket' => 'BITVILLE_APM_SOCKET',
+        'profiler' => 'BITVILLE_APM_PROFILER',
+        'sample_rate' => 'BITVILLE_APM_SAMPLE_RATE',
+        'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
+        'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
+        'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
+        'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
+        'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
+        'echo_correlation_header' => 'BITVILLE_APM_ECHO_CORRELATION_HEADER',
+        'sqlcommenter' => 'BITVILLE_APM_SQLCOMMENTER',
+        'sqlcommenter_correlation' => 'BITVILLE_APM_SQLCOMMENTER_CORRELATION',
+        'sql_max_length' => 'BITVILLE_APM_SQL_MAX_LENGTH',
+        'sql_max_statements' => 'BITVILLE_APM_SQL_MAX_STATEMENTS',
+        'endpoint_rules' => 'BITVILLE_APM_ENDPOINT_RULES',
+        'redact_keys' => 'BITVILLE_APM_REDACT_KEYS',
+        'redact_patterns' => 'BITVILLE_APM_REDACT_PATTERNS',
+        'spool_dir' => 'BITVILLE_APM_SPOOL_DIR',
+        'spool_max_bytes' => 'BITVILLE_APM_SPOOL_MAX_BYTES',
+        'host' => 'BITVILLE_APM_HOST',
+        'pool' => 'BITVILLE_APM_POOL',
+        'finish_request' => 'BITVILLE_APM_FINISH_REQUEST',
+        'start_delay_ms' => 'BITVILLE_APM_START_DELAY_MS',
+    ];
+
+    public const PROFILERS = ['excimer', 'tideways', 'xhprof', 'off'];
+
+    /**
+     * @param list<array{string, string}> $endpointRules regex => replacement, applied in order
+     * @param list<string> $redactKeys extra sensitive key names
+     * @param list<string> $redactPatterns extra regexes whose matches are redacted
+     */
+    public function __construct(
+        public readonly bool $enabled = false,
+        public readonly string $project = '',
+        public readonly string $socket = '',
+        public readonly string $profiler = 'excimer',
+        public readonly float $sampleRate = 0.0,
+        public readonly int $slowThresholdMs = 0,
+        public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
+        public readonly int $progressAfterMs = 5000,
+        public readonly int $progressIntervalMs = 5000,
+        public readonly string $forceHeaderSecret = '',
+        public readonly bool $echoCorrelationHeader = false,
+        public readonly bool $sqlcommenter = true,
+        public readonly bool $sqlcommenterCorrelation = false,
+        public readonly int $sqlMaxLength = 2048,
+        public readonly int $sqlMaxStatements = 500,
+        public readonly array $endpointRules = [],
+        public readonly array $redactKeys = [],
+        public readonly array $redactPatterns = [],
+        public readonly string $spoolDir = '',
+        public readonly int $spoolMaxBytes = 16777216,
+        public readonly string $host = '',
+        public readonly string $pool = '',
+        public readonly bool $finishRequest = true,
+        public readonly int $startDelayMs = 0,
+        public readonly string $source = 'defaults',
+    ) {
+    }
+
+    /**
+     * Reads the file and the environment. $server is $_SERVER: php-fpm puts
+     * pool env[...] values and FastCGI params there, and the CLI the
+     * environment. getenv() is asked too, for variables $server lacks,
+     * except under php-fpm, where $_SERVER already holds the environment and
+     * 23 getenv() calls per request would be pure cost.
+     *
+     * @param array<string, mixed> $server
+     * @throws ConfigException
+     */
+    public static function load(array $server, ?bool $getenv = null): self
+    {
+        $getenv ??= PHP_SAPI !== 'fpm-fcgi';
+        $path = $server['BITVILLE_APM_CONFIG'] ?? ($getenv ? getenv('BITVILLE_APM_CONFIG') : false);
+        $explicit = is_string($path) && $path !== '';
+        if (!$explicit) {
+            $path = self::DEFAULT_FILE;
+        }
+        $values = [];
+        $source = 'environment';
+        if ($explicit || is_file($path)) {
+            $values = self::readFile($path);
+            $source = $path;
+        }
+        foreach (self::ENV_NAMES as $key => $name) {
+            if (isset($server[$name])) {
+                if (is_string($server[$name])) {
+                    $values[$key] = $server[$name];
+                }
+            } elseif ($getenv) {
+                $v = getenv($name);
+                if (is_string($v)) {
+                    $values[$key] = $v;
+                }
+            }
+        }
+        return self::fromValues($values, $source);
+    }
+
+    /**
+     * Validates raw values (strings, or lists of strings for the list keys)
+     * into a Config. A disabled configuration is returned without looking at
+     * the other keys.
+     *
+     * @param array<string, mixed> $values
+     * @throws ConfigException
+     */
+    public static function fromValues(array $values, string $source = 'values'): self
+    {
+        foreach ($values as $key => $_) {
+            if (!array_key_exists((string) $key, self::DEFAULTS)) {
+                throw new ConfigException(sprintf('unknown key "%s"', $key));
+            }
+        }
+        $v = $values + self::DEFAULTS;
+        if (!self::bool($v, 'enabled')) {
+            return new self(source: $source);
+        }
+
+        $project = self::scalar($v, 'project');
+        if ($project === '') {
+            throw new ConfigException('enabled=1 needs project');
+        }
+        if (preg_match('/^[A-Za-z0-9._-]{1,64}$/', $project) !== 1) {
+            throw new ConfigException(sprintf('project "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($project)));
+        }
+        $socket = self::scalar($v, 'socket');
+        if ($socket === '') {
+            throw new ConfigException('enabled=1 needs socket');
+        }
+        if (strlen($socket) > 107 || str_contains($socket, "\0")) {
+            throw new ConfigException(sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
+        }
+        $profiler = strtolower(self::scalar($v, 'profiler'));
+        if (!in_array($profiler, self::PROFILERS, true)) {
+            throw new ConfigException(sprintf('profiler "%s" must be one of %s', self::show($profiler), implode(', ', self::PROFILERS)));
+        }
+        $period = self::scalar($v, 'excimer_period_ms') === '' ? self::DEFAULT_EXCIMER_PERIOD_MS : self::float($v, 'excimer_period_ms', 0.01, 60000.0);
+        $spoolDir = self::scalar($v, 'spool_dir');
+        if ($spoolDir !== '' && str_contains($spoolDir, "\0")) {
+            throw new ConfigException('spool_dir contains a NUL byte');
+        }
+        $host = self::scalar($v, 'host');
+        $pool = self::scalar($v, 'pool');
+        if (strlen($host) > 255 || strlen($pool) > 64 || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException('host (at most 255 bytes) or pool (at most 64 bytes) is too long or has control characters');
+        }
+
+        return new self(
+            enabled: true,
+            project: $project,
+            socket: $socket,
+            profiler: $profiler,
+            sampleRate: self::float($v, 'sample_rate', 0.0, 1.0),
+            slowThresholdMs: self::int($v, 'slow_threshold_ms', 0, 86400000),
+            excimerPeriodMs: $period,
+            progressAfterMs: self::int($v, 'progress_after_ms', 0, 86400000),
+            progressIntervalMs: self::int($v, 'progress_interval_ms', 0, 86400000),
+            forceHeaderSecret: self::scalar($v, 'force_header_secret'),
+            echoCorrelationHeader: self::bool($v, 'echo_correlation_header'),
+            sqlcommenter: self::bool($v, 'sqlcommenter'),
+            sqlcommenterCorrelation: self::bool($v, 'sqlcommenter_correlation'),
+            sqlMaxLength: self::int($v, 'sql_max_length', 64, self::MAX_SQL_LENGTH),
+            sqlMaxStatements: self::int($v, 'sql_max_statements', 0, 500),
+            endpointRules: self::rules($v['endpoint_rules']),
+            redactKeys: self::keys($v['redact_keys']),
+            redactPatterns: self::patterns($v['redact_patterns']),
+            spoolDir: $spoolDir,
+            spoolMaxBytes: self::int($v, 'spool_max_bytes', 0, PHP_INT_MAX),
+            host: $host,
+            pool: $pool,
+            finishRequest: self::bool($v, 'finish_request'),
+            startDelayMs: self::int($v, 'start_delay_ms', 0, 86400000),
+            source: $source,
+        );
+    }
+
+    /**
+     * @return array<string, mixed>
+     * @throws ConfigException
+     */
+    private static function readFile(string $path): array
+    {
+        if (!is_file($path) || !is_readable($path)) {
+            throw new ConfigException(sprintf('cannot read config file %s', $path));
+        }
+        $error = '';
+        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+            $error = $msg;
+            return true;
+        });
+        try {
+            // RAW: regexes in endpoint_rules must reach us as written, and
+            // booleans are parsed here, the same way for file and env.
+            $ini = parse_ini_file($path, false, INI_SCANNER_RAW);
+        } finally {
+            restore_error_handler();
+        }
+        if (!is_array($ini)) {
+            throw new ConfigException(sprintf('cannot parse config file %s: %s', $path, $error !== '' ? $error : 'syntax error'));
+        }
+        return $ini;
+    }
+
+    /**
+     * @param array<string, mixed> $v
+     * @throws ConfigException
+     */
+    private static function scalar(array $v, string $key): string
+    {
+        $x = $v[$key];
+        if (!is_string($x)) {
+            throw new ConfigException(sprintf('%s must be a single value, not a list', $key));
+        }
+        return trim($x);
+    }
+
+    /**
+     * @param array<string, mixed> $v
+     * @throws ConfigException
+     */
+    private static function bool(array $v, string $key): bool
+    {
+        $x = strtolower(self::scalar($v, $key));
+        return match ($x) {
+            '1', 'on', 'true', 'yes' => true,
+            '0', 'off', 'false', 'no', '' => false,
+            default => throw new ConfigException(sprintf('%s "%s" must be 1 or 0 (on/off, true/false, yes/no)', $key, self::show($x))),
+        };
+    }
+
+    /**
+     * @param array<string, mixed> $v
+     * @throws ConfigException
+     */
+    private static function int(array $v, string $key, int $min, int $max): int
+    {
+        $x = self::scalar($v, $key);
+        if (preg_match('/^\d{1,18}$/', $x) !== 1 || (int) $x < $min || (int) $x > $max) {
+            throw new ConfigException(sprintf('%s "%s" must be an integer from %d to %d', $key, self::show($x), $min, $max));
+        }
+        return (int) $x;
+    }
+
+    /**
+     * @param array<string, mixed> $v
+     * @throws ConfigException
+     */
+    private static function float(array $v, string $key, float $min, float $max): float
+    {
+        $x = self::scalar($v, $key);
+        if (!is_numeric($x) || !is_finite((float) $x) || (float) $x < $min || (float) $x > $max) {
+            throw new ConfigException(sprintf('%s "%s" must be a number from %s to %s', $key, self::show($x), $min, $max));
+        }
+        return (float) $x;
+    }
+
+    /**
+     * A list key: an INI array (key[] = ...) or one string holding several
+     * entries separated by newlines or ";;" (the form env vars use).
+     *
+     * @return list<string>
+     * @throws ConfigException
+     */
+    private static function listOf(mixed $x, string $key): array
+    {
+        if (is_string($x)) {
+            $x = preg_split('/\R|;;/', $x) ?: [];
+        }
+        if (!is_array($x)) {
+            throw new ConfigException(sprintf('%s must be a string or a list', $key));
+        }
+        $out = [];
+        foreach ($x as $item) {
+            if (!is_string($item)) {
+                throw new ConfigException(sprintf('%s must be a list of strings', $key));
+            }
+            $item = trim($item);
+            if ($item !== '') {
+                $out[] = $item;
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * endpoint_rules: "REGEX => REPLACEMENT" entries (split at the last " => ").
+     *
+     * @return list<array{string, string}>
+     * @throws ConfigException
+     */
+    private static function rules(mixed $x): array
+    {
+        $rules = [];
+        foreach (self::listOf($x, 'endpoint_rules') as $rule) {
+            $at = strrpos($rule, ' => ');
+            if ($at === false) {
+                throw new ConfigException(sprintf('endpoint_rules entry "%s" must be "REGEX => REPLACEMENT"', self::show($rule)));
+            }
+            $re = trim(substr($rule, 0, $at));
+            self::checkRegex($re, 'endpoint_rules');
+            $rules[] = [$re, trim(substr($rule, $at + 4))];
+        }
+        return $rules;
+    }
+
+    /**
+     * @return list<string>
+     * @throws ConfigException
+     */
+    private static function patterns(mixed $x): array
+    {
+        $patterns = self::listOf($x, 'redact_patterns');
+        foreach ($patterns as $re) {
+            self::checkRegex($re, 'redact_patterns');
+        }
+        return $patterns;
+    }
+
+    /**
+     * redact_keys: key names separated by commas (or a list).
+     *
+     * @return list<string>
+     * @throws ConfigException
+     */
+    private static function keys(mixed $x): array
+    {
+        $keys = [];
+        foreach (self::listOf($x, 'redact_keys') as $item) {
+            foreach (explode(',', $item) as $k) {
+                $k = trim($k);
+                if ($k === '') {
+                    continue;
+                }
+                if (preg_match('/^[A-Za-z0-9_.-]{1,64}$/', $k) !== 1) {
+                    throw new ConfigException(sprintf('redact_keys entry "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($k)));
+                }
+                $keys[] = strtolower($k);
+            }
+        }
+        return $keys;
+    }
+
+    /** @throws ConfigException */
+    private static function checkRegex(string $re, string $key): void
+    {
+        $error = '';
+        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+            $error = $msg;
+            return true;
+        });
+        try {
+            $ok = preg_match($re, '') !== false;
+        } finally {
+            restore_error_handler();
+        }
+        if (!$ok) {
+            throw new ConfigException(sprintf('%s: bad regex "%s": %s', $key, self::show($re), $error !== '' ? preg_replace('/^preg_match\(\): /', '', $error) : preg_last_error_msg()));
+        }
+    }
+
+    /** A value quoted in an error message: printable and short. */
+    private static function show(string $s): string
+    {
+        return Text::sanitize($s, 200);
+    }
+}

@@ -1,0 +1,292 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm;
+
+/**
+ * Builds the start, progress and end messages of wire protocol v1
+ * (docs/protocol.md) as arrays, from a RequestRecord and the measurements
+ * taken by the runtime. Every string that comes from the application is
+ * redacted, sanitized and cut to its field limit here; Encoder then fits the
+ * whole message into one datagram.
+ *
+ * Optional keys follow fixed rules (the golden messages under
+ * testdata/protocol show them): `dropped` is always in start and in other
+ * messages only when non-zero; `pool` and `host` only when known; `exit` only
+ * when known; `errors_dropped` only when there are errors or drops; `fn`,
+ * `stacks` and `period` only when a profiler ran (`stacks` only for requests
+ * at least slow_threshold_ms long); `sql_dropped`, `errors`, `fatal` and
+ * `truncated` always.
+ */
+final class Messages
+{
+    public const MAX_URI = 2048;
+    public const MAX_CID = 128;
+    public const MAX_ERROR_TYPE = 128;
+    public const MAX_ERROR_MSG = 2048;
+    public const MAX_ERROR_FILE = 1024;
+    public const MAX_FUNCTION = 512;
+    public const MAX_FUNCTIONS = 500;
+    public const MAX_STACKS = 200;
+    public const MAX_STACK = 8192;
+    public const MAX_FRAMES = 128;
+    /** The daemon's limit for counters (drops, samples, calls). */
+    public const MAX_COUNT = 2147483648;
+
+    /** Statement texts are redacted after a first cut this much longer than sql_max_length. */
+    private const SQL_REDACT_MARGIN = 1024;
+
+    public function __construct(
+        private readonly Redactor $redactor,
+        private readonly int $sqlMaxLength = 2048,
+        private readonly int $slowThresholdMs = 0,
+    ) {
+    }
+
+    /** @return array<string, mixed> */
+    public function start(RequestRecord $r, float $ts, int $dropped): array
+    {
+        $m = $this->common('start', $r, $ts, true);
+        $m['dropped'] = $dropped;
+        return $m + $this->requestFields($r);
+    }
+
+    /**
+     * @param list<string> $stack outermost frame first
+     * @return array<string, mixed>
+     */
+    public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
+    {
+        $m = $this->common('progress', $r, $ts, false);
+        if ($dropped > 0) {
+            $m['dropped'] = $dropped;
+        }
+        $frames = [];
+        foreach (array_slice($stack, -self::MAX_FRAMES) as $f) {
+            $frames[] = Text::sanitize((string) $f, self::MAX_FUNCTION);
+        }
+        $m['endpoint'] = $r->endpoint;
+        $m['elapsed'] = self::seconds($elapsed);
+        $m['seq'] = $seq;
+        $m['mem'] = max(0, $mem);
+        $m['cpu'] = self::seconds($cpu);
+        $m['stack'] = $frames;
+        return $m;
+    }
+
+    /**
+     * @param array{fn?: list<array<string, mixed>>, stacks?: list<array<string, mixed>>, period?: ?float}|null $profile what Profiler::stop() returned
+     * @return array<string, mixed>
+     */
+    public function end(
+        RequestRecord $r,
+        float $ts,
+        int $dropped,
+        float $wall,
+        float $cpuUser,
+        float $cpuSys,
+        int $memPeak,
+        int $status,
+        ?array $profile,
+        string $profiler,
+    ): array {
+        $m = $this->common('end', $r, $ts, true);
+        if ($dropped > 0) {
+            $m['dropped'] = $dropped;
+        }
+        $m += $this->requestFields($r);
+        $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
+        if ($r->exit !== null) {
+            $m['exit'] = max(-255, min(255, $r->exit));
+        }
+        $m['wall'] = self::seconds($wall);
+        $m['cpu_user'] = self::seconds($cpuUser);
+        $m['cpu_sys'] = self::seconds($cpuSys);
+        $m['mem_peak'] = max(0, $memPeak);
+
+        $truncated = [];
+        $sql = [];
+        $cut = false;
+        $texts = [];
+        foreach ($r->sql() as [$q, $d, $rows, $failed]) {
+            if (!isset($texts[$q])) {
+                $texts[$q] = $this->sqlText($q);
+            }
+            [$text, $trunc] = $texts[$q];
+            $s = ['q' => $text, 'd' => self::seconds($d)];
+            if ($rows !== null && $rows >= 0) {
+                $s['rows'] = $rows;
+            }
+            if ($failed) {
+                $s['err'] = true;
+            }
+            if ($trunc) {
+                $s['trunc'] = true;
+                $cut = true;
+            }
+            $sql[] = $s;
+        }
+        if ($cut) {
+            $truncated[] = 'sql.q';
+        }
+        $m['sql'] = $sql;
+        $m['sql_dropped'] = min($r->sqlDropped(), self::MAX_COUNT);
+
+        if ($profile !== null) {
+            $fn = $profile['fn'] ?? [];
+            $m['fn'] = is_array($fn) ? self::functions($fn) : [];
+            if ($wall * 1000 >= $this->slowThresholdMs) {
+                $stacks = $profile['stacks'] ?? [];
+                $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
+            }
+            $m['profiler'] = Text::sanitize($profiler, 16);
+            $period = $profile['period'] ?? null;
+            if (is_float($period) || is_int($period)) {
+                $m['period'] = max(0.0, min(60.0, (float) $period));
+            }
+        } else {
+            $m['profiler'] = 'none';
+        }
+
+        $errors = [];
+        foreach ($r->errors() as [$type, $msg, $file, $line]) {
+            $e = ['type' => Text::sanitize($type, self::MAX_ERROR_TYPE)];
+            if ($msg !== '') {
+                $e['msg'] = Text::sanitize($this->redactor->text(Text::cut($msg, self::MAX_ERROR_MSG * 2)), self::MAX_ERROR_MSG);
+            }
+            if ($file !== '') {
+                $e['file'] = Text::sanitize($file, self::MAX_ERROR_FILE);
+            }
+            $e['line'] = max(0, $line);
+            $errors[] = $e;
+        }
+        $m['errors'] = $errors;
+        if ($errors !== [] || $r->errorsDropped() > 0) {
+            $m['errors_dropped'] = min($r->errorsDropped(), self::MAX_COUNT);
+        }
+        $m['fatal'] = $r->fatal;
+        $m['truncated'] = $truncated;
+        return $m;
+    }
+
+    /**
+     * A statement text as sent: redacted, sanitized and cut to
+     * sql_max_length; the flag says whether it was cut.
+     *
+     * @return array{0: string, 1: bool}
+     */
+    public function sqlText(string $q): array
+    {
+        $trunc = false;
+        if (strlen($q) > $this->sqlMaxLength + self::SQL_REDACT_MARGIN) {
+            // Redaction cost grows with the text: redact a first cut only.
+            $q = Text::cut($q, $this->sqlMaxLength + self::SQL_REDACT_MARGIN);
+            $trunc = true;
+        }
+        $q = Text::sanitize($this->redactor->sql($q), PHP_INT_MAX);
+        if (strlen($q) > $this->sqlMaxLength) {
+            $q = Text::cut($q, $this->sqlMaxLength);
+            $trunc = true;
+        }
+        return [$q, $trunc];
+    }
+
+    /** @return array<string, mixed> */
+    private function common(string $type, RequestRecord $r, float $ts, bool $identity): array
+    {
+        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => round($ts, 6)];
+        if ($identity) {
+            if ($r->host !== '') {
+                $m['host'] = $r->host;
+            }
+            if ($r->pool !== '') {
+                $m['pool'] = $r->pool;
+            }
+            if ($r->sapi !== '') {
+                $m['sapi'] = Text::sanitize($r->sapi, 32);
+            }
+        }
+        return $m;
+    }
+
+    /** @return array<string, mixed> */
+    private function requestFields(RequestRecord $r): array
+    {
+        return [
+            'cid' => $r->cid,
+            'method' => $r->method,
+            'uri' => $r->uri,
+            'endpoint' => $r->endpoint,
+            'started' => round($r->started, 6),
+        ];
+    }
+
+    /** A duration in seconds as sent: finite, within the daemon's range, microseconds. */
+    public static function seconds(float $s): float
+    {
+        if (!($s > 0.0)) {
+            return 0.0; // negative, zero and NaN
+        }
+        return $s >= 2592000.0 ? 2592000.0 : round($s, 6);
+    }
+
+    /**
+     * The profiler's functions, defensively held to the protocol: at most
+     * 500, names non-empty and at most 512 bytes, 0 <= self <= incl.
+     *
+     * @param list<array<string, mixed>> $fns
+     * @return list<array<string, mixed>>
+     */
+    private static function functions(array $fns): array
+    {
+        if (count($fns) > self::MAX_FUNCTIONS) {
+            $fns = array_slice($fns, 0, self::MAX_FUNCTIONS);
+        }
+        $out = [];
+        foreach ($fns as $f) {
+            if (!is_array($f) || !is_string($f['n'] ?? null) || !is_numeric($f['self'] ?? null) || !is_numeric($f['incl'] ?? null)) {
+                continue;
+            }
+            $n = $f['n'];
+            if ($n === '') {
+                continue;
+            }
+            if (strlen($n) > self::MAX_FUNCTION) {
+                $n = Text::cut($n, self::MAX_FUNCTION);
+            }
+            $incl = self::seconds((float) ($f['incl'] ?? 0.0));
+            $self = self::seconds((float) ($f['self'] ?? 0.0));
+            $e = ['n' => $n, 'self' => $self > $incl ? $incl : $self, 'incl' => $incl];
+            if (isset($f['calls']) && is_numeric($f['calls'])) {
+                $e['calls'] = max(0, min(self::MAX_COUNT, (int) $f['calls']));
+            }
+            $out[] = $e;
+        }
+        return $out;
+    }
+
+    /**
+     * @param list<array<string, mixed>> $stacks
+     * @return list<array{s: string, n: int}>
+     */
+    private static function stacks(array $stacks): array
+    {
+        if (count($stacks) > self::MAX_STACKS) {
+            $stacks = array_slice($stacks, 0, self::MAX_STACKS);
+        }
+        $out = [];
+        foreach ($stacks as $st) {
+            if (!is_array($st) || !is_string($st['s'] ?? null) || !is_int($st['n'] ?? null)) {
+                continue;
+            }
+            $s = $st['s'];
+            $n = $st['n'];
+            if ($n < 1) {
+                continue;
+            }
+            $out[] = ['s' => strlen($s) > self::MAX_STACK ? Text::cut($s, self::MAX_STACK) : $s, 'n' => min($n, self::MAX_COUNT)];
+        }
+        return $out;
+    }
+}

@@ -1,0 +1,79 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Profiler;
+
+/**
+ * Picks the profiler for one request from the `profiler` setting and the
+ * extensions that are loaded:
+ *
+ * | setting    | ordinary request | sampled/forced request ($callGraph)                         |
+ * |------------|------------------|-------------------------------------------------------------|
+ * | `off`      | none             | none                                                        |
+ * | `excimer`  | Excimer          | Excimer                                                     |
+ * | `tideways` | Excimer          | tideways_xhprof call graph (+ Excimer stacks when loaded)   |
+ * | `xhprof`   | Excimer          | xhprof call graph (+ Excimer stacks when loaded)            |
+ *
+ * A missing extension falls back to the next cheaper choice: no call-graph
+ * extension → Excimer; no Excimer → nothing (null).
+ */
+final class ProfilerFactory
+{
+    /**
+     * Default Excimer period in seconds (config `excimer_period_ms` = 10):
+     * chosen by measurement, see the profiler section of php/README.md.
+     */
+    public const DEFAULT_PERIOD = 0.01;
+    /** Shortest accepted period; shorter ones are raised to it. */
+    public const MIN_PERIOD = 0.001;
+    /** Longest accepted period (the protocol's limit for `period`). */
+    public const MAX_PERIOD = 60.0;
+
+    /**
+     * $setting = config `profiler` (excimer|tideways|xhprof|off); $periodSec = excimer sampling period;
+     * $callGraph = true on sampled/forced requests. Returns null when nothing is available/enabled. Never throws.
+     */
+    public static function create(string $setting, float $periodSec, bool $callGraph): ?Profiler
+    {
+        try {
+            return self::createFor($setting, $periodSec, $callGraph, [
+                'excimer' => \extension_loaded('excimer'),
+                'tideways' => \function_exists('tideways_xhprof_enable'),
+                'xhprof' => \function_exists('xhprof_enable'),
+            ]);
+        } catch (\Throwable) {
+            return null;
+        }
+    }
+
+    /**
+     * create() with the loaded extensions given, for tests.
+     *
+     * @internal
+     * @param array{excimer?:bool,tideways?:bool,xhprof?:bool} $loaded
+     */
+    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded): ?Profiler
+    {
+        $setting = strtolower(trim($setting));
+        if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
+            return null; // 'off', and anything the config did not validate
+        }
+        $sampler = ($loaded['excimer'] ?? false) ? new SamplingProfiler(self::period($periodSec)) : null;
+        if ($callGraph && $setting !== 'excimer' && ($loaded[$setting] ?? false)) {
+            return new CallGraphProfiler($setting, $sampler);
+        }
+        return $sampler;
+    }
+
+    /**
+     * The period actually used for a configured one.
+     */
+    public static function period(float $periodSec): float
+    {
+        if (!is_finite($periodSec) || $periodSec <= 0.0) {
+            return self::DEFAULT_PERIOD;
+        }
+        return min(max($periodSec, self::MIN_PERIOD), self::MAX_PERIOD);
+    }
+}

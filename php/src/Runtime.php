@@ -1,0 +1,506 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm;
+
+use Bitville\Apm\Profiler\Profiler;
+use Bitville\Apm\Profiler\ProfilerFactory;
+use Bitville\Apm\Profiler\ProgressTimer;
+use Bitville\Apm\Transport\Channel;
+use Bitville\Apm\Transport\DropCounter;
+use Bitville\Apm\Transport\Spool;
+use Bitville\Apm\Transport\Transport;
+use Bitville\Apm\Transport\UnixDatagramTransport;
+
+/**
+ * One request (or CLI run) being measured: started at prepend time, ended by
+ * the last shutdown function. It owns the RequestRecord, the profiler, the
+ * progress timer, the error and exception handlers and the channel to the
+ * daemon.
+ *
+ * Every public entry point is guarded: nothing here throws into, prints to,
+ * or raises errors in the application.
+ */
+final class Runtime
+{
+    /** Fatal error types: the request ended in one when error_get_last() at shutdown is of these. */
+    private const FATAL = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+
+    private const ERROR_TYPES = [
+        E_ERROR => 'E_ERROR', E_WARNING => 'E_WARNING', E_PARSE => 'E_PARSE', E_NOTICE => 'E_NOTICE',
+        E_CORE_ERROR => 'E_CORE_ERROR', E_CORE_WARNING => 'E_CORE_WARNING', E_COMPILE_ERROR => 'E_COMPILE_ERROR',
+        E_COMPILE_WARNING => 'E_COMPILE_WARNING', E_USER_ERROR => 'E_USER_ERROR', E_USER_WARNING => 'E_USER_WARNING',
+        E_USER_NOTICE => 'E_USER_NOTICE', 2048 => 'E_STRICT', E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
+        E_DEPRECATED => 'E_DEPRECATED', E_USER_DEPRECATED => 'E_USER_DEPRECATED',
+    ];
+
+    private ?Profiler $profiler = null;
+    private string $profilerName = 'none';
+    /** The ProgressTimer (any object with stop(): the tests' timers are not ProgressTimers). */
+    private ?object $progress = null;
+    private int $seq = 0;
+    private bool $started = false;
+    /** start_delay_ms: the start message waits for the timer's first tick. */
+    private bool $startPending = false;
+    private bool $finished = false;
+    private bool $handlersInstalled = false;
+
+    /** @var callable|null */
+    private $previousErrorHandler = null;
+    /** @var callable|null */
+    private $previousExceptionHandler = null;
+
+    /** Sends the end from a destructor if the end handler never ran. */
+    private ?ShutdownGuard $guard = null;
+
+    /** @var list<callable(): void> called before the end message is built (pending Phalcon statements) */
+    private array $beforeEnd = [];
+
+    /** CPU seconds (user, sys) when the request started. */
+    private float $cpuUser0;
+    private float $cpuSys0;
+
+    /** The end message as sent, for tests. @var array<string, mixed>|null */
+    public ?array $lastEnd = null;
+
+    /**
+     * @param float $t0 microtime(true) at prepend time
+     * @param int $h0 hrtime(true) at prepend time
+     */
+    public function __construct(
+        public readonly Config $config,
+        public readonly RequestRecord $record,
+        private readonly Channel $channel,
+        private readonly Messages $messages,
+        private readonly float $t0,
+        private readonly int $h0,
+        private readonly bool $callGraph = false,
+    ) {
+        [$this->cpuUser0, $this->cpuSys0] = self::cpu();
+    }
+
+    /**
+     * Builds the runtime of the current request from the SAPI's globals.
+     * $transport and $sapi replace the daemon socket and PHP_SAPI (tests).
+     *
+     * @param array<string, mixed> $server $_SERVER
+     */
+    public static function fromGlobals(Config $config, array $server, ?Transport $transport = null, string $sapi = PHP_SAPI): self
+    {
+        $t0 = microtime(true);
+        $h0 = hrtime(true);
+        $random = random_bytes(32);
+        $pid = getmypid() ?: 1;
+        $cli = $sapi === 'cli' || $sapi === 'phpdbg';
+
+        $started = $server['REQUEST_TIME_FLOAT'] ?? null;
+        $started = is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
+
+        $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
+        if ($cli) {
+            $method = 'CLI';
+            $argv = $server['argv'] ?? null;
+            $script = is_array($argv) && isset($argv[0]) && is_string($argv[0]) && $argv[0] !== '' ? $argv[0] : (string) ($server['SCRIPT_NAME'] ?? '-');
+            $uri = Text::sanitize($redactor->text($script), Messages::MAX_URI);
+            $endpoint = Endpoint::join('CLI', $script);
+            $cid = Ids::uuid4(substr($random, 16));
+        } else {
+            $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
+            $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
+            $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
+            $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
+            $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
+        }
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), 255);
+
+        $record = new RequestRecord(
+            id: bin2hex(substr($random, 0, 16)),
+            pid: $pid,
+            project: $config->project,
+            cid: $cid,
+            method: $method,
+            uri: $uri,
+            endpoint: $endpoint,
+            started: $started,
+            sapi: $sapi,
+            host: $host,
+            pool: $config->pool,
+            sqlMax: $config->sqlMaxStatements,
+        );
+
+        $forced = false;
+        if ($config->forceHeaderSecret !== '' && !$cli) {
+            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
+            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
+        }
+        // The request id's random bytes decide sampling: mt_rand() would
+        // move the application's seeded sequence.
+        $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
+
+        $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
+        $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled);
+    }
+
+    /**
+     * Starts measuring: the profiler, the progress timer, the start message.
+     * $profilers and $timers replace ProfilerFactory::create() and
+     * ProgressTimer::start() (tests); by default they are used when the
+     * classes exist.
+     *
+     * @param (callable(string, float, bool): ?Profiler)|null $profilers
+     * @param (callable(float, float, callable): ?object)|null $timers returns an object with stop(), or null
+     */
+    public function start(?callable $profilers = null, ?callable $timers = null): void
+    {
+        if ($this->started) {
+            return;
+        }
+        $this->started = true;
+        try {
+            if ($this->config->profiler !== 'off') {
+                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
+                if ($profilers !== null) {
+                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph);
+                    if ($p instanceof Profiler) {
+                        $p->start();
+                        $this->profiler = $p;
+                        $this->profilerName = $p->name();
+                    }
+                }
+            }
+        } catch (\Throwable) {
+            $this->profiler = null;
+            $this->profilerName = 'none';
+        }
+        // With start_delay_ms, the start is sent by the timer's first tick,
+        // so requests shorter than the delay send one datagram, not two.
+        $timers ??= class_exists(ProgressTimer::class) ? [ProgressTimer::class, 'start'] : null;
+        $after = $this->config->progressAfterMs;
+        $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
+        $delay = $this->config->startDelayMs;
+        try {
+            if ($delay > 0 && $timers !== null) {
+                $this->startPending = true;
+                $this->progress = self::timer($timers, $delay, $after > 0 ? $interval : 86400000, [$this, 'onProgress']);
+                if ($this->progress === null) {
+                    $this->startPending = false;
+                }
+            }
+        } catch (\Throwable) {
+            $this->startPending = false;
+        }
+        if (!$this->startPending) {
+            $this->sendStart();
+            try {
+                if ($after > 0 && $timers !== null) {
+                    $this->progress = self::timer($timers, $after, $interval, [$this, 'onProgress']);
+                }
+            } catch (\Throwable) {
+            }
+        }
+    }
+
+    /**
+     * @param callable(float, float, callable): ?object $timers
+     */
+    private static function timer(callable $timers, int $afterMs, int $intervalMs, callable $tick): ?object
+    {
+        $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
+        return is_object($t) && method_exists($t, 'stop') ? $t : null;
+    }
+
+    private function sendStart(): void
+    {
+        try {
+            $dropped = $this->channel->dropped();
+            $this->channel->send($this->messages->start($this->record, $this->t0, $dropped), $dropped);
+        } catch (\Throwable) {
+        }
+    }
+
+    /**
+     * Installs what a real request needs: error and exception handlers that
+     * chain to the previous ones, the shutdown function that ends the
+     * request, the optional correlation header.
+     */
+    public function install(): void
+    {
+        if ($this->handlersInstalled) {
+            return;
+        }
+        $this->handlersInstalled = true;
+        try {
+            $this->previousErrorHandler = set_error_handler([$this, 'onError']);
+            $this->previousExceptionHandler = set_exception_handler([$this, 'onException']);
+            register_shutdown_function([$this, 'onShutdown']);
+            $this->guard = new ShutdownGuard($this);
+            if ($this->config->echoCorrelationHeader && PHP_SAPI !== 'cli' && !headers_sent()) {
+                header('X-Correlation-ID: ' . $this->record->cid);
+            }
+        } catch (\Throwable) {
+        }
+    }
+
+    /**
+     * The error handler: counts the error when error_reporting() includes
+     * it (so @-silenced ones are not counted), then returns what the previous
+     * handler returns, or false to let PHP's own handler log it as usual.
+     */
+    public function onError(int $errno, string $errstr, string $errfile = '', int $errline = 0): mixed
+    {
+        if ((error_reporting() & $errno) !== 0) {
+            try {
+                $this->record->addError(self::ERROR_TYPES[$errno] ?? 'E_UNKNOWN', $errstr, $errfile, $errline);
+            } catch (\Throwable) {
+            }
+        }
+        if ($this->previousErrorHandler !== null) {
+            return ($this->previousErrorHandler)($errno, $errstr, $errfile, $errline);
+        }
+        return false;
+    }
+
+    /**
+     * The exception handler: records the uncaught exception, then hands it
+     * to the previous handler, or rethrows it, which makes PHP report it
+     * exactly as it would without any handler ("PHP Fatal error: Uncaught
+     * ...", exit status 255, HTTP 500).
+     */
+    public function onException(\Throwable $e): void
+    {
+        try {
+            $this->record->addError(get_class($e), $e->getMessage(), $e->getFile(), $e->getLine());
+            $this->record->uncaughtException = true;
+        } catch (\Throwable) {
+        }
+        if ($this->previousExceptionHandler !== null) {
+            ($this->previousExceptionHandler)($e);
+            return;
+        }
+        throw $e;
+    }
+
+    /**
+     * The shutdown function registered at prepend time runs before the
+     * application's own: it registers finish() again so that the end is
+     * measured after all of them, when the response is complete.
+     */
+    public function onShutdown(): void
+    {
+        try {
+            register_shutdown_function([$this, 'finish']);
+        } catch (\Throwable) {
+            $this->finish(false);
+        }
+    }
+
+    /**
+     * Ends the request: stops the timer and the profiler, finishes the
+     * FastCGI response when allowed (so the client does not wait for the
+     * agent), and sends the end message. Runs once; a forked child (another
+     * pid) sends nothing.
+     */
+    public function finish(bool $mayFinishRequest = true): void
+    {
+        if ($this->finished) {
+            return;
+        }
+        $this->finished = true;
+        if (getmypid() !== $this->record->pid) {
+            return;
+        }
+        // Each step on its own: a failing one must not cost the end message.
+        try {
+            $this->progress?->stop();
+        } catch (\Throwable) {
+        }
+        $this->progress = null;
+        try {
+            $this->noteFatal(error_get_last());
+        } catch (\Throwable) {
+        }
+        $status = http_response_code();
+        try {
+            if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
+                fastcgi_finish_request();
+            }
+        } catch (\Throwable) {
+        }
+        try {
+            $this->sendEnd(is_int($status) ? $status : 0);
+        } catch (\Throwable) {
+        }
+    }
+
+    /**
+     * Measures and sends the end message; separate from finish() for tests.
+     */
+    public function sendEnd(int $status): void
+    {
+        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        [$user, $sys] = self::cpu();
+        $memPeak = memory_get_peak_usage(true);
+        $profile = null;
+        if ($this->profiler !== null) {
+            try {
+                $profile = $this->profiler->stop();
+            } catch (\Throwable) {
+                $profile = null;
+            }
+            $this->profiler = null;
+        }
+        foreach ($this->beforeEnd as $f) {
+            try {
+                $f();
+            } catch (\Throwable) {
+            }
+        }
+        $dropped = $this->channel->dropped();
+        $end = $this->messages->end(
+            $this->record,
+            $this->t0 + $elapsed,
+            $dropped,
+            $this->t0 - $this->record->started + $elapsed,
+            $user - $this->cpuUser0,
+            $sys - $this->cpuSys0,
+            $memPeak,
+            $status,
+            $profile,
+            $profile !== null ? $this->profilerName : 'none',
+        );
+        $this->lastEnd = $end;
+        $this->channel->send($end, $dropped);
+    }
+
+    /**
+     * The progress timer's tick: sends the current stack, memory and CPU of
+     * a request that is still running.
+     *
+     * @param list<string> $stack outermost frame first
+     */
+    public function onProgress(array $stack): void
+    {
+        if ($this->finished) {
+            return;
+        }
+        try {
+            if ($this->startPending) {
+                $this->startPending = false;
+                $this->sendStart();
+                $after = $this->config->progressAfterMs;
+                if ($after <= 0 || (hrtime(true) - $this->h0) / 1e6 < $after) {
+                    return;
+                }
+            }
+            $elapsed = (hrtime(true) - $this->h0) / 1e9;
+            [$user, $sys] = self::cpu();
+            $dropped = $this->channel->dropped();
+            $this->channel->send($this->messages->progress(
+                $this->record,
+                $this->t0 + $elapsed,
+                $dropped,
+                $this->t0 - $this->record->started + $elapsed,
+                ++$this->seq,
+                memory_get_usage(),
+                max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
+                $stack,
+            ), $dropped);
+        } catch (\Throwable) {
+        }
+    }
+
+    /** Records a statement; $ns is its duration in nanoseconds. Never throws. */
+    public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false): void
+    {
+        try {
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed);
+        } catch (\Throwable) {
+        }
+    }
+
+    /** $sql with the sqlcommenter comment when sqlcommenter is on. Never throws. */
+    public function commentSql(string $sql): string
+    {
+        if (!$this->config->sqlcommenter) {
+            return $sql;
+        }
+        try {
+            return SqlCommenter::apply($sql, $this->record->sqlComment($this->config->sqlcommenterCorrelation));
+        } catch (\Throwable) {
+            return $sql;
+        }
+    }
+
+    /** Sets the route: the endpoint becomes "METHOD route". */
+    public function setRoute(string $route): void
+    {
+        try {
+            $this->record->setEndpoint(Endpoint::join($this->record->method, $route));
+        } catch (\Throwable) {
+        }
+    }
+
+    /** @param callable(): void $f */
+    public function beforeEnd(callable $f): void
+    {
+        $this->beforeEnd[] = $f;
+    }
+
+    public function isFinished(): bool
+    {
+        return $this->finished;
+    }
+
+    /** The channel's counters, for tests. */
+    public function channel(): Channel
+    {
+        return $this->channel;
+    }
+
+    /**
+     * Notes a fatal error seen by error_get_last() at shutdown. An uncaught
+     * exception already recorded by onException() is not listed twice.
+     *
+     * @param array{type: int, message: string, file: string, line: int}|null $last
+     */
+    public function noteFatal(?array $last): void
+    {
+        if ($last === null || ($last['type'] & self::FATAL) === 0) {
+            return;
+        }
+        $this->record->fatal = true;
+        $message = $last['message'];
+        if (str_contains($message, 'Allowed memory size of')) {
+            // room to build and send the end message
+            ini_set('memory_limit', (string) (memory_get_usage(true) + 32 * 1024 * 1024));
+        }
+        if (str_starts_with($message, 'Uncaught ')) {
+            if ($this->record->uncaughtException) {
+                return;
+            }
+            // An exception another handler rethrew: name it after its class.
+            $line = (string) strtok($message, "\n");
+            if (preg_match('/^Uncaught ([A-Za-z_\\\\][A-Za-z0-9_\\\\]*)(?:: (.*?))?(?: in \S+:\d+)?$/s', $line, $m) === 1) {
+                $this->record->addError($m[1], $m[2] ?? '', $last['file'], $last['line']);
+                return;
+            }
+        }
+        $this->record->addError(self::ERROR_TYPES[$last['type']] ?? 'E_ERROR', $message, $last['file'], $last['line']);
+    }
+
+    /** @return array{0: float, 1: float} user and system CPU seconds of this process */
+    private static function cpu(): array
+    {
+        $r = getrusage();
+        if (!is_array($r)) {
+            return [0.0, 0.0];
+        }
+        return [
+            $r['ru_utime.tv_sec'] + $r['ru_utime.tv_usec'] / 1e6,
+            $r['ru_stime.tv_sec'] + $r['ru_stime.tv_usec'] / 1e6,
+        ];
+    }
+}

@@ -1,0 +1,71 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Transport;
+
+use Bitville\Apm\Encoder;
+
+/**
+ * Sends messages: fills in the `dropped` count, encodes (fitting the 64 KiB
+ * limit), hands the payload to the transport, and on failure counts the drop
+ * or, for end messages with a spool configured, writes the payload to the
+ * spool. A spooled message is not lost, so it is not counted as dropped; the
+ * count it carried travels with it and is not reported again.
+ */
+final class Channel
+{
+    /** Messages sent, failed, spooled in this request (for tests and debugging). */
+    public int $sent = 0;
+    public int $failed = 0;
+    public int $spooled = 0;
+
+    public function __construct(
+        private readonly Transport $transport,
+        private readonly DropCounter $drops,
+        private readonly Encoder $encoder = new Encoder(),
+        private readonly ?Spool $spool = null,
+    ) {
+    }
+
+    /** The count the next message will carry in `dropped`. */
+    public function dropped(): int
+    {
+        return $this->drops->pending();
+    }
+
+    /**
+     * Sends a message built with dropped() as its `dropped` count (passed
+     * here as $reported). True when it was sent or spooled.
+     *
+     * @param array<string, mixed> $message
+     */
+    public function send(array $message, int $reported): bool
+    {
+        $payload = $this->encoder->encode($message);
+        if ($payload === null) {
+            $this->failed++;
+            $this->drops->failed();
+            return false;
+        }
+        $ok = false;
+        try {
+            $ok = $this->transport->send($payload);
+        } catch (\Throwable) {
+            // a Transport must not throw; one that does is a failed send
+        }
+        if ($ok) {
+            $this->sent++;
+            $this->drops->delivered($reported);
+            return true;
+        }
+        if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
+            $this->spooled++;
+            $this->drops->delivered($reported);
+            return true;
+        }
+        $this->failed++;
+        $this->drops->failed();
+        return false;
+    }
+}

@@ -1,0 +1,104 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests\Phalcon;
+
+use Bitville\Apm\Agent;
+use Bitville\Apm\Config;
+use Bitville\Apm\Phalcon\DbListener;
+use Bitville\Apm\Runtime;
+use Bitville\Apm\Tests\Support\MemoryTransport;
+use PHPUnit\Framework\TestCase;
+
+require_once __DIR__ . '/Doubles.php';
+
+final class DbListenerTest extends TestCase
+{
+    private MemoryTransport $transport;
+    private Runtime $runtime;
+    private EventsManager $em;
+
+    protected function setUp(): void
+    {
+        $this->transport = new MemoryTransport();
+        $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
+        $this->runtime = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $this->transport, 'fpm-fcgi');
+        Agent::setRuntime($this->runtime);
+        $this->em = new EventsManager();
+        $this->em->attach('db', new DbListener());
+    }
+
+    protected function tearDown(): void
+    {
+        Agent::setRuntime(null);
+    }
+
+    /** @return list<array<string, mixed>> */
+    private function statements(): array
+    {
+        $this->runtime->sendEnd(200);
+        return $this->transport->last('end')['sql'];
+    }
+
+    public function testQueriesAndRows(): void
+    {
+        $db = new Connection($this->em, static function (string $sql): int {
+            usleep(1000);
+            return str_starts_with($sql, 'UPDATE') ? 4 : 0;
+        });
+        self::assertTrue($db->query('SELECT * FROM robots WHERE type = :type', ['type' => 'mechanical']));
+        self::assertTrue($db->execute('UPDATE robots SET year = ? WHERE id > ?', [1952, 3]));
+        self::assertTrue($db->query('INSERT INTO robots (name) VALUES (?) RETURNING id', ['Astro']));
+        $sql = $this->statements();
+        self::assertSame(['SELECT * FROM robots WHERE type = :type', 'UPDATE robots SET year = ? WHERE id > ?', 'INSERT INTO robots (name) VALUES (?) RETURNING id'], array_column($sql, 'q'));
+        self::assertArrayNotHasKey('rows', $sql[0], 'query() leaves affectedRows stale: not reported');
+        self::assertSame(4, $sql[1]['rows']);
+        self::assertArrayNotHasKey('rows', $sql[2]);
+        foreach ($sql as $s) {
+            self::assertGreaterThanOrEqual(0.001, $s['d']);
+            self::assertArrayNotHasKey('err', $s);
+        }
+    }
+
+    public function testFailedStatementIsRecordedByTheNextOneOrAtTheEnd(): void
+    {
+        $db = new Connection($this->em, static function (string $sql): int {
+            if (str_contains($sql, 'missing')) {
+                throw new \PDOException('SQLSTATE[42P01]: relation "missing" does not exist');
+            }
+            return 1;
+        });
+        foreach (['SELECT * FROM missing', 'SELECT 1', 'DELETE FROM missing'] as $sql) {
+            try {
+                $db->execute($sql);
+            } catch (\PDOException) {
+            }
+        }
+        $sql = $this->statements();
+        self::assertSame(['SELECT * FROM missing', 'SELECT 1', 'DELETE FROM missing'], array_column($sql, 'q'));
+        self::assertSame([true, false, true], array_map(static fn (array $s): bool => $s['err'] ?? false, $sql));
+    }
+
+    public function testNeverCancelsAQuery(): void
+    {
+        $ran = 0;
+        $db = new Connection($this->em, static function () use (&$ran): int {
+            $ran++;
+            return 0;
+        });
+        self::assertTrue($db->execute('SELECT 1'));
+        self::assertSame(1, $ran);
+        Agent::setRuntime(null);
+        self::assertTrue($db->execute('SELECT 1'), 'nor without the agent');
+        self::assertSame(2, $ran);
+    }
+
+    public function testOddConnectionsAreIgnoredQuietly(): void
+    {
+        $l = new DbListener();
+        $l->beforeQuery(new Event('beforeQuery'), new \stdClass());
+        $l->afterQuery(new Event('afterQuery'), new \stdClass());
+        self::assertSame([], $this->statements(), 'no text, nothing recorded');
+    }
+}

@@ -1,0 +1,148 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests;
+
+use Bitville\Apm\Redactor;
+use PHPUnit\Framework\TestCase;
+
+final class RedactorTest extends TestCase
+{
+    /** @return array<string, array{string, string}> */
+    public static function texts(): array
+    {
+        return [
+            'nothing sensitive' => ['Undefined array key "discount"', 'Undefined array key "discount"'],
+            'query string password' => ['GET /login?user=bob&password=hunter2&x=1', 'GET /login?user=bob&password=[REDACTED]&x=1'],
+            'access_token' => ['callback?access_token=ya29.a0AfH6SM&state=1', 'callback?access_token=[REDACTED]&state=1'],
+            'api key header style' => ['X-Api-Key: 0123456789abcdef', 'X-Api-Key: [REDACTED]'],
+            'json pair' => ['{"user":"bob","password":"hunter 2"}', '{"user":"bob","password":"[REDACTED]"}'],
+            'single quoted pair' => ["client_secret='abc def'", "client_secret='[REDACTED]'"],
+            'db password' => ['connect failed: db_password=s3cret;host=db', 'connect failed: db_password=[REDACTED];host=db'],
+            'bearer' => ['Authorization failed for Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nature_1', 'Authorization failed for Bearer [REDACTED]'],
+            'basic' => ['sent Basic dXNlcjpwYXNzd29yZA==', 'sent Basic [REDACTED]'],
+            'url userinfo' => ['cannot connect to pgsql://app:topsecret@db:5432/shop', 'cannot connect to pgsql://app:[REDACTED]@db:5432/shop'],
+            'jwt alone' => ['token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcDEF123_- rejected', 'token [REDACTED] rejected'],
+            'card plain' => ['charge 4111111111111111 failed', 'charge [REDACTED] failed'],
+            'card spaced' => ['card 4111 1111 1111 1111 declined', 'card [REDACTED] declined'],
+            'card dashed amex' => ['card 3782-822463-10005 declined', 'card [REDACTED] declined'],
+            'not luhn kept' => ['order 4111111111111112 shipped', 'order 4111111111111112 shipped'],
+            'short number kept' => ['order 123456789012 shipped', 'order 123456789012 shipped'],
+            'decimal kept' => ['took 0.4111111111111111 s', 'took 0.4111111111111111 s'],
+            'session id' => ['PHPSESSID=abcdef0123; path=/', 'PHPSESSID=[REDACTED]; path=/'],
+        ];
+    }
+
+    /** @dataProvider texts */
+    public function testText(string $in, string $want): void
+    {
+        self::assertSame($want, (new Redactor())->text($in));
+    }
+
+    /** @return array<string, array{string, string}> */
+    public static function statements(): array
+    {
+        return [
+            'no literals touched' => [
+                "SELECT o.id FROM orders o WHERE o.id = 12345 AND o.status = 'open'",
+                "SELECT o.id FROM orders o WHERE o.id = 12345 AND o.status = 'open'",
+            ],
+            'placeholders stay' => [
+                'SELECT id FROM users WHERE password_hash = $1 AND api_token = ?',
+                'SELECT id FROM users WHERE password_hash = $1 AND api_token = ?',
+            ],
+            'where password' => [
+                "SELECT id FROM users WHERE email = 'a@b.c' AND password = 'hunter2'",
+                "SELECT id FROM users WHERE email = 'a@b.c' AND password = '[REDACTED]'",
+            ],
+            'update set then plain column' => [
+                "UPDATE users SET api_token = 'tok''en', name = 'Bob' WHERE id = 1",
+                "UPDATE users SET api_token = '[REDACTED]', name = 'Bob' WHERE id = 1",
+            ],
+            'function around the value' => [
+                "UPDATE users SET password = crypt('hunter2', gen_salt('bf')) WHERE id = 7",
+                "UPDATE users SET password = crypt('[REDACTED]', gen_salt('[REDACTED]')) WHERE id = 7",
+            ],
+            'in list' => [
+                "DELETE FROM sessions WHERE session_id IN ('a1', 'b2') AND user_id = 3",
+                "DELETE FROM sessions WHERE session_id IN ('[REDACTED]', '[REDACTED]') AND user_id = 3",
+            ],
+            'insert columns' => [
+                "INSERT INTO users (email, password, name) VALUES ('a@b.c', 'hunter2', 'Ann'), ('d@e.f', 'pw2', 'Dan')",
+                "INSERT INTO users (email, password, name) VALUES ('a@b.c', '[REDACTED]', 'Ann'), ('d@e.f', '[REDACTED]', 'Dan')",
+            ],
+            'insert quoted columns' => [
+                "INSERT INTO \"public\".\"users\" (\"email\", \"secret_answer\") VALUES ('a@b.c', 'blue')",
+                "INSERT INTO \"public\".\"users\" (\"email\", \"secret_answer\") VALUES ('a@b.c', '[REDACTED]')",
+            ],
+            'card in any literal' => [
+                "INSERT INTO payments (note) VALUES ('paid with 4111-1111-1111-1111')",
+                "INSERT INTO payments (note) VALUES ('[REDACTED]')",
+            ],
+            'key value inside a literal' => [
+                "INSERT INTO audit (payload) VALUES ('{\"password\":\"x\"}')",
+                "INSERT INTO audit (payload) VALUES ('[REDACTED]')",
+            ],
+            'escape string' => [
+                "SELECT 1 FROM users WHERE token = E'ab\\'cd' AND id = 2",
+                "SELECT 1 FROM users WHERE token = '[REDACTED]' AND id = 2",
+            ],
+            'unterminated literal at a cut' => [
+                "SELECT 1 FROM users WHERE password = 'hunter",
+                "SELECT 1 FROM users WHERE password = '[REDACTED]'",
+            ],
+            'sensitive table name only' => [
+                "SELECT * FROM tokens WHERE kind = 'refresh'",
+                "SELECT * FROM tokens WHERE kind = 'refresh'",
+            ],
+            'comment kept' => [
+                "SELECT 1 FROM t WHERE password = 'x' /*endpoint='GET%20%2Flogin'*/",
+                "SELECT 1 FROM t WHERE password = '[REDACTED]' /*endpoint='GET%20%2Flogin'*/",
+            ],
+        ];
+    }
+
+    /** @dataProvider statements */
+    public function testSql(string $in, string $want): void
+    {
+        self::assertSame($want, (new Redactor())->sql($in));
+    }
+
+    public function testConfiguredKeysAndPatterns(): void
+    {
+        $r = new Redactor(['otp'], ['/ACME-\d{6}/']);
+        self::assertSame('login otp=[REDACTED] ok', $r->text('login otp=123456 ok'));
+        self::assertSame('customer [REDACTED] not found', $r->text('customer ACME-123456 not found'));
+        self::assertSame("UPDATE t SET otp_code = '[REDACTED]'", $r->sql("UPDATE t SET otp_code = '999'"));
+        self::assertSame("SELECT '[REDACTED]'", $r->sql("SELECT 'ACME-123456'"));
+        // the defaults stay
+        self::assertSame('password=[REDACTED]', $r->text('password=x'));
+        self::assertSame('otp=1', (new Redactor())->text('otp=1'));
+    }
+
+    public function testDefaultKeysPatternMatchesTheList(): void
+    {
+        self::assertSame(implode('|', array_map(static fn (string $k): string => preg_quote($k, '/'), Redactor::DEFAULT_KEYS)), Redactor::DEFAULT_KEYS_PATTERN);
+    }
+
+    public function testLuhn(): void
+    {
+        foreach (['4111111111111111', '5555555555554444', '378282246310005', '6011111111111117', '4012888888881881'] as $valid) {
+            self::assertTrue(Redactor::luhn($valid), $valid);
+        }
+        foreach (['4111111111111112', '1234567890123', '5555555555554445'] as $invalid) {
+            self::assertFalse(Redactor::luhn($invalid), $invalid);
+        }
+    }
+
+    public function testLongTextsStayFast(): void
+    {
+        $r = new Redactor();
+        $sql = 'INSERT INTO t (password, v) VALUES ' . implode(', ', array_fill(0, 2000, "('p', 'v')"));
+        $out = $r->sql($sql);
+        self::assertSame(2000, substr_count($out, "('[REDACTED]', 'v')"));
+        $text = str_repeat('token=abc ', 5000);
+        self::assertSame(5000, substr_count($r->text($text), 'token=[REDACTED]'));
+    }
+}

@@ -1,0 +1,460 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests;
+
+use Bitville\Apm\Agent;
+use Bitville\Apm\Config;
+use Bitville\Apm\Runtime;
+use Bitville\Apm\Tests\Support\FakeProfiler;
+use Bitville\Apm\Tests\Support\MemoryTransport;
+use PHPUnit\Framework\TestCase;
+
+final class RuntimeTest extends TestCase
+{
+    private MemoryTransport $transport;
+
+    protected function setUp(): void
+    {
+        $this->transport = new MemoryTransport();
+    }
+
+    protected function tearDown(): void
+    {
+        Agent::setRuntime(null);
+    }
+
+    /**
+     * @param array<string, string> $config
+     * @param array<string, mixed> $server
+     */
+    private function runtime(array $config = [], array $server = [], string $sapi = 'fpm-fcgi'): Runtime
+    {
+        $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1']);
+        $server += ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/orders/42?x=1', 'REQUEST_TIME_FLOAT' => microtime(true)];
+        return Runtime::fromGlobals($c, $server, $this->transport, $sapi);
+    }
+
+    public function testStartAndEnd(): void
+    {
+        $rt = $this->runtime([], ['HTTP_X_CORRELATION_ID' => 'corr-1']);
+        $rt->start();
+        $start = $this->transport->last('start');
+        self::assertNotNull($start);
+        self::assertSame('GET /orders/{id}', $start['endpoint']);
+        self::assertSame('/orders/42', $start['uri']);
+        self::assertSame('corr-1', $start['cid']);
+        self::assertSame('fpm-fcgi', $start['sapi']);
+        self::assertSame('web-1', $start['host']);
+        self::assertArrayNotHasKey('pool', $start);
+        self::assertSame(0, $start['dropped']);
+
+        $rt->setRoute('/orders/{order}');
+        $rt->sql('SELECT 1', 1500000, 1);
+        $rt->sendEnd(404);
+        $end = $this->transport->last('end');
+        self::assertNotNull($end);
+        self::assertSame($start['id'], $end['id']);
+        self::assertSame('GET /orders/{order}', $end['endpoint']);
+        self::assertSame(404, $end['status']);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 0.0015, 'rows' => 1]], $end['sql']);
+        self::assertSame('none', $end['profiler']);
+        self::assertGreaterThanOrEqual(0.0, $end['wall']);
+        self::assertGreaterThanOrEqual($end['started'], $end['ts']);
+        self::assertGreaterThan(0, $end['mem_peak']);
+        self::assertIsFloat($end['cpu_user']);
+        self::assertFalse($end['fatal']);
+    }
+
+    public function testCliEndpoint(): void
+    {
+        $rt = $this->runtime([], ['argv' => ['bin/cron/reindex.php', '--all']], 'cli');
+        $rt->start();
+        $start = $this->transport->last('start');
+        self::assertSame('CLI', $start['method']);
+        self::assertSame('CLI bin/cron/reindex.php', $start['endpoint']);
+        self::assertSame('bin/cron/reindex.php', $start['uri']);
+        self::assertMatchesRegularExpression('/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/', $start['cid']);
+        $rt->record->exit = 3;
+        $rt->sendEnd(0);
+        self::assertSame(3, $this->transport->last('end')['exit']);
+    }
+
+    public function testEndpointRulesAndRedactedUri(): void
+    {
+        $rt = $this->runtime(['endpoint_rules' => '#^/shop/[^/]+$# => /shop/{slug}'], ['REQUEST_URI' => '/shop/red-shoes?password=x']);
+        $rt->start();
+        self::assertSame('GET /shop/{slug}', $this->transport->last('start')['endpoint']);
+        $rt = $this->runtime([], ['REQUEST_URI' => '/cards/4111111111111111/charge']);
+        $rt->start();
+        $start = $this->transport->last('start');
+        self::assertSame('/cards/[REDACTED]/charge', $start['uri']);
+        self::assertSame('GET /cards/{id}/charge', $start['endpoint']);
+    }
+
+    public function testSqlCapAndDropped(): void
+    {
+        $rt = $this->runtime(['sql_max_statements' => '3']);
+        for ($i = 0; $i < 5; $i++) {
+            $rt->sql("SELECT $i", 1000);
+        }
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertSame(['SELECT 0', 'SELECT 1', 'SELECT 2'], array_column($end['sql'], 'q'));
+        self::assertSame(2, $end['sql_dropped']);
+    }
+
+    public function testSqlTextRedactedAndCut(): void
+    {
+        $rt = $this->runtime(['sql_max_length' => '64']);
+        $rt->sql("UPDATE users SET password = 'hunter2' WHERE id = 1", 1000, 1);
+        $rt->sql('SELECT ' . str_repeat('a, ', 100) . 'b FROM t', 1000, 0, true);
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertSame("UPDATE users SET password = '[REDACTED]' WHERE id = 1", $end['sql'][0]['q']);
+        self::assertArrayNotHasKey('trunc', $end['sql'][0]);
+        self::assertSame(64, strlen($end['sql'][1]['q']));
+        self::assertTrue($end['sql'][1]['trunc']);
+        self::assertTrue($end['sql'][1]['err']);
+        self::assertSame(0, $end['sql'][1]['rows']);
+        self::assertSame(['sql.q'], $end['truncated']);
+    }
+
+    public function testSqlCommenter(): void
+    {
+        $rt = $this->runtime();
+        self::assertSame("SELECT 1 /*endpoint='GET%20%2Forders%2F%7Bid%7D'*/", $rt->commentSql('SELECT 1'));
+        $rt->setRoute('/orders/{order}');
+        self::assertSame("SELECT 1 /*endpoint='GET%20%2Forders%2F%7Border%7D'*/", $rt->commentSql('SELECT 1'), 'follows the endpoint');
+        $rt = $this->runtime(['sqlcommenter' => '0']);
+        self::assertSame('SELECT 1', $rt->commentSql('SELECT 1'));
+        $rt = $this->runtime(['sqlcommenter_correlation' => '1'], ['HTTP_X_CORRELATION_ID' => 'c-1']);
+        self::assertSame("SELECT 1 /*correlation_id='c-1',endpoint='GET%20%2Forders%2F%7Bid%7D'*/", $rt->commentSql('SELECT 1'));
+    }
+
+    public function testErrorHandlerChainsAndCounts(): void
+    {
+        $rt = $this->runtime();
+        $calls = [];
+        $prev = set_error_handler(static function (int $no, string $msg, string $file, int $line) use (&$calls) {
+            $calls[] = [$no, $msg];
+            return $no === E_USER_NOTICE ? null : false;
+        });
+        try {
+            $rt->install();
+            // install() put the runtime's handler on top of ours
+            $mine = set_error_handler(null);
+            set_error_handler($mine);
+            self::assertSame([$rt, 'onError'], $mine);
+
+            self::assertFalse($rt->onError(E_WARNING, 'Undefined array key "x"', '/a.php', 3));
+            self::assertNull($rt->onError(E_USER_NOTICE, 'note', '/a.php', 4), 'the previous handler\'s result is returned as is');
+            $level = error_reporting(E_ALL & ~E_DEPRECATED);
+            try {
+                $rt->onError(E_DEPRECATED, 'old', '/a.php', 5);
+            } finally {
+                error_reporting($level);
+            }
+            self::assertCount(3, $calls, 'the previous handler sees every error');
+        } finally {
+            restore_error_handler();
+            restore_error_handler();
+            restore_exception_handler();
+        }
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertSame([
+            ['type' => 'E_WARNING', 'msg' => 'Undefined array key "x"', 'file' => '/a.php', 'line' => 3],
+            ['type' => 'E_USER_NOTICE', 'msg' => 'note', 'file' => '/a.php', 'line' => 4],
+        ], $end['errors'], 'errors outside error_reporting (and @-silenced ones) are not counted');
+        self::assertSame(0, $end['errors_dropped']);
+    }
+
+    public function testErrorsCapped(): void
+    {
+        $rt = $this->runtime();
+        for ($i = 0; $i < 70; $i++) {
+            $rt->onError($i % 2 ? E_NOTICE : E_WARNING, "token=secret$i", '/a.php', $i);
+        }
+        self::assertSame(['E_WARNING' => 35, 'E_NOTICE' => 35], $rt->record->errorCounts());
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertCount(50, $end['errors']);
+        self::assertSame(20, $end['errors_dropped']);
+        self::assertSame('token=[REDACTED]', $end['errors'][0]['msg']);
+    }
+
+    public function testExceptionHandlerChainsOrRethrows(): void
+    {
+        $rt = $this->runtime();
+        $seen = null;
+        set_exception_handler(static function (\Throwable $e) use (&$seen): void {
+            $seen = $e;
+        });
+        try {
+            $rt->install();
+            $e = new \DomainException('no such order password=x');
+            $rt->onException($e);
+            self::assertSame($e, $seen);
+        } finally {
+            restore_exception_handler();
+            restore_exception_handler();
+            restore_error_handler();
+        }
+
+        $rt2 = $this->runtime();
+        $e2 = new \LogicException('boom');
+        try {
+            $rt2->onException($e2);
+            self::fail('rethrow expected');
+        } catch (\LogicException $caught) {
+            self::assertSame($e2, $caught, 'the very same exception, unchanged');
+        }
+        $rt->sendEnd(500);
+        $end = $this->transport->last('end');
+        self::assertSame('DomainException', $end['errors'][0]['type']);
+        self::assertSame('no such order password=[REDACTED]', $end['errors'][0]['msg']);
+    }
+
+    public function testFatalAtShutdown(): void
+    {
+        $rt = $this->runtime();
+        $rt->noteFatal(['type' => E_WARNING, 'message' => 'not fatal', 'file' => '/a.php', 'line' => 1]);
+        self::assertFalse($rt->record->fatal);
+        $rt->noteFatal(['type' => E_ERROR, 'message' => 'Maximum execution time of 30 seconds exceeded', 'file' => '/a.php', 'line' => 9]);
+        self::assertTrue($rt->record->fatal);
+        self::assertSame([['E_ERROR', 'Maximum execution time of 30 seconds exceeded', '/a.php', 9]], $rt->record->errors());
+    }
+
+    public function testUncaughtExceptionsAtShutdown(): void
+    {
+        $rt = $this->runtime();
+        try {
+            $rt->onException(new \RuntimeException('boom'));
+        } catch (\RuntimeException) {
+        }
+        $rt->noteFatal(['type' => E_ERROR, 'message' => "Uncaught RuntimeException: boom in /a.php:3\nStack trace:\n#0 {main}\n  thrown", 'file' => '/a.php', 'line' => 3]);
+        self::assertTrue($rt->record->fatal);
+        self::assertCount(1, $rt->record->errors());
+
+        // one another handler rethrew: named after its class
+        $rt = $this->runtime();
+        $rt->noteFatal(['type' => E_ERROR, 'message' => "Uncaught App\\Error\\NotFound: no order 7 in /a.php:3\nStack trace:\n#0 {main}\n  thrown", 'file' => '/a.php', 'line' => 3]);
+        self::assertSame([['App\Error\NotFound', 'no order 7', '/a.php', 3]], $rt->record->errors());
+        $rt = $this->runtime();
+        $rt->noteFatal(['type' => E_ERROR, 'message' => "Uncaught Exception in /a.php:3\nStack trace:\n#0 {main}\n  thrown", 'file' => '/a.php', 'line' => 3]);
+        self::assertSame([['Exception', '', '/a.php', 3]], $rt->record->errors());
+    }
+
+    public function testProfilerResultsInEnd(): void
+    {
+        $profile = [
+            'fn' => [['n' => 'App\Pricing::recalculate', 'self' => 0.03, 'incl' => 0.04], ['n' => '{main}', 'self' => 0.001, 'incl' => 0.05]],
+            'stacks' => [['s' => '{main};App\Pricing::recalculate', 'n' => 3]],
+            'period' => 0.01,
+        ];
+        $fake = new FakeProfiler($profile);
+        $args = null;
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_period_ms' => '5']);
+        $rt->start(static function (string $setting, float $period, bool $callGraph) use ($fake, &$args) {
+            $args = [$setting, $period, $callGraph];
+            return $fake;
+        }, static fn (): ?object => null);
+        self::assertSame(['excimer', 0.005, false], $args);
+        self::assertSame(1, $fake->starts);
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertSame(1, $fake->stops);
+        self::assertSame('excimer', $end['profiler']);
+        self::assertSame(0.01, $end['period']);
+        self::assertSame($profile['fn'], $end['fn']);
+        self::assertSame($profile['stacks'], $end['stacks']);
+    }
+
+    public function testStacksOnlyForSlowRequests(): void
+    {
+        $profile = ['fn' => [['n' => 'f', 'self' => 0.001, 'incl' => 0.001]], 'stacks' => [['s' => '{main};f', 'n' => 1]], 'period' => 0.001];
+        $rt = $this->runtime(['profiler' => 'excimer', 'slow_threshold_ms' => '60000']);
+        $rt->start(static fn (): FakeProfiler => new FakeProfiler($profile), static fn (): ?object => null);
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertArrayHasKey('fn', $end);
+        self::assertArrayNotHasKey('stacks', $end);
+    }
+
+    public function testBrokenProfilerStillEnds(): void
+    {
+        $rt = $this->runtime(['profiler' => 'excimer']);
+        $rt->start(static fn (): FakeProfiler => new FakeProfiler([], 'excimer', true), static fn (): ?object => null);
+        $rt->sendEnd(200);
+        $end = $this->transport->last('end');
+        self::assertSame('none', $end['profiler']);
+        self::assertArrayNotHasKey('fn', $end);
+
+        $rt = $this->runtime(['profiler' => 'excimer']);
+        $rt->start(static function (): never {
+            throw new \RuntimeException('factory broke');
+        }, static fn (): ?object => null);
+        self::assertNotNull($this->transport->last('start'), 'start is sent anyway');
+    }
+
+    public function testOffMeansNoProfiler(): void
+    {
+        $called = false;
+        $rt = $this->runtime(['profiler' => 'off']);
+        $rt->start(static function () use (&$called) {
+            $called = true;
+            return null;
+        }, static fn (): ?object => null);
+        self::assertFalse($called);
+    }
+
+    /** @return array<string, array{array<string, string>, array<string, string>, bool}> */
+    public static function callGraphs(): array
+    {
+        return [
+            'default' => [[], [], false],
+            'always sampled' => [['sample_rate' => '1'], [], true],
+            'never sampled' => [['sample_rate' => '0'], [], false],
+            'forced' => [['force_header_secret' => 's3cret'], ['HTTP_X_BITVILLE_PROFILE' => 's3cret'], true],
+            'wrong secret' => [['force_header_secret' => 's3cret'], ['HTTP_X_BITVILLE_PROFILE' => 'guess'], false],
+            'no secret configured' => [[], ['HTTP_X_BITVILLE_PROFILE' => ''], false],
+        ];
+    }
+
+    /**
+     * @dataProvider callGraphs
+     * @param array<string, string> $config
+     * @param array<string, string> $server
+     */
+    public function testCallGraphDecision(array $config, array $server, bool $want): void
+    {
+        $got = null;
+        $rt = $this->runtime($config + ['profiler' => 'tideways'], $server);
+        $rt->start(static function (string $s, float $p, bool $callGraph) use (&$got) {
+            $got = $callGraph;
+            return null;
+        }, static fn (): ?object => null);
+        self::assertSame($want, $got);
+    }
+
+    public function testSampleRateSamplesAboutThatShare(): void
+    {
+        $sampled = 0;
+        for ($i = 0; $i < 2000; $i++) {
+            $rt = $this->runtime(['profiler' => 'tideways', 'sample_rate' => '0.1']);
+            $rt->start(static function (string $s, float $p, bool $callGraph) use (&$sampled) {
+                $sampled += $callGraph ? 1 : 0;
+                return null;
+            }, static fn (): ?object => null);
+        }
+        // 2000 draws at p=0.1: mean 200, sd ~13.4; 120..280 is six sd either side
+        self::assertGreaterThan(120, $sampled);
+        self::assertLessThan(280, $sampled);
+    }
+
+    public function testProgress(): void
+    {
+        $timerArgs = null;
+        $tick = null;
+        $rt = $this->runtime(['progress_after_ms' => '2000', 'progress_interval_ms' => '1000']);
+        $rt->start(static fn (): ?object => null, static function (float $after, float $interval, callable $cb) use (&$timerArgs, &$tick) {
+            $timerArgs = [$after, $interval];
+            $tick = $cb;
+            return null;
+        });
+        self::assertSame([2.0, 1.0], $timerArgs);
+        $rt->setRoute('/orders/{id}');
+        $tick(['{main}', 'App\Pricing::recalculate']);
+        $tick(['{main}', 'App\Pricing::recalculate', 'PDOStatement::execute']);
+        $progress = array_values(array_filter($this->transport->messages(), static fn (array $m): bool => $m['type'] === 'progress'));
+        self::assertCount(2, $progress);
+        self::assertSame([1, 2], array_column($progress, 'seq'));
+        self::assertSame('GET /orders/{id}', $progress[0]['endpoint']);
+        self::assertSame(['{main}', 'App\Pricing::recalculate', 'PDOStatement::execute'], $progress[1]['stack']);
+        self::assertGreaterThan(0, $progress[0]['mem']);
+        self::assertGreaterThanOrEqual(0.0, $progress[0]['cpu']);
+        self::assertGreaterThanOrEqual(0.0, $progress[0]['elapsed']);
+        self::assertSame(['v', 'type', 'id', 'pid', 'project', 'ts', 'endpoint', 'elapsed', 'seq', 'mem', 'cpu', 'stack'], array_keys($progress[0]));
+
+        $rt->finish(false);
+        $tick(['{main}']);
+        self::assertSame(['start', 'progress', 'progress', 'end'], array_column($this->transport->messages(), 'type'), 'no progress after the end');
+    }
+
+    public function testDelayedStart(): void
+    {
+        $timer = new class () {
+            public int $stops = 0;
+
+            public function stop(): void
+            {
+                $this->stops++;
+            }
+        };
+        $args = null;
+        $tick = null;
+        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '1', 'progress_interval_ms' => '5000']);
+        $rt->start(static fn (): ?object => null, static function (float $after, float $interval, callable $cb) use ($timer, &$args, &$tick) {
+            $args = [$after, $interval];
+            $tick = $cb;
+            return $timer;
+        });
+        self::assertSame([0.1, 5.0], $args, 'one timer: first tick at the delay, then every interval');
+        self::assertSame([], $this->transport->messages(), 'no start before the delay');
+        usleep(2000);
+        $tick(['{main}', 'f']);
+        self::assertSame(['start', 'progress'], array_column($this->transport->messages(), 'type'), 'the first tick sends the start, and progress once progress_after_ms passed');
+        $tick(['{main}', 'g']);
+        $rt->finish(false);
+        self::assertSame(['start', 'progress', 'progress', 'end'], array_column($this->transport->messages(), 'type'));
+        self::assertSame(1, $timer->stops);
+    }
+
+    public function testDelayedStartOfAShortRequestIsNeverSent(): void
+    {
+        $timer = new class () {
+            public function stop(): void
+            {
+            }
+        };
+        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '0']);
+        $args = null;
+        $rt->start(static fn (): ?object => null, static function (float $after, float $interval) use ($timer, &$args) {
+            $args = [$after, $interval];
+            return $timer;
+        });
+        self::assertSame([0.1, 86400.0], $args, 'progress off: a single tick');
+        $rt->finish(false);
+        self::assertSame(['end'], array_column($this->transport->messages(), 'type'));
+    }
+
+    public function testDelayedStartWithoutTimersSendsAtOnce(): void
+    {
+        $rt = $this->runtime(['start_delay_ms' => '100']);
+        $rt->start(static fn (): ?object => null, static fn (): ?object => null);
+        self::assertSame(['start'], array_column($this->transport->messages(), 'type'));
+    }
+
+    public function testProgressOff(): void
+    {
+        $called = false;
+        $rt = $this->runtime(['progress_after_ms' => '0']);
+        $rt->start(static fn (): ?object => null, static function () use (&$called) {
+            $called = true;
+            return null;
+        });
+        self::assertFalse($called);
+    }
+
+    public function testFinishOnce(): void
+    {
+        $rt = $this->runtime();
+        $rt->finish(false);
+        $rt->finish(false);
+        $ends = array_filter($this->transport->messages(), static fn (array $m): bool => $m['type'] === 'end');
+        self::assertCount(1, $ends);
+        self::assertTrue($rt->isFinished());
+    }
+}

@@ -1,0 +1,38 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests\Support;
+
+use Bitville\Apm\Profiler\Profiler;
+
+/** A Profiler that returns a fixed profile (or throws, like a broken one would). */
+final class FakeProfiler implements Profiler
+{
+    public int $starts = 0;
+    public int $stops = 0;
+
+    /** @param array<string, mixed> $profile */
+    public function __construct(private readonly array $profile, private readonly string $name = 'excimer', private readonly bool $throw = false)
+    {
+    }
+
+    public function name(): string
+    {
+        return $this->name;
+    }
+
+    public function start(): void
+    {
+        $this->starts++;
+    }
+
+    public function stop(): array
+    {
+        $this->stops++;
+        if ($this->throw) {
+            throw new \RuntimeException('profiler broke');
+        }
+        return $this->profile;
+    }
+}

@@ -1,0 +1,78 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests\Transport;
+
+use Bitville\Apm\Tests\Support\MemoryTransport;
+use Bitville\Apm\Tests\Support\TempDir;
+use Bitville\Apm\Transport\Channel;
+use Bitville\Apm\Transport\DropCounter;
+use Bitville\Apm\Transport\Spool;
+use PHPUnit\Framework\TestCase;
+
+final class ChannelTest extends TestCase
+{
+    /** @return array<string, mixed> */
+    private static function msg(string $type, int $dropped): array
+    {
+        return ['v' => 1, 'type' => $type, 'dropped' => $dropped];
+    }
+
+    public function testDropsAreCountedAndReportedByTheNextMessageThatGetsThrough(): void
+    {
+        $t = new MemoryTransport();
+        $c = new Channel($t, new DropCounter(1, false));
+        $t->refuse = true;
+        self::assertFalse($c->send(self::msg('start', $c->dropped()), $c->dropped()));
+        self::assertFalse($c->send(self::msg('progress', $c->dropped()), $c->dropped()));
+        self::assertSame(2, $c->dropped());
+        $t->refuse = false;
+        $d = $c->dropped();
+        self::assertTrue($c->send(self::msg('end', $d), $d));
+        self::assertSame(2, $t->messages()[0]['dropped']);
+        self::assertSame(0, $c->dropped(), 'reported once');
+        self::assertSame(1, $c->sent);
+        self::assertSame(2, $c->failed);
+    }
+
+    public function testAThrowingTransportIsAFailedSend(): void
+    {
+        $t = new MemoryTransport();
+        $t->throw = true;
+        $c = new Channel($t, new DropCounter(1, false));
+        self::assertFalse($c->send(self::msg('start', 0), 0));
+        self::assertSame(1, $c->dropped());
+    }
+
+    public function testEndMessagesAreSpooledNotDropped(): void
+    {
+        $dir = TempDir::create();
+        try {
+            $t = new MemoryTransport();
+            $t->refuse = true;
+            $spool = new Spool($dir, 1 << 20, 7);
+            $c = new Channel($t, new DropCounter(7, false), spool: $spool);
+            self::assertFalse($c->send(self::msg('start', 0), 0), 'starts are not spooled');
+            $d = $c->dropped();
+            self::assertSame(1, $d);
+            self::assertTrue($c->send(self::msg('end', $d), $d));
+            self::assertSame(1, $c->spooled);
+            self::assertSame(0, $c->dropped(), 'the spooled end carries the count');
+            $files = $spool->files();
+            self::assertCount(1, $files);
+            self::assertSame('{"v":1,"type":"end","dropped":1}', file_get_contents($files[0]));
+        } finally {
+            TempDir::remove($dir);
+        }
+    }
+
+    public function testUnencodableMessageCountsAsDropped(): void
+    {
+        $t = new MemoryTransport();
+        $c = new Channel($t, new DropCounter(1, false));
+        self::assertFalse($c->send(['v' => 1, 'type' => 'start', 'pad' => str_repeat('x', 70000)], 0));
+        self::assertSame(0, $t->attempts);
+        self::assertSame(1, $c->dropped());
+    }
+}
