@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bitville/bitville-apm/internal/stack"
+)
+
+// phpSetup is one way of running the example shop's php-fpm pool in the
+// overhead benchmark.
+type phpSetup struct {
+	name  string
+	agent bool              // auto_prepend_file = php/bootstrap.php
+	env   map[string]string // BITVILLE_APM_* settings
+	url   string
+	fpm   *stack.FPM
+	nginx *stack.Nginx
+	rps   []float64
+}
+
+// BenchmarkPHPOverhead measures what the PHP agent costs a realistic
+// endpoint (GET /quote/{id}: four statements on PostgreSQL and about 10 ms
+// of work) in requests per second, with wrk on loopback against real nginx
+// and php-fpm. Every setup gets its own pool (4 workers) and nginx over the
+// same PostgreSQL; the setups take turns for BENCH_ROUNDS rounds of
+// BENCH_DURATION each (the order rotating every round), and the medians are
+// compared with the baseline (no agent) of the same run:
+//
+//	make bench-php          # or:
+//	go test -run '^$' -bench PHPOverhead -benchtime 1x ./cmd/bitville-apm/
+//
+// The figures go to docs/performance.md.
+func BenchmarkPHPOverhead(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Fatalf("wrk not found (Debian package wrk; `make deps` installs it): %v", err)
+	}
+	rounds := envInt(b, "BENCH_ROUNDS", 5)
+	duration := envDuration(b, "BENCH_DURATION", 5*time.Second)
+	connections := envInt(b, "BENCH_CONNECTIONS", 8)
+	bin := buildBinary(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	dir := b.TempDir()
+	shop, err := stack.StartShop(ctx, stack.ShopConfig{Dir: filepath.Join(dir, "shop"), Preload: []string{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = shop.Stop() })
+	// As in production (the daemon's default): a socket queue of 1024
+	// datagrams, not the kernel's 10.
+	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
+
+	on := func(extra map[string]string) map[string]string {
+		env := map[string]string{
+			"BITVILLE_APM_ENABLED": "1",
+			"BITVILLE_APM_PROJECT": "bench",
+			"BITVILLE_APM_SOCKET":  daemon.socket,
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return env
+	}
+	period := defaultExcimerPeriodMS(b)
+	setups := []*phpSetup{
+		{name: "baseline"},
+		{name: "agent", agent: true, env: on(nil)},
+		{name: "daemon-down", agent: true, env: on(map[string]string{"BITVILLE_APM_SOCKET": filepath.Join(dir, "absent.sock")})},
+		{name: "excimer-period/10", agent: true, env: on(map[string]string{"BITVILLE_APM_EXCIMER_PERIOD_MS": strconv.FormatFloat(period/10, 'f', -1, 64)})},
+		{name: "tideways-every-request", agent: true, env: on(map[string]string{"BITVILLE_APM_PROFILER": "tideways", "BITVILLE_APM_SAMPLE_RATE": "1"})},
+	}
+	if only := os.Getenv("BENCH_SETUPS"); only != "" {
+		setups = slices.DeleteFunc(setups, func(s *phpSetup) bool {
+			return s.name != "baseline" && !slices.Contains(strings.Split(only, ","), s.name)
+		})
+	}
+	root, err := stack.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, s := range setups {
+		env := map[string]string{"APP_DB_DSN": shop.PG.PDODSN(shop.DB), "APP_DB_USER": shop.PG.User}
+		for k, v := range s.env {
+			env[k] = v
+		}
+		c := stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("bench%d", i), Children: 4, Env: env}
+		if s.agent {
+			c.PrependFile = filepath.Join(root, "php", "bootstrap.php")
+		}
+		if s.fpm, err = stack.StartFPM(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.fpm.Stop() })
+		if s.nginx, err = stack.StartNginx(ctx, stack.NginxConfig{Dir: filepath.Join(dir, fmt.Sprintf("nginx%d", i)),
+			Root: filepath.Join(root, "php", "examples", "public"), FastCGISocket: s.fpm.Socket}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.nginx.Stop() })
+		s.url = s.nginx.URL + "/quote/7"
+		if resp, err := http.Get(s.url); err != nil || resp.StatusCode != 200 {
+			b.Fatalf("%s: GET %s: %v %v", s.name, s.url, resp, err)
+		}
+		runWrk(b, wrk, s.url, connections, time.Second) // warm up: opcache, connections
+	}
+
+	b.ResetTimer()
+	for r := 0; r < rounds; r++ {
+		for j := range setups {
+			s := setups[(j+r)%len(setups)]
+			s.rps = append(s.rps, runWrk(b, wrk, s.url, connections, duration))
+		}
+	}
+	b.StopTimer()
+
+	base := median(setups[0].rps)
+	var out strings.Builder
+	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c%d, GET /quote/7, 4 php-fpm workers per pool, Excimer default period %g ms\n", rounds, duration, connections, period)
+	fmt.Fprintf(&out, "%-24s %10s %8s   %s\n", "setup", "median/s", "of base", "rounds (req/s)")
+	for _, s := range setups {
+		m := median(s.rps)
+		fmt.Fprintf(&out, "%-24s %10.1f %7.1f%%   %s\n", s.name, m, 100*m/base, fmtRates(s.rps))
+		b.ReportMetric(100*m/base, strings.NewReplacer("/", "_", "-", "_").Replace(s.name)+"_%_of_baseline")
+	}
+	b.Logf("\n%s", out.String())
+	if v := value(daemon.scrape(b), `bitville_php_requests_total{`); v == 0 {
+		b.Errorf("the daemon counted no requests: the agent setups did not report")
+	}
+}
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// runWrk loads url for d and returns requests per second; non-2xx answers
+// fail the benchmark.
+func runWrk(b *testing.B, wrk, url string, connections int, d time.Duration) float64 {
+	b.Helper()
+	out, err := exec.Command(wrk, "-t1", fmt.Sprintf("-c%d", connections), fmt.Sprintf("-d%ds", int(d.Seconds())), url).CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk %s: %v\n%s", url, err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+		b.Fatalf("wrk %s saw errors:\n%s", url, out)
+	}
+	m := wrkRate.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("no rate in wrk's output:\n%s", out)
+	}
+	f, _ := strconv.ParseFloat(string(m[1]), 64)
+	return f
+}
+
+// defaultExcimerPeriodMS asks the PHP agent for its default sampling period.
+func defaultExcimerPeriodMS(b *testing.B) float64 {
+	root, err := stack.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := exec.Command("php", "-r", `require $argv[1]; echo \Bitville\Apm\Config::DEFAULT_EXCIMER_PERIOD_MS;`,
+		filepath.Join(root, "php", "src", "Config.php")).CombinedOutput()
+	if err != nil {
+		b.Fatalf("cannot read the default Excimer period: %v\n%s", err, out)
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		b.Fatalf("cannot read the default Excimer period from %q: %v", out, err)
+	}
+	return f
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtRates(v []float64) string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = strconv.FormatFloat(f, 'f', 0, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return n
+}
+
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second {
+		b.Fatalf("%s=%q: want a duration of at least 1s", name, s)
+	}
+	return d
+}
