@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run test test-go test-php lint bench fuzz clean
+.PHONY: help deps build run test test-go test-php lint bench bench-php fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,8 +42,11 @@ lint: ## gofmt, go vet, php -l
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: deps ## run the benchmarks (figures go to docs/performance.md)
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+bench: deps ## run the Go benchmarks (figures go to docs/performance.md)
+	$(GO) test -run='^$$' -bench=. -skip=PHPOverhead -benchmem -count=1 ./...
+
+bench-php: deps ## the PHP agent's overhead: wrk against pools with and without it (BENCH_ROUNDS, BENCH_DURATION)
+	$(GO) test -run='^$$' -bench=PHPOverhead -benchtime=1x -timeout=60m -v ./cmd/bitville-apm/
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./internal/protocol/
