@@ -22,7 +22,7 @@ final class Config
     public const ENV_PREFIX = 'BITVILLE_APM_';
 
     /** The excimer sampling period used when excimer_period_ms is not set. */
-    public const DEFAULT_EXCIMER_PERIOD_MS = 10.0;
+    public const DEFAULT_EXCIMER_PERIOD_MS = 100.0;
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;

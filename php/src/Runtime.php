@@ -159,22 +159,6 @@ final class Runtime
             return;
         }
         $this->started = true;
-        try {
-            if ($this->config->profiler !== 'off') {
-                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
-                if ($profilers !== null) {
-                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph);
-                    if ($p instanceof Profiler) {
-                        $p->start();
-                        $this->profiler = $p;
-                        $this->profilerName = $p->name();
-                    }
-                }
-            }
-        } catch (\Throwable) {
-            $this->profiler = null;
-            $this->profilerName = 'none';
-        }
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
         $timers ??= class_exists(ProgressTimer::class) ? [ProgressTimer::class, 'start'] : null;
@@ -200,6 +184,24 @@ final class Runtime
                 }
             } catch (\Throwable) {
             }
+        }
+        // The profiler starts last, so its samples do not include the
+        // agent's own start-up work (sending the start, arming the timer).
+        try {
+            if ($this->config->profiler !== 'off') {
+                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
+                if ($profilers !== null) {
+                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph);
+                    if ($p instanceof Profiler) {
+                        $p->start();
+                        $this->profiler = $p;
+                        $this->profilerName = $p->name();
+                    }
+                }
+            }
+        } catch (\Throwable) {
+            $this->profiler = null;
+            $this->profilerName = 'none';
         }
     }
 

@@ -50,7 +50,7 @@ final class ConfigTest extends TestCase
         self::assertSame('excimer', $c->profiler);
         self::assertSame(0.0, $c->sampleRate);
         self::assertSame(0, $c->slowThresholdMs);
-        self::assertSame(10.0, $c->excimerPeriodMs);
+        self::assertSame(100.0, $c->excimerPeriodMs);
         self::assertSame(5000, $c->progressAfterMs);
         self::assertSame(5000, $c->progressIntervalMs);
         self::assertSame('', $c->forceHeaderSecret);

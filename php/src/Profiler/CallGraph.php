@@ -15,9 +15,10 @@ namespace Bitville\Apm\Profiler;
  *   `f@2`, … Self time of every depth adds up to f's self; only the
  *   outermost frames (no `@`) give f's inclusive time, so recursion is not
  *   counted twice; calls of every depth count.
- * - On PHP 8 both extensions report each internal-function call twice, as
- *   `X==>X@1` (observer API and execute_internal hook both fire). Such an
- *   edge of an internal function is not counted as a call.
+ * - On PHP 8 each internal-function call shows up twice, as `X==>X@1`
+ *   (seen here with tideways_xhprof 5.0.4 on PHP 8.2, and reported for
+ *   xhprof on PHP 8.2). Such an edge of an internal function is not counted
+ *   as a call; its time is handled like recursion.
  * - `main()` (the profiler's own root) and calls without a traced caller
  *   hang under `{main}`, the script body, whose inclusive time is the
  *   profiled wall time minus the agent's own work.
@@ -173,8 +174,8 @@ final class CallGraph
 
         $list = [];
         foreach ($fn as $f) {
-            $incl = $f['incl'] / 1e6;
-            $selfSec = min($f['self'] / 1e6, $incl);
+            $incl = round($f['incl'] / 1e6, 6);
+            $selfSec = min(round($f['self'] / 1e6, 6), $incl);
             $list[] = ['n' => $f['n'], 'self' => $selfSec, 'incl' => $incl, 'calls' => $f['calls']];
         }
         return Frames::rankFunctions($list);

@@ -94,10 +94,11 @@ final class CollapsedProfile
             if ($name === Frames::TRUNCATED) {
                 continue; // a marker in stacks, not a function
             }
+            // rounded to µs: shorter JSON, and rounding keeps self ≤ incl
             $fn[] = [
                 'n' => (string) $name,
-                'self' => ($self[$name] ?? 0) * $period,
-                'incl' => $samples * $period,
+                'self' => round(($self[$name] ?? 0) * $period, 6),
+                'incl' => round($samples * $period, 6),
             ];
         }
         return ['fn' => Frames::rankFunctions($fn), 'stacks' => Frames::rankStacks($stacks)];
