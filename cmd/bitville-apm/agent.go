@@ -29,6 +29,7 @@ type AgentCmd struct {
 	Readers              int              `name:"agent.readers" default:"2" help:"Goroutines reading the socket."`
 	ReceiveBuffer        units.Base2Bytes `name:"agent.receive-buffer" default:"8MiB" help:"Socket receive buffer (SO_RCVBUF, forced past net.core.rmem_max when running as root). Absorbs bursts while readers are busy."`
 	MinQueueLen          int              `name:"agent.min-queue-length" default:"1024" help:"Raise net.unix.max_dgram_qlen to at least this before opening the socket, when running as root. The kernel queues at most that many datagrams per socket whatever the receive buffer (default 10): below it the PHP workers drop messages as soon as the daemon falls behind. 0 leaves it alone."`
+	ReadPause            time.Duration    `name:"agent.read-pause" default:"20ms" help:"Least time between two drains of the socket: each drain reads every queued datagram, so a busy host wakes the daemon about 50 times a second instead of twice per PHP request. Shortened automatically when the socket's queue would fill meanwhile. 0 reads each datagram as it arrives."`
 	LongRequestThreshold time.Duration    `name:"agent.long-request-threshold" default:"10s" help:"A request in flight for longer is counted as long running and reported once as an event with its latest stack."`
 	CheckPIDs            bool             `name:"agent.check-pids" default:"true" negatable:"" help:"Abandon in-flight requests whose worker process is gone (killed by request_terminate_timeout, crashed). Disable when PHP runs in another PID namespace."`
 	InflightMaxAge       time.Duration    `name:"agent.inflight-max-age" default:"1h" help:"Abandon an in-flight request not heard of (start or progress) for this long."`
@@ -66,6 +67,7 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.Readers = c.Readers
 	cfg.ReceiveBuffer = int(c.ReceiveBuffer)
 	cfg.MinQueueLen = c.MinQueueLen
+	cfg.ReadPause = c.ReadPause
 	cfg.ListenAddress = c.ListenAddress
 	cfg.LongRequestThreshold = c.LongRequestThreshold
 	cfg.CheckPIDs = c.CheckPIDs

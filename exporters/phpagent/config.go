@@ -20,12 +20,13 @@ import (
 
 // Config is the validated configuration of the agent daemon.
 type Config struct {
-	Socket        string      // path of the unix datagram socket
-	SocketMode    fs.FileMode // permission bits of the socket file
-	SocketGroup   string      // group name or numeric gid that owns the socket; "" keeps the daemon's
-	Readers       int         // goroutines reading the socket
-	ReceiveBuffer int         // SO_RCVBUF in bytes
-	MinQueueLen   int         // raise net.unix.max_dgram_qlen to this when lower and permitted; 0 leaves it
+	Socket        string        // path of the unix datagram socket
+	SocketMode    fs.FileMode   // permission bits of the socket file
+	SocketGroup   string        // group name or numeric gid that owns the socket; "" keeps the daemon's
+	Readers       int           // goroutines reading the socket
+	ReceiveBuffer int           // SO_RCVBUF in bytes
+	MinQueueLen   int           // raise net.unix.max_dgram_qlen to this when lower and permitted; 0 leaves it
+	ReadPause     time.Duration // least time between two drains of the socket; 0 reads each datagram as it comes
 
 	ListenAddress string // HTTP address for /metrics
 
@@ -71,6 +72,7 @@ func DefaultConfig() Config {
 		Readers:              2,
 		ReceiveBuffer:        8 << 20,
 		MinQueueLen:          1024,
+		ReadPause:            20 * time.Millisecond,
 		ListenAddress:        ":19100",
 		LongRequestThreshold: 10 * time.Second,
 		CheckPIDs:            true,
@@ -108,6 +110,7 @@ func (c Config) Validate() error {
 	check(c.SocketMode&^0o777 == 0, "agent.socket-mode %o has bits beyond 0777", c.SocketMode)
 	check(c.Readers >= 1 && c.Readers <= 64, "agent.readers %d must be between 1 and 64", c.Readers)
 	check(c.MinQueueLen >= 0 && c.MinQueueLen <= 1<<20, "agent.min-queue-length %d must be between 0 and 1048576", c.MinQueueLen)
+	check(c.ReadPause >= 0 && c.ReadPause <= time.Second, "agent.read-pause %s must be between 0 and 1s", c.ReadPause)
 	check(c.ReceiveBuffer >= 64<<10 && c.ReceiveBuffer <= 1<<30, "agent.receive-buffer %d must be between 64 KiB and 1 GiB", c.ReceiveBuffer)
 	check(c.ListenAddress != "", "web.listen-address must not be empty")
 	check(c.LongRequestThreshold > 0, "agent.long-request-threshold must be positive")

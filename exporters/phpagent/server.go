@@ -183,17 +183,31 @@ func ReceiveBuffer(conn *net.UnixConn) (int, error) {
 // conn and returns once every reader has stopped. Each reader owns a buffer
 // one byte larger than the largest valid datagram, so an oversized datagram
 // is seen as such instead of silently cut.
+//
+// With Config.ReadPause, the readers take turns draining the socket: one
+// drains every queued datagram (a batch), hands the turn on and handles its
+// batch while the next waits out the pause before draining again. A PHP
+// request's datagrams then cost the daemon no wake-up of their own: on a
+// busy host waking per datagram cost more CPU than handling them.
 func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 	if size, err := ReceiveBuffer(conn.UnixConn); err == nil {
 		a.self.receiveBuffer.Set(float64(size))
 	}
 	a.self.queueLen.Set(float64(conn.QueueLen))
 	var wg sync.WaitGroup
+	var pacer *drainPacer
+	if a.cfg.ReadPause > 0 {
+		pacer = &drainPacer{pause: a.cfg.ReadPause, queueLen: conn.QueueLen}
+	}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.read(conn.UnixConn)
+			if pacer != nil {
+				a.readBatches(conn.UnixConn, pacer)
+			} else {
+				a.read(conn.UnixConn)
+			}
 		}()
 	}
 	a.ready.Store(true)
@@ -213,13 +227,127 @@ func (a *Agent) read(conn *net.UnixConn) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			a.self.readErrors.Inc()
-			if n, ok := a.readErrs.allow(); ok {
-				a.log.Error("cannot read the agent socket", "err", err, "suppressed_since_last", n)
-			}
-			time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core
+			a.readError(err)
 			continue
 		}
 		a.Handle(buf[:n], st)
 	}
+}
+
+func (a *Agent) readError(err error) {
+	a.self.readErrors.Inc()
+	if n, ok := a.readErrs.allow(); ok {
+		a.log.Error("cannot read the agent socket", "err", err, "suppressed_since_last", n)
+	}
+	time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core
+}
+
+// drainPacer is the readers' turn: who drains the socket next, and when.
+type drainPacer struct {
+	mu       sync.Mutex
+	pause    time.Duration
+	queueLen int       // datagrams the kernel queues before senders drop
+	next     time.Time // the next drain starts no earlier (guarded by mu)
+	last     time.Time // when the last drain started (guarded by mu)
+}
+
+// Batch limits: one drain takes at most this many datagrams or bytes, so a
+// reader's memory stays bounded and other readers get their turn.
+const (
+	maxBatchDatagrams = 512
+	maxBatchBytes     = 4 << 20
+)
+
+// batch holds drained datagrams back to back.
+type batch struct {
+	data []byte
+	ends []int
+}
+
+func (b *batch) reset() { b.data, b.ends = b.data[:0], b.ends[:0] }
+
+func (b *batch) add(p []byte) {
+	b.data = append(b.data, p...)
+	b.ends = append(b.ends, len(b.data))
+}
+
+func (b *batch) full() bool { return len(b.ends) >= maxBatchDatagrams || len(b.data) >= maxBatchBytes }
+
+// readBatches is a reader under a drainPacer.
+func (a *Agent) readBatches(conn *net.UnixConn, p *drainPacer) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		a.log.Error("cannot read the agent socket", "err", err)
+		return
+	}
+	buf := make([]byte, protocol.MaxDatagramSize+1)
+	b := &batch{data: make([]byte, 0, 64<<10)}
+	st := &readerState{}
+	for {
+		b.reset()
+		var rerr error
+		p.mu.Lock()
+		if d := time.Until(p.next); d > 0 {
+			time.Sleep(d)
+		}
+		started := time.Now()
+		// The callback reads until the socket is empty; returning false
+		// (nothing read yet) waits for the next datagram.
+		err := rc.Read(func(fd uintptr) bool {
+			for !b.full() {
+				n, e := syscall.Read(int(fd), buf)
+				switch {
+				case e == syscall.EINTR:
+					continue
+				case e == syscall.EAGAIN:
+					return len(b.ends) > 0
+				case e != nil:
+					rerr = e
+					return true
+				}
+				b.add(buf[:n])
+			}
+			return true
+		})
+		p.next = time.Now().Add(p.wait(len(b.ends), started))
+		p.last = started
+		p.mu.Unlock()
+
+		start := 0
+		for _, end := range b.ends {
+			a.Handle(b.data[start:end], st)
+			start = end
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			a.readError(err)
+		} else if rerr != nil {
+			a.readError(rerr)
+		}
+	}
+}
+
+// wait is the pause before the next drain, after a drain that started at
+// started and found n datagrams: the configured pause, cut to the time in
+// which datagrams arriving at the last drain's rate fill half the queue.
+// Called with mu held.
+func (p *drainPacer) wait(n int, started time.Time) time.Duration {
+	if n >= maxBatchDatagrams {
+		return 0 // more are waiting
+	}
+	w := p.pause
+	if n > 0 && !p.last.IsZero() {
+		q := p.queueLen
+		if q <= 0 {
+			q = 10 // the kernel's default
+		}
+		// n datagrams came in started-last: half the queue fills in
+		// (started-last) * q/2 / n.
+		if fill := started.Sub(p.last) * time.Duration(q) / time.Duration(2*n); fill < w {
+			w = fill
+		}
+	}
+	return w
 }

@@ -2,6 +2,7 @@ package phpagent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -161,4 +162,85 @@ func TestEnsureDgramQlen(t *testing.T) {
 			t.Errorf("got no error for a limit that cannot be read")
 		}
 	})
+}
+
+// TestServeHandlesEveryDatagram sends bursts far larger than one drain
+// (and than the kernel's queue) through a real socket, with the paced
+// readers and with a reader per datagram: every datagram must be handled.
+func TestServeHandlesEveryDatagram(t *testing.T) {
+	for _, pause := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(fmt.Sprintf("pause=%s", pause), func(t *testing.T) {
+			a, reg := newTestAgent(t, func(c *Config) { c.ReadPause = pause })
+			cfg := DefaultConfig()
+			cfg.Socket = filepath.Join(t.TempDir(), "a.sock")
+			cfg.MinQueueLen = 0
+			s, err := ListenSocket(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- a.Serve(ctx, s, 3) }()
+
+			// A blocking client: when the queue is full it waits, so
+			// nothing is dropped on the sending side.
+			c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: cfg.Socket, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const n = 3000
+			for i := 0; i < n; i++ {
+				msg := fmt.Sprintf(`{"v":1,"type":"start","id":"%032x","pid":%d,"project":"p","ts":1764294512,"method":"GET","uri":"/x","endpoint":"GET /x","started":1764294512}`, i, 1000+i%50)
+				if _, err := c.Write([]byte(msg)); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+				if i%1000 == 999 {
+					time.Sleep(50 * time.Millisecond) // a second drain after a pause
+				}
+			}
+			key := `bitville_agent_messages_total{reason=none,result=accepted,type=start}`
+			deadline := time.Now().Add(10 * time.Second)
+			for series(t, reg, "bitville_agent_messages_total")[key] != n {
+				if time.Now().After(deadline) {
+					t.Fatalf("handled %v of %d datagrams: %v", series(t, reg, "bitville_agent_messages_total")[key], n, series(t, reg, "bitville_agent_messages_total"))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Serve did not stop")
+			}
+		})
+	}
+}
+
+func TestDrainPacerWait(t *testing.T) {
+	t0 := time.Unix(1764294512, 0)
+	p := &drainPacer{pause: 20 * time.Millisecond, queueLen: 1024}
+	if got := p.wait(5, t0); got != 20*time.Millisecond {
+		t.Errorf("first drain: got %s; want the configured pause", got)
+	}
+	p.last = t0
+	// 100 datagrams in 20 ms fill half of 1024 in 102.4 ms: the pause stays.
+	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
+		t.Errorf("light load: got %s; want 20ms", got)
+	}
+	// With the kernel's 10, 100 datagrams in 20 ms fill 5 in 1 ms.
+	p.queueLen = 10
+	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != time.Millisecond {
+		t.Errorf("small queue: got %s; want 1ms", got)
+	}
+	p.queueLen = 0 // unknown: assume the kernel's default
+	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != time.Millisecond {
+		t.Errorf("unknown queue: got %s; want 1ms", got)
+	}
+	if got := p.wait(maxBatchDatagrams, t0.Add(20*time.Millisecond)); got != 0 {
+		t.Errorf("a full batch: got %s; want no pause", got)
+	}
 }
