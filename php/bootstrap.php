@@ -58,6 +58,15 @@ if (!defined('BITVILLE_APM_BOOTSTRAPPED')) {
         }
     });
 
+    // The classes every request needs come in one file (bundle.php, built
+    // from src/ by bin/build-bundle.php): one include instead of ~25. Not
+    // when any agent class exists already (opcache.preload with
+    // preload.php): declaring it twice would be fatal.
+    if (!class_exists(\Bitville\Apm\Agent::class, false) && !class_exists(\Bitville\Apm\Runtime::class, false)
+        && !interface_exists(\Bitville\Apm\Transport\Transport::class, false) && is_file(__DIR__ . '/bundle.php')) {
+        require __DIR__ . '/bundle.php';
+    }
+
     try {
         \Bitville\Apm\Agent::boot();
     } catch (\Throwable $e) {

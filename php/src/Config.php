@@ -192,48 +192,91 @@ final class Config
         if (strlen($socket) > 107 || str_contains($socket, "\0")) {
             throw new ConfigException(sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
-        $profiler = strtolower(self::scalar($v, 'profiler'));
-        if (!in_array($profiler, self::PROFILERS, true)) {
-            throw new ConfigException(sprintf('profiler "%s" must be one of %s', self::show($profiler), implode(', ', self::PROFILERS)));
+        // Only keys that were given are parsed: the constructor's defaults
+        // are the parsed DEFAULTS (ConfigTest checks they agree), and
+        // skipping the rest keeps this cheap on every request.
+        $args = ['enabled' => true, 'project' => $project, 'socket' => $socket, 'source' => $source];
+        foreach ($values as $key => $_) {
+            $field = self::FIELDS[$key] ?? null;
+            if ($field === null) {
+                continue; // enabled, project, socket: done above
+            }
+            [$name, $type] = $field;
+            $args[$name] = match ($type) {
+                'bool' => self::bool($v, $key),
+                'int' => self::int($v, $key, $field[2], $field[3]),
+                'float' => self::float($v, $key, $field[2], $field[3]),
+                'string' => self::scalar($v, $key),
+                default => self::special($v, $key),
+            };
         }
-        $period = self::scalar($v, 'excimer_period_ms') === '' ? self::DEFAULT_EXCIMER_PERIOD_MS : self::float($v, 'excimer_period_ms', 0.01, 60000.0);
-        $spoolDir = self::scalar($v, 'spool_dir');
-        if ($spoolDir !== '' && str_contains($spoolDir, "\0")) {
-            throw new ConfigException('spool_dir contains a NUL byte');
-        }
-        $host = self::scalar($v, 'host');
-        $pool = self::scalar($v, 'pool');
+        $host = $args['host'] ?? '';
+        $pool = $args['pool'] ?? '';
         if (strlen($host) > 255 || strlen($pool) > 64 || !Text::isClean($host) || !Text::isClean($pool)) {
             throw new ConfigException('host (at most 255 bytes) or pool (at most 64 bytes) is too long or has control characters');
         }
+        return new self(...$args);
+    }
 
-        return new self(
-            enabled: true,
-            project: $project,
-            socket: $socket,
-            profiler: $profiler,
-            sampleRate: self::float($v, 'sample_rate', 0.0, 1.0),
-            slowThresholdMs: self::int($v, 'slow_threshold_ms', 0, 86400000),
-            excimerPeriodMs: $period,
-            progressAfterMs: self::int($v, 'progress_after_ms', 0, 86400000),
-            progressIntervalMs: self::int($v, 'progress_interval_ms', 0, 86400000),
-            forceHeaderSecret: self::scalar($v, 'force_header_secret'),
-            echoCorrelationHeader: self::bool($v, 'echo_correlation_header'),
-            sqlcommenter: self::bool($v, 'sqlcommenter'),
-            sqlcommenterCorrelation: self::bool($v, 'sqlcommenter_correlation'),
-            sqlMaxLength: self::int($v, 'sql_max_length', 64, self::MAX_SQL_LENGTH),
-            sqlMaxStatements: self::int($v, 'sql_max_statements', 0, 500),
-            endpointRules: self::rules($v['endpoint_rules']),
-            redactKeys: self::keys($v['redact_keys']),
-            redactPatterns: self::patterns($v['redact_patterns']),
-            spoolDir: $spoolDir,
-            spoolMaxBytes: self::int($v, 'spool_max_bytes', 0, PHP_INT_MAX),
-            host: $host,
-            pool: $pool,
-            finishRequest: self::bool($v, 'finish_request'),
-            startDelayMs: self::int($v, 'start_delay_ms', 0, 86400000),
-            source: $source,
-        );
+    /**
+     * The keys fromValues() parses when given: constructor argument, type,
+     * and the range of numbers.
+     */
+    private const FIELDS = [
+        'profiler' => ['profiler', 'special'],
+        'sample_rate' => ['sampleRate', 'float', 0.0, 1.0],
+        'slow_threshold_ms' => ['slowThresholdMs', 'int', 0, 86400000],
+        'excimer_period_ms' => ['excimerPeriodMs', 'special'],
+        'progress_after_ms' => ['progressAfterMs', 'int', 0, 86400000],
+        'progress_interval_ms' => ['progressIntervalMs', 'int', 0, 86400000],
+        'force_header_secret' => ['forceHeaderSecret', 'string'],
+        'echo_correlation_header' => ['echoCorrelationHeader', 'bool'],
+        'sqlcommenter' => ['sqlcommenter', 'bool'],
+        'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
+        'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
+        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, 500],
+        'endpoint_rules' => ['endpointRules', 'special'],
+        'redact_keys' => ['redactKeys', 'special'],
+        'redact_patterns' => ['redactPatterns', 'special'],
+        'spool_dir' => ['spoolDir', 'special'],
+        'spool_max_bytes' => ['spoolMaxBytes', 'int', 0, PHP_INT_MAX],
+        'host' => ['host', 'string'],
+        'pool' => ['pool', 'string'],
+        'finish_request' => ['finishRequest', 'bool'],
+        'start_delay_ms' => ['startDelayMs', 'int', 0, 86400000],
+    ];
+
+    /**
+     * The keys with rules of their own.
+     *
+     * @param array<string, mixed> $v
+     * @throws ConfigException
+     */
+    private static function special(array $v, string $key): mixed
+    {
+        switch ($key) {
+            case 'profiler':
+                $profiler = strtolower(self::scalar($v, 'profiler'));
+                if (!in_array($profiler, self::PROFILERS, true)) {
+                    throw new ConfigException(sprintf('profiler "%s" must be one of %s', self::show($profiler), implode(', ', self::PROFILERS)));
+                }
+                return $profiler;
+            case 'excimer_period_ms':
+                return self::scalar($v, $key) === '' ? self::DEFAULT_EXCIMER_PERIOD_MS : self::float($v, $key, 0.01, 60000.0);
+            case 'endpoint_rules':
+                return self::rules($v[$key]);
+            case 'redact_keys':
+                return self::keys($v[$key]);
+            case 'redact_patterns':
+                return self::patterns($v[$key]);
+            case 'spool_dir':
+                $dir = self::scalar($v, $key);
+                if (str_contains($dir, "\0")) {
+                    throw new ConfigException('spool_dir contains a NUL byte');
+                }
+                return $dir;
+        }
+        throw new ConfigException(sprintf('unknown key "%s"', $key));
     }
 
     /**

@@ -23,6 +23,15 @@ final class ConfigTest extends TestCase
         TempDir::remove($this->dir);
     }
 
+    public function testConstructorDefaultsAreTheParsedDefaults(): void
+    {
+        // fromValues() parses only the keys it is given and leaves the rest
+        // to the constructor's defaults: both must agree.
+        $minimal = ['enabled' => '1', 'project' => 'shop', 'socket' => '/run/x.sock'];
+        $all = $minimal + Config::DEFAULTS;
+        self::assertEquals(Config::fromValues($all), Config::fromValues($minimal));
+    }
+
     public function testDisabledByDefault(): void
     {
         $c = Config::fromValues([]);
