@@ -27,6 +27,9 @@ type phpSetup struct {
 	fpm   *stack.FPM
 	nginx *stack.Nginx
 	rps   []float64
+	// CPU used while this setup was under load, and the requests served
+	reqs                            float64
+	fpmCPU, pgCPU, nginxCPU, daemon time.Duration
 }
 
 // BenchmarkPHPOverhead measures what the PHP agent costs a realistic
@@ -60,7 +63,10 @@ func BenchmarkPHPOverhead(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = shop.Stop() })
 	// As in production (the daemon's default): a socket queue of 1024
-	// datagrams, not the kernel's 10.
+	// datagrams, not the kernel's 10; the host's setting is put back after.
+	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
+		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
+	}
 	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
 
 	on := func(extra map[string]string) map[string]string {
@@ -113,14 +119,21 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		if resp, err := http.Get(s.url); err != nil || resp.StatusCode != 200 {
 			b.Fatalf("%s: GET %s: %v %v", s.name, s.url, resp, err)
 		}
-		runWrk(b, wrk, s.url, connections, time.Second) // warm up: opcache, connections
+		_, _ = runWrk(b, wrk, s.url, connections, time.Second) // warm up: opcache, connections
 	}
 
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
 		for j := range setups {
 			s := setups[(j+r)%len(setups)]
-			s.rps = append(s.rps, runWrk(b, wrk, s.url, connections, duration))
+			fpm0, pg0, ngx0, d0 := treeCPU(s.fpm.MasterPID()), treeCPU(shop.PG.PID()), treeCPU(s.nginx.PID()), treeCPU(daemon.cmd.Process.Pid)
+			rps, n := runWrk(b, wrk, s.url, connections, duration)
+			s.fpmCPU += treeCPU(s.fpm.MasterPID()) - fpm0
+			s.pgCPU += treeCPU(shop.PG.PID()) - pg0
+			s.nginxCPU += treeCPU(s.nginx.PID()) - ngx0
+			s.daemon += treeCPU(daemon.cmd.Process.Pid) - d0
+			s.rps = append(s.rps, rps)
+			s.reqs += n
 		}
 	}
 	b.StopTimer()
@@ -134,17 +147,37 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		fmt.Fprintf(&out, "%-24s %10.1f %7.1f%%   %s\n", s.name, m, 100*m/base, fmtRates(s.rps))
 		b.ReportMetric(100*m/base, strings.NewReplacer("/", "_", "-", "_").Replace(s.name)+"_%_of_baseline")
 	}
-	b.Logf("\n%s", out.String())
-	if v := value(daemon.scrape(b), `bitville_php_requests_total{`); v == 0 {
-		b.Errorf("the daemon counted no requests: the agent setups did not report")
+	// Where the CPU went, per request: the setup's php-fpm pool and nginx,
+	// PostgreSQL and the daemon while the setup was under load.
+	perReq := func(d time.Duration, n float64) float64 { return float64(d.Microseconds()) / n }
+	fmt.Fprintf(&out, "CPU per request (µs; /proc, all rounds):\n%-24s %8s %8s %8s %8s %8s\n", "setup", "php-fpm", "postgres", "nginx", "daemon", "total")
+	for _, s := range setups {
+		fmt.Fprintf(&out, "%-24s %8.0f %8.0f %8.0f %8.0f %8.0f\n", s.name, perReq(s.fpmCPU, s.reqs), perReq(s.pgCPU, s.reqs),
+			perReq(s.nginxCPU, s.reqs), perReq(s.daemon, s.reqs), perReq(s.fpmCPU+s.pgCPU+s.nginxCPU+s.daemon, s.reqs))
 	}
+	// The daemon shares the machine with php-fpm, nginx and PostgreSQL:
+	// its CPU per message is part of what the agent setups cost.
+	metrics := daemon.scrape(b)
+	msgs := value(metrics, `bitville_agent_messages_total{reason="none",result="accepted"`)
+	reqs := value(metrics, `bitville_php_requests_total{`)
+	if reqs == 0 {
+		b.Errorf("the daemon counted no requests: the agent setups did not report")
+	} else {
+		cpu := value(metrics, "process_cpu_seconds_total ")
+		fmt.Fprintf(&out, "daemon: %.0f messages, %.0f requests, %.1f s CPU: %.0f µs per message\n", msgs, reqs, cpu, 1e6*cpu/msgs)
+		b.ReportMetric(1e6*cpu/msgs, "daemon_µs/msg")
+	}
+	b.Logf("\n%s", out.String())
 }
 
-var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+var (
+	wrkRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkCount = regexp.MustCompile(`([0-9]+) requests in`)
+)
 
-// runWrk loads url for d and returns requests per second; non-2xx answers
-// fail the benchmark.
-func runWrk(b *testing.B, wrk, url string, connections int, d time.Duration) float64 {
+// runWrk loads url for d and returns requests per second and the requests
+// completed; non-2xx answers fail the benchmark.
+func runWrk(b *testing.B, wrk, url string, connections int, d time.Duration) (rps, requests float64) {
 	b.Helper()
 	out, err := exec.Command(wrk, "-t1", fmt.Sprintf("-c%d", connections), fmt.Sprintf("-d%ds", int(d.Seconds())), url).CombinedOutput()
 	if err != nil {
@@ -153,12 +186,13 @@ func runWrk(b *testing.B, wrk, url string, connections int, d time.Duration) flo
 	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
 		b.Fatalf("wrk %s saw errors:\n%s", url, out)
 	}
-	m := wrkRate.FindSubmatch(out)
-	if m == nil {
-		b.Fatalf("no rate in wrk's output:\n%s", out)
+	m, n := wrkRate.FindSubmatch(out), wrkCount.FindSubmatch(out)
+	if m == nil || n == nil {
+		b.Fatalf("no rate or request count in wrk's output:\n%s", out)
 	}
-	f, _ := strconv.ParseFloat(string(m[1]), 64)
-	return f
+	rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	requests, _ = strconv.ParseFloat(string(n[1]), 64)
+	return rps, requests
 }
 
 // defaultExcimerPeriodMS asks the PHP agent for its default sampling period.

@@ -117,6 +117,9 @@ func startNginxOnce(ctx context.Context, c NginxConfig, dir, root string, port i
 	return n, nil
 }
 
+// PID returns the nginx master's process id.
+func (n *Nginx) PID() int { return n.proc.cmd.Process.Pid }
+
 // Stop ends nginx (SIGQUIT: graceful, up to 5 seconds; then SIGKILL to
 // its process group).
 func (n *Nginx) Stop() error {

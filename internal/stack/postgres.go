@@ -193,6 +193,9 @@ func (p *Postgres) Stop() error {
 // Version returns the server's major version, e.g. "15".
 func (p *Postgres) Version() string { return p.version }
 
+// PID returns the postmaster's process id.
+func (p *Postgres) PID() int { return p.proc.cmd.Process.Pid }
+
 // DSN returns a libpq URL for database db over TCP, as the superuser.
 func (p *Postgres) DSN(db string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", p.User, p.Host, p.Port, db)
