@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/bitville/bitville-apm/internal/protocol"
 )
@@ -186,9 +188,11 @@ func ReceiveBuffer(conn *net.UnixConn) (int, error) {
 //
 // With Config.ReadPause, the readers take turns draining the socket: one
 // drains every queued datagram (a batch), hands the turn on and handles its
-// batch while the next waits out the pause before draining again. A PHP
-// request's datagrams then cost the daemon no wake-up of their own: on a
-// busy host waking per datagram cost more CPU than handling them.
+// batch while the next waits out the pause before draining again. They read
+// a blocking descriptor of their own, outside Go's network poller: a
+// datagram arriving during the pause then wakes nothing, where the poller
+// would wake a thread for each. On a busy host waking per datagram cost the
+// daemon more CPU than handling the datagrams.
 func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 	if size, err := ReceiveBuffer(conn.UnixConn); err == nil {
 		a.self.receiveBuffer.Set(float64(size))
@@ -197,14 +201,19 @@ func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 	var wg sync.WaitGroup
 	var pacer *drainPacer
 	if a.cfg.ReadPause > 0 {
-		pacer = &drainPacer{pause: a.cfg.ReadPause, queueLen: conn.QueueLen}
+		fd, err := detachBlocking(conn.UnixConn)
+		if err != nil {
+			a.log.Warn("cannot read the socket in paced batches; reading each datagram as it arrives", "err", err)
+		} else {
+			pacer = &drainPacer{fd: fd, pause: a.cfg.ReadPause, queueLen: conn.QueueLen, sendBuf: readProcInt(wmemDefaultPath)}
+		}
 	}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if pacer != nil {
-				a.readBatches(conn.UnixConn, pacer)
+				a.readBatches(pacer)
 			} else {
 				a.read(conn.UnixConn)
 			}
@@ -213,9 +222,72 @@ func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 	a.ready.Store(true)
 	<-ctx.Done()
 	a.ready.Store(false)
+	if pacer != nil {
+		pacer.stop.Store(true)
+		wg.Wait()
+		_ = syscall.Close(pacer.fd)
+		_ = conn.Close() // the poller's descriptor is closed already
+		return nil
+	}
 	err := conn.Close()
 	wg.Wait()
 	return err
+}
+
+// wmemDefaultPath holds the send buffer a new socket gets: how many bytes
+// of its datagrams a PHP worker may have waiting before its sends fail.
+var wmemDefaultPath = "/proc/sys/net/core/wmem_default"
+
+// readProcInt reads an integer from a /proc/sys file; 0 when it cannot.
+func readProcInt(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// pacedReadTimeout bounds a paced reader's blocking read, so it notices a
+// stop while the socket is idle.
+const pacedReadTimeout = 200 * time.Millisecond
+
+// detachBlocking returns a blocking descriptor of conn's socket, with a
+// receive timeout, and closes conn's own descriptor, which takes the
+// socket out of Go's network poller. The socket file stays.
+func detachBlocking(conn *net.UnixConn) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = syscall.Dup(int(s)) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("cannot duplicate the socket descriptor: %w", derr)
+	}
+	tv := syscall.NsecToTimeval(pacedReadTimeout.Nanoseconds())
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("cannot set the socket's receive timeout: %w", err)
+	}
+	syscall.CloseOnExec(fd)
+	// Closing conn removes its descriptor from the poller; O_NONBLOCK
+	// belongs to the socket, so clear it once conn no longer uses it.
+	if err := conn.Close(); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("cannot make the socket blocking: %w", err)
+	}
+	return fd, nil
 }
 
 func (a *Agent) read(conn *net.UnixConn) {
@@ -242,11 +314,14 @@ func (a *Agent) readError(err error) {
 	time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core
 }
 
-// drainPacer is the readers' turn: who drains the socket next, and when.
+// drainPacer is the paced readers' socket and turn: who drains next, and when.
 type drainPacer struct {
+	fd       int // blocking, with a receive timeout
+	stop     atomic.Bool
 	mu       sync.Mutex
 	pause    time.Duration
 	queueLen int       // datagrams the kernel queues before senders drop
+	sendBuf  int       // bytes a sender may have unread (net.core.wmem_default)
 	next     time.Time // the next drain starts no earlier (guarded by mu)
 	last     time.Time // when the last drain started (guarded by mu)
 }
@@ -274,43 +349,22 @@ func (b *batch) add(p []byte) {
 func (b *batch) full() bool { return len(b.ends) >= maxBatchDatagrams || len(b.data) >= maxBatchBytes }
 
 // readBatches is a reader under a drainPacer.
-func (a *Agent) readBatches(conn *net.UnixConn, p *drainPacer) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		a.log.Error("cannot read the agent socket", "err", err)
-		return
-	}
+func (a *Agent) readBatches(p *drainPacer) {
 	buf := make([]byte, protocol.MaxDatagramSize+1)
 	b := &batch{data: make([]byte, 0, 64<<10)}
 	st := &readerState{}
-	for {
+	for !p.stop.Load() {
 		b.reset()
-		var rerr error
 		p.mu.Lock()
 		if d := time.Until(p.next); d > 0 {
 			time.Sleep(d)
 		}
 		started := time.Now()
-		// The callback reads until the socket is empty; returning false
-		// (nothing read yet) waits for the next datagram.
-		err := rc.Read(func(fd uintptr) bool {
-			for !b.full() {
-				n, e := syscall.Read(int(fd), buf)
-				switch {
-				case e == syscall.EINTR:
-					continue
-				case e == syscall.EAGAIN:
-					return len(b.ends) > 0
-				case e != nil:
-					rerr = e
-					return true
-				}
-				b.add(buf[:n])
-			}
-			return true
-		})
-		p.next = time.Now().Add(p.wait(len(b.ends), started))
-		p.last = started
+		err := p.drain(b, buf)
+		if len(b.ends) > 0 {
+			p.next = time.Now().Add(p.wait(len(b.ends), len(b.data), started))
+			p.last = started
+		}
 		p.mu.Unlock()
 
 		start := 0
@@ -319,35 +373,78 @@ func (a *Agent) readBatches(conn *net.UnixConn, p *drainPacer) {
 			start = end
 		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return
-			}
 			a.readError(err)
-		} else if rerr != nil {
-			a.readError(rerr)
 		}
 	}
 }
 
+// drain waits (up to pacedReadTimeout) for a datagram, then takes every
+// queued one without waiting, up to the batch limits.
+func (p *drainPacer) drain(b *batch, buf []byte) error {
+	flags := 0 // the first read blocks
+	for !b.full() {
+		n, err := recv(p.fd, buf, flags)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return nil // empty, or the timeout passed with nothing
+		case err != nil:
+			return err
+		}
+		b.add(buf[:n])
+		flags = syscall.MSG_DONTWAIT
+	}
+	return nil
+}
+
+// recv is recvfrom(2) without the sender's address, which syscall.Recvfrom
+// would allocate for every datagram.
+func recv(fd int, buf []byte, flags int) (int, error) {
+	r, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 // wait is the pause before the next drain, after a drain that started at
-// started and found n datagrams: the configured pause, cut to the time in
-// which datagrams arriving at the last drain's rate fill half the queue.
-// Called with mu held.
-func (p *drainPacer) wait(n int, started time.Time) time.Duration {
-	if n >= maxBatchDatagrams {
-		return 0 // more are waiting
+// started and found n datagrams of size bytes in all. Two limits make
+// senders drop (a blocking sender waits): the socket's queue of datagrams,
+// and each sender's send buffer, which holds its datagrams until they are
+// read. The pause is the configured one, cut to the time in which traffic
+// at the last drain's rate fills half of either (as if one sender sent it
+// all), and none when half of either was full already or when it would be
+// shorter than a millisecond, below which sleeping costs more than it
+// saves. Called with mu held.
+func (p *drainPacer) wait(n, bytes int, started time.Time) time.Duration {
+	q := p.queueLen
+	if q <= 0 {
+		q = 10 // the kernel's default
+	}
+	sb := p.sendBuf
+	if sb <= 0 {
+		sb = 212992 // the kernel's default net.core.wmem_default
+	}
+	if n >= maxBatchDatagrams || 2*n >= q || 2*bytes >= sb {
+		return 0
 	}
 	w := p.pause
 	if n > 0 && !p.last.IsZero() {
-		q := p.queueLen
-		if q <= 0 {
-			q = 10 // the kernel's default
-		}
 		// n datagrams came in started-last: half the queue fills in
-		// (started-last) * q/2 / n.
-		if fill := started.Sub(p.last) * time.Duration(q) / time.Duration(2*n); fill < w {
+		// (started-last) * q/2 / n; half a send buffer likewise.
+		since := started.Sub(p.last)
+		if fill := since * time.Duration(q) / time.Duration(2*n); fill < w {
 			w = fill
 		}
+		if bytes > 0 {
+			if fill := since * time.Duration(sb) / time.Duration(2*bytes); fill < w {
+				w = fill
+			}
+		}
+	}
+	if w < time.Millisecond {
+		return 0
 	}
 	return w
 }

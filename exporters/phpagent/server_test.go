@@ -222,25 +222,47 @@ func TestServeHandlesEveryDatagram(t *testing.T) {
 
 func TestDrainPacerWait(t *testing.T) {
 	t0 := time.Unix(1764294512, 0)
-	p := &drainPacer{pause: 20 * time.Millisecond, queueLen: 1024}
-	if got := p.wait(5, t0); got != 20*time.Millisecond {
+	const kb = 1024
+	p := &drainPacer{pause: 20 * time.Millisecond, queueLen: 1024, sendBuf: 212992}
+	if got := p.wait(5, 5*kb, t0); got != 20*time.Millisecond {
 		t.Errorf("first drain: got %s; want the configured pause", got)
 	}
 	p.last = t0
-	// 100 datagrams in 20 ms fill half of 1024 in 102.4 ms: the pause stays.
-	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
+	// 100 small datagrams in 20 ms fill half of 1024 in 102.4 ms, half a
+	// send buffer (200 KB) in 208 ms: the pause stays.
+	if got := p.wait(100, 100*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
 		t.Errorf("light load: got %s; want 20ms", got)
 	}
-	// With the kernel's 10, 100 datagrams in 20 ms fill 5 in 1 ms.
+	// 450 in 10 ms fill half of 1024 in 11.4 ms: the pause is cut to that.
+	if got := p.wait(450, 20*kb, t0.Add(10*time.Millisecond)); got != 10*time.Millisecond*1024/900 {
+		t.Errorf("many datagrams: got %s; want %s", got, 10*time.Millisecond*1024/900)
+	}
+	// 20 datagrams of 4 KiB in 10 ms fill half a send buffer in 13 ms.
+	if got := p.wait(20, 80*kb, t0.Add(10*time.Millisecond)); got != 10*time.Millisecond*212992/(2*80*kb) {
+		t.Errorf("large datagrams: got %s; want %s", got, 10*time.Millisecond*212992/(2*80*kb))
+	}
+	// Half the queue, or half a send buffer, came in: no pause at all.
+	if got := p.wait(512, 512*kb/4, t0.Add(20*time.Millisecond)); got != 0 {
+		t.Errorf("half the queue: got %s; want no pause", got)
+	}
+	if got := p.wait(13, 13*8*kb, t0.Add(20*time.Millisecond)); got != 0 {
+		t.Errorf("half a send buffer: got %s; want no pause", got)
+	}
+	// With the kernel's 10, 5 datagrams already are half the queue.
 	p.queueLen = 10
-	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != time.Millisecond {
-		t.Errorf("small queue: got %s; want 1ms", got)
+	if got := p.wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 {
+		t.Errorf("small queue, half full: got %s; want no pause", got)
 	}
-	p.queueLen = 0 // unknown: assume the kernel's default
-	if got := p.wait(100, t0.Add(20*time.Millisecond)); got != time.Millisecond {
-		t.Errorf("unknown queue: got %s; want 1ms", got)
+	// 2 in 20 ms: 5 in 50 ms, above the pause.
+	if got := p.wait(2, 2*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
+		t.Errorf("small queue, light load: got %s; want 20ms", got)
 	}
-	if got := p.wait(maxBatchDatagrams, t0.Add(20*time.Millisecond)); got != 0 {
-		t.Errorf("a full batch: got %s; want no pause", got)
+	// 4 in 0.5 ms fill 5 in 0.6 ms: below a millisecond, no pause.
+	if got := p.wait(4, 4*kb, t0.Add(500*time.Microsecond)); got != 0 {
+		t.Errorf("a pause under 1ms: got %s; want none", got)
+	}
+	p.queueLen, p.sendBuf = 0, 0 // unknown: the kernel's defaults
+	if got := p.wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 {
+		t.Errorf("unknown queue: got %s; want no pause", got)
 	}
 }
