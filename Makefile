@@ -48,10 +48,17 @@ bench: deps ## run the Go benchmarks (figures go to docs/performance.md)
 bench-php: deps ## the PHP agent's overhead: wrk against pools with and without it (BENCH_ROUNDS, BENCH_DURATION)
 	$(GO) test -run='^$$' -bench=PHPOverhead -benchtime=1x -timeout=60m -v ./cmd/bitville-apm/
 
+# Minimizing a new input takes up to 60 s by default; with the 6.6 KiB end
+# message among the seeds FuzzAgent then spends its whole time minimizing.
+FUZZFLAGS = -run='^$$' -fuzztime=$${FUZZTIME:-30s} -fuzzminimizetime=$${FUZZMINIMIZETIME:-1s}
+
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./internal/protocol/
-	$(GO) test -run='^$$' -fuzz=FuzzFingerprint -fuzztime=$${FUZZTIME:-30s} ./internal/sqlfp/
-	$(GO) test -run='^$$' -fuzz=FuzzAgent -fuzztime=$${FUZZTIME:-30s} ./exporters/phpagent/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDecode ./internal/protocol/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFingerprint ./internal/sqlfp/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzAgent ./exporters/phpagent/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseFPMStatus ./exporters/phpagent/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzSlowlog ./exporters/phpagent/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzResponse ./internal/fastcgi/
 
 clean: ## remove build output
 	rm -rf bin $(RUN_DIR)
