@@ -205,6 +205,7 @@ final class Config
         'sample_rate' => '0',
         'slow_threshold_ms' => '0',
         'excimer_period_ms' => '',
+        'excimer_request_rate' => '0.1',
         'progress_after_ms' => '5000',
         'progress_interval_ms' => '5000',
         'force_header_secret' => '',
@@ -233,6 +234,7 @@ final class Config
         'sample_rate' => 'BITVILLE_APM_SAMPLE_RATE',
         'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
         'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
+        'excimer_request_rate' => 'BITVILLE_APM_EXCIMER_REQUEST_RATE',
         'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
         'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
         'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
@@ -267,6 +269,7 @@ final class Config
         public readonly float $sampleRate = 0.0,
         public readonly int $slowThresholdMs = 0,
         public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
+        public readonly float $excimerRequestRate = 0.1,
         public readonly int $progressAfterMs = 5000,
         public readonly int $progressIntervalMs = 5000,
         public readonly string $forceHeaderSecret = '',
@@ -396,6 +399,7 @@ final class Config
         'sample_rate' => ['sampleRate', 'float', 0.0, 1.0],
         'slow_threshold_ms' => ['slowThresholdMs', 'int', 0, 86400000],
         'excimer_period_ms' => ['excimerPeriodMs', 'special'],
+        'excimer_request_rate' => ['excimerRequestRate', 'float', 0.0, 1.0],
         'progress_after_ms' => ['progressAfterMs', 'int', 0, 86400000],
         'progress_interval_ms' => ['progressIntervalMs', 'int', 0, 86400000],
         'force_header_secret' => ['forceHeaderSecret', 'string'],
@@ -798,6 +802,7 @@ final class Runtime
         private readonly float $t0,
         private readonly int $h0,
         private readonly bool $callGraph = false,
+        private readonly bool $excimerDrawn = true,
     ) {
         [$this->cpuUser0, $this->cpuSys0] = self::cpu();
     }
@@ -863,7 +868,11 @@ final class Runtime
         $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
-        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled);
+        // Excimer profiles excimer_request_rate of the requests, drawn from
+        // other random bytes than sample_rate's.
+        $rate = $config->excimerRequestRate;
+        $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn);
     }
 
     /**
@@ -910,10 +919,11 @@ final class Runtime
         // The profiler starts last, so its samples do not include the
         // agent's own start-up work (sending the start, arming the timer).
         try {
-            if ($this->config->profiler !== 'off') {
+            if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
                 $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
                 if ($profilers !== null) {
-                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph);
+                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
+                        $this->config->excimerRequestRate, $this->excimerDrawn);
                     if ($p instanceof Profiler) {
                         $p->start();
                         $this->profiler = $p;
@@ -2796,14 +2806,14 @@ final class ProfilerFactory
      * $setting = config `profiler` (excimer|tideways|xhprof|off); $periodSec = excimer sampling period;
      * $callGraph = true on sampled/forced requests. Returns null when nothing is available/enabled. Never throws.
      */
-    public static function create(string $setting, float $periodSec, bool $callGraph): ?Profiler
+    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true): ?Profiler
     {
         try {
             return self::createFor($setting, $periodSec, $callGraph, [
                 'excimer' => \extension_loaded('excimer'),
                 'tideways' => \function_exists('tideways_xhprof_enable'),
                 'xhprof' => \function_exists('xhprof_enable'),
-            ]);
+            ], $requestRate, $sample);
         } catch (\Throwable) {
             return null;
         }
@@ -2812,16 +2822,27 @@ final class ProfilerFactory
     /**
      * create() with the loaded extensions given, for tests.
      *
+     * $requestRate is the share of requests Excimer profiles (this one is
+     * among them when $sample): they are sampled $requestRate times as
+     * often, and each sample stands for the period divided by the rate, so
+     * per-function totals over many requests stay what profiling every
+     * request at $periodSec would give.
+     *
      * @internal
      * @param array{excimer?:bool,tideways?:bool,xhprof?:bool} $loaded
      */
-    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded): ?Profiler
+    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true): ?Profiler
     {
         $setting = strtolower(trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
             return null; // 'off', and anything the config did not validate
         }
-        $sampler = ($loaded['excimer'] ?? false) ? new SamplingProfiler(self::period($periodSec)) : null;
+        $sampler = null;
+        if ($sample && ($loaded['excimer'] ?? false)) {
+            $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
+            $period = self::period(self::period($periodSec) * $rate);
+            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate);
+        }
         if ($callGraph && $setting !== 'excimer' && ($loaded[$setting] ?? false)) {
             return new CallGraphProfiler($setting, $sampler);
         }
@@ -2882,11 +2903,17 @@ final class SamplingProfiler implements Profiler
     private ?\ExcimerProfiler $excimer = null;
     private bool $stopped = false;
 
+    /** Seconds one sample stands for. */
+    private float $weight;
+
     /**
      * @param int $eventType CPU_CLOCK (default) or WALL_CLOCK
+     * @param float $weight seconds one sample stands for, when only a share
+     *                      of requests is profiled (0: the period)
      */
-    public function __construct(private float $period, private int $eventType = self::CPU_CLOCK)
+    public function __construct(private float $period, private int $eventType = self::CPU_CLOCK, float $weight = 0.0)
     {
+        $this->weight = $weight > 0.0 && is_finite($weight) ? $weight : $period;
     }
 
     public function name(): string
@@ -2894,9 +2921,10 @@ final class SamplingProfiler implements Profiler
         return 'excimer';
     }
 
+    /** Seconds one sample stands for: the `period` of the end message. */
     public function period(): float
     {
-        return $this->period;
+        return $this->weight;
     }
 
     public function start(): void
@@ -2918,7 +2946,7 @@ final class SamplingProfiler implements Profiler
 
     public function stop(): array
     {
-        $result = ['fn' => [], 'stacks' => [], 'period' => $this->period];
+        $result = ['fn' => [], 'stacks' => [], 'period' => $this->weight];
         $p = $this->excimer;
         if ($p === null) {
             return $result;
@@ -2934,7 +2962,7 @@ final class SamplingProfiler implements Profiler
             if (\count($log) === 0) {
                 return $result; // the common case for short requests: no work at all
             }
-            $profile = CollapsedProfile::build($log->formatCollapsed(), $this->period);
+            $profile = CollapsedProfile::build($log->formatCollapsed(), $this->weight);
             $result['fn'] = $profile['fn'];
             $result['stacks'] = $profile['stacks'];
         } catch (\Throwable) {

@@ -55,6 +55,7 @@ func TestPHPEndToEnd(t *testing.T) {
 			"BITVILLE_APM_SOCKET":               agentSocket,
 			"BITVILLE_APM_PROFILER":             "excimer",
 			"BITVILLE_APM_EXCIMER_PERIOD_MS":    "5",
+			"BITVILLE_APM_EXCIMER_REQUEST_RATE": "1",
 			"BITVILLE_APM_PROGRESS_AFTER_MS":    "500",
 			"BITVILLE_APM_PROGRESS_INTERVAL_MS": "500",
 		},

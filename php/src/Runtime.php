@@ -76,6 +76,7 @@ final class Runtime
         private readonly float $t0,
         private readonly int $h0,
         private readonly bool $callGraph = false,
+        private readonly bool $excimerDrawn = true,
     ) {
         [$this->cpuUser0, $this->cpuSys0] = self::cpu();
     }
@@ -141,7 +142,11 @@ final class Runtime
         $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
-        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled);
+        // Excimer profiles excimer_request_rate of the requests, drawn from
+        // other random bytes than sample_rate's.
+        $rate = $config->excimerRequestRate;
+        $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn);
     }
 
     /**
@@ -188,10 +193,11 @@ final class Runtime
         // The profiler starts last, so its samples do not include the
         // agent's own start-up work (sending the start, arming the timer).
         try {
-            if ($this->config->profiler !== 'off') {
+            if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
                 $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
                 if ($profilers !== null) {
-                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph);
+                    $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
+                        $this->config->excimerRequestRate, $this->excimerDrawn);
                     if ($p instanceof Profiler) {
                         $p->start();
                         $this->profiler = $p;

@@ -31,7 +31,7 @@ final class RuntimeTest extends TestCase
      */
     private function runtime(array $config = [], array $server = [], string $sapi = 'fpm-fcgi'): Runtime
     {
-        $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1']);
+        $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1', 'excimer_request_rate' => '1']);
         $server += ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/orders/42?x=1', 'REQUEST_TIME_FLOAT' => microtime(true)];
         return Runtime::fromGlobals($c, $server, $this->transport, $sapi);
     }
@@ -270,6 +270,41 @@ final class RuntimeTest extends TestCase
         self::assertSame(0.01, $end['period']);
         self::assertSame($profile['fn'], $end['fn']);
         self::assertSame($profile['stacks'], $end['stacks']);
+    }
+
+    public function testExcimerRunsOnTheDrawnShareOfRequests(): void
+    {
+        $calls = 0;
+        $drawnArgs = [];
+        $factory = static function (string $setting, float $period, bool $callGraph, float $rate, bool $sample) use (&$calls, &$drawnArgs): ?object {
+            $calls++;
+            $drawnArgs[] = [$period, $rate, $sample];
+            return null;
+        };
+        $noTimer = static fn (): ?object => null;
+        foreach (['0' => 0, '1' => 50] as $rate => $want) {
+            $calls = 0;
+            for ($i = 0; $i < 50; $i++) {
+                $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => (string) $rate])->start($factory, $noTimer);
+            }
+            self::assertSame($want, $calls, "excimer_request_rate=$rate");
+        }
+        // Half the requests, drawn from the request's random bytes.
+        $calls = 0;
+        $drawnArgs = [];
+        for ($i = 0; $i < 400; $i++) {
+            $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0.5'])->start($factory, $noTimer);
+        }
+        self::assertGreaterThan(140, $calls);
+        self::assertLessThan(260, $calls);
+        self::assertSame([0.1, 0.5, true], $drawnArgs[0], 'the configured period, the rate, and "sample this one"');
+        // A request forced to a call graph gets its profiler even when not
+        // drawn, told not to sample.
+        $calls = 0;
+        $drawnArgs = [];
+        $this->runtime(['profiler' => 'tideways', 'excimer_request_rate' => '0', 'force_header_secret' => 's3cret'], ['HTTP_X_BITVILLE_PROFILE' => 's3cret'])
+            ->start($factory, $noTimer);
+        self::assertSame([[0.1, 0.0, false]], $drawnArgs);
     }
 
     public function testStacksOnlyForSlowRequests(): void

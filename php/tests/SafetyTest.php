@@ -116,7 +116,7 @@ final class SafetyTest extends TestCase
     public function testBrokenEndBuildingIsSwallowed(): void
     {
         $t = new MemoryTransport();
-        $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer']);
+        $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer', 'excimer_request_rate' => '1']);
         $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi');
         // a profiler result that is not what the contract promises
         $bad = new Support\FakeProfiler(['fn' => [7, ['n' => 'f', 'self' => 'x', 'incl' => 1], ['n' => 'g', 'self' => 0.5, 'incl' => 0.1]], 'stacks' => 7, 'period' => 'x']);

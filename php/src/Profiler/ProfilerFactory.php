@@ -38,14 +38,14 @@ final class ProfilerFactory
      * $setting = config `profiler` (excimer|tideways|xhprof|off); $periodSec = excimer sampling period;
      * $callGraph = true on sampled/forced requests. Returns null when nothing is available/enabled. Never throws.
      */
-    public static function create(string $setting, float $periodSec, bool $callGraph): ?Profiler
+    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true): ?Profiler
     {
         try {
             return self::createFor($setting, $periodSec, $callGraph, [
                 'excimer' => \extension_loaded('excimer'),
                 'tideways' => \function_exists('tideways_xhprof_enable'),
                 'xhprof' => \function_exists('xhprof_enable'),
-            ]);
+            ], $requestRate, $sample);
         } catch (\Throwable) {
             return null;
         }
@@ -54,16 +54,27 @@ final class ProfilerFactory
     /**
      * create() with the loaded extensions given, for tests.
      *
+     * $requestRate is the share of requests Excimer profiles (this one is
+     * among them when $sample): they are sampled $requestRate times as
+     * often, and each sample stands for the period divided by the rate, so
+     * per-function totals over many requests stay what profiling every
+     * request at $periodSec would give.
+     *
      * @internal
      * @param array{excimer?:bool,tideways?:bool,xhprof?:bool} $loaded
      */
-    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded): ?Profiler
+    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true): ?Profiler
     {
         $setting = strtolower(trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
             return null; // 'off', and anything the config did not validate
         }
-        $sampler = ($loaded['excimer'] ?? false) ? new SamplingProfiler(self::period($periodSec)) : null;
+        $sampler = null;
+        if ($sample && ($loaded['excimer'] ?? false)) {
+            $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
+            $period = self::period(self::period($periodSec) * $rate);
+            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate);
+        }
         if ($callGraph && $setting !== 'excimer' && ($loaded[$setting] ?? false)) {
             return new CallGraphProfiler($setting, $sampler);
         }

@@ -42,11 +42,17 @@ final class SamplingProfiler implements Profiler
     private ?\ExcimerProfiler $excimer = null;
     private bool $stopped = false;
 
+    /** Seconds one sample stands for. */
+    private float $weight;
+
     /**
      * @param int $eventType CPU_CLOCK (default) or WALL_CLOCK
+     * @param float $weight seconds one sample stands for, when only a share
+     *                      of requests is profiled (0: the period)
      */
-    public function __construct(private float $period, private int $eventType = self::CPU_CLOCK)
+    public function __construct(private float $period, private int $eventType = self::CPU_CLOCK, float $weight = 0.0)
     {
+        $this->weight = $weight > 0.0 && is_finite($weight) ? $weight : $period;
     }
 
     public function name(): string
@@ -54,9 +60,10 @@ final class SamplingProfiler implements Profiler
         return 'excimer';
     }
 
+    /** Seconds one sample stands for: the `period` of the end message. */
     public function period(): float
     {
-        return $this->period;
+        return $this->weight;
     }
 
     public function start(): void
@@ -78,7 +85,7 @@ final class SamplingProfiler implements Profiler
 
     public function stop(): array
     {
-        $result = ['fn' => [], 'stacks' => [], 'period' => $this->period];
+        $result = ['fn' => [], 'stacks' => [], 'period' => $this->weight];
         $p = $this->excimer;
         if ($p === null) {
             return $result;
@@ -94,7 +101,7 @@ final class SamplingProfiler implements Profiler
             if (\count($log) === 0) {
                 return $result; // the common case for short requests: no work at all
             }
-            $profile = CollapsedProfile::build($log->formatCollapsed(), $this->period);
+            $profile = CollapsedProfile::build($log->formatCollapsed(), $this->weight);
             $result['fn'] = $profile['fn'];
             $result['stacks'] = $profile['stacks'];
         } catch (\Throwable) {

@@ -78,6 +78,40 @@ final class ProfilerFactoryTest extends TestCase
         self::assertSame(ProfilerFactory::MIN_PERIOD, $p->period());
     }
 
+    public function testAShareOfRequestsIsSampledMoreOftenAndWeighted(): void
+    {
+        // 10 % of requests at a tenth of the period, each sample standing
+        // for the whole period: the same expected totals.
+        $p = ProfilerFactory::createFor('excimer', 0.1, false, self::ALL, 0.1);
+        self::assertInstanceOf(SamplingProfiler::class, $p);
+        self::assertEqualsWithDelta(0.1, $p->period(), 1e-12, 'the weight of a sample');
+        self::assertEqualsWithDelta(0.01, self::realPeriod($p), 1e-12, 'what Excimer samples at');
+
+        // Where the shorter period would go below the minimum, the weight
+        // follows the clamped period.
+        $p = ProfilerFactory::createFor('excimer', 0.005, false, self::ALL, 0.1);
+        self::assertSame(ProfilerFactory::MIN_PERIOD, self::realPeriod($p));
+        self::assertEqualsWithDelta(0.01, $p->period(), 1e-12);
+
+        // Rate 1, or nonsense, is every request at the period.
+        foreach ([1.0, 0.0, -1.0, NAN, 2.0] as $rate) {
+            $p = ProfilerFactory::createFor('excimer', 0.1, false, self::ALL, $rate);
+            self::assertSame(0.1, self::realPeriod($p));
+            self::assertSame(0.1, $p->period());
+        }
+
+        // Not drawn: no sampler; a call graph still runs, without one.
+        self::assertNull(ProfilerFactory::createFor('excimer', 0.1, false, self::ALL, 0.1, false));
+        $cg = ProfilerFactory::createFor('tideways', 0.1, true, self::ALL, 0.1, false);
+        self::assertInstanceOf(CallGraphProfiler::class, $cg);
+    }
+
+    private static function realPeriod(?object $p): float
+    {
+        self::assertInstanceOf(SamplingProfiler::class, $p);
+        return (new \ReflectionProperty(SamplingProfiler::class, 'period'))->getValue($p);
+    }
+
     public function testAProfilerWhoseExtensionIsMissingNeverThrows(): void
     {
         if (\function_exists('xhprof_enable')) {

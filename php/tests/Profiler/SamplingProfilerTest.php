@@ -78,6 +78,28 @@ final class SamplingProfilerTest extends TestCase
         self::assertNotFalse(json_encode($r, JSON_THROW_ON_ERROR));
     }
 
+    public function testSamplesOfADrawnShareAreWeighted(): void
+    {
+        // Every 4 ms of CPU, each sample standing for 40 ms (a rate of 0.1).
+        $p = new SamplingProfiler(0.004, SamplingProfiler::CPU_CLOCK, 0.04);
+        $p->start();
+        burnCpu(0.2);
+        $r = $p->stop();
+        self::assertSame(0.04, $r['period']);
+        self::assertNotSame([], $r['fn']);
+        $samples = 0;
+        foreach ($r['stacks'] as $st) {
+            $samples += $st['n'];
+        }
+        self::assertGreaterThan(10, $samples, 'about 50 samples in 0.2 s of CPU');
+        // Times are whole samples of 40 ms: the burner's inclusive time is
+        // the samples it was on, times the weight.
+        self::assertSame(self::BURN, $r['fn'][0]['n']);
+        $n = $r['fn'][0]['incl'] / 0.04;
+        self::assertEqualsWithDelta(round($n), $n, 1e-6);
+        self::assertGreaterThan(0.4, $r['fn'][0]['incl'], '0.2 s of CPU, counted ten times over');
+    }
+
     public function testAgentFramesBetweenApplicationFramesAreHidden(): void
     {
         $p = ProfilerFactory::create('excimer', 0.001, false);
