@@ -78,7 +78,7 @@ func runAgent(t testing.TB, cmd *exec.Cmd, socket string) *agentProcess {
 			p.logs.WriteString(line + "\n")
 			mu.Unlock()
 			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "agent started" {
+			if json.Unmarshal([]byte(line), &rec) == nil && (rec["msg"] == "agent started" || rec["msg"] == "pg-exporter started") {
 				addr <- fmt.Sprint(rec["web"])
 			}
 		}

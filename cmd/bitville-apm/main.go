@@ -20,8 +20,9 @@ type CLI struct {
 	LogLevel  string          `name:"log.level" default:"info" enum:"debug,info,warn,error" help:"Least severe log level to print (${enum})."`
 	LogFormat string          `name:"log.format" default:"logfmt" enum:"logfmt,json" help:"Log format (${enum})."`
 
-	Agent   AgentCmd   `cmd:"" help:"Receive PHP request messages on a unix socket and serve them as Prometheus metrics."`
-	Version VersionCmd `cmd:"" help:"Print the version and exit."`
+	Agent      AgentCmd      `cmd:"" help:"Receive PHP request messages on a unix socket and serve them as Prometheus metrics."`
+	PgExporter PgExporterCmd `cmd:"" name:"pg-exporter" help:"Serve PostgreSQL statement statistics by query fingerprint (query_fp), the join to the PHP side."`
+	Version    VersionCmd    `cmd:"" help:"Print the version and exit."`
 }
 
 // VersionCmd prints the build information.

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bitville/bitville-apm/exporters/pgexporter"
+	"github.com/bitville/bitville-apm/internal/buildinfo"
+)
+
+// PgExporterCmd runs the PostgreSQL exporter.
+type PgExporterCmd struct {
+	DSNs             []string      `name:"pg.dsn" required:"" placeholder:"DSN" help:"PostgreSQL to read (repeatable, or comma-separated in the environment): a libpq URL (postgres://user@host:5432/db?sslmode=disable) or key=value string. Each is one connection, labelled server=\"host:port/database\". The role needs pg_monitor; the database needs CREATE EXTENSION pg_stat_statements (and shared_preload_libraries = pg_stat_statements)."`
+	StatementTimeout time.Duration `name:"pg.statement-timeout" default:"2s" help:"statement_timeout and lock_timeout of every query the exporter runs, and its connect timeout."`
+	ScrapeTimeout    time.Duration `name:"pg.scrape-timeout" default:"8s" help:"A scrape answers within this, however slow or locked the database; collectors that did not finish count as failed."`
+	Queries          int           `name:"limits.queries" default:"500" help:"Query fingerprints per server with series of their own: the heaviest by recent time; the rest are counted as query_fp=\"other\"."`
+	TextCache        int           `name:"pg.text-cache" default:"20000" help:"queryid → fingerprint entries kept per server, so query texts are read only for new queryids."`
+	ListenAddress    string        `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
+}
+
+// Run serves the exporter until SIGTERM or SIGINT.
+func (c *PgExporterCmd) Run(log *slog.Logger) error {
+	cfg := pgexporter.DefaultConfig()
+	cfg.DSNs = c.DSNs
+	cfg.StatementTimeout = c.StatementTimeout
+	cfg.ScrapeTimeout = c.ScrapeTimeout
+	cfg.TopQueries = c.Queries
+	cfg.TextCache = c.TextCache
+	log = log.With("component", "pg-exporter")
+	exp, err := pgexporter.New(cfg, log)
+	if err != nil {
+		return fmt.Errorf("invalid pg-exporter configuration: %w", err)
+	}
+	defer exp.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), exp)
+	bi := buildinfo.Get()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "bitville_pg_exporter_build_info",
+		Help:        "Build of the running pg-exporter (value is always 1).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+
+	ln, err := net.Listen("tcp", c.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("cannot listen on web.listen-address %s: %w", c.ListenAddress, err)
+	}
+	log.Info("pg-exporter started", "version", bi.Version, "web", ln.Addr().String(), "servers", len(cfg.DSNs))
+	srv := &http.Server{Handler: exp.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-httpErr:
+		return fmt.Errorf("http server stopped: %w", err)
+	}
+	log.Info("stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ScrapeTimeout+2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("cannot stop the http server cleanly: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

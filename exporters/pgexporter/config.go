@@ -1,0 +1,45 @@
+// Package pgexporter is `bitville-apm pg-exporter`: PostgreSQL statement
+// statistics joined to the PHP side by the same query fingerprint
+// (query_fp). This file holds its configuration.
+package pgexporter
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the validated configuration of the exporter.
+type Config struct {
+	DSNs             []string      // one per server (and database); libpq URL or key=value
+	StatementTimeout time.Duration // statement_timeout of every query the exporter runs
+	ScrapeTimeout    time.Duration // a scrape answers within this, whatever the database does
+	TopQueries       int           // query_fp label values per server; more are counted as "other"
+	TextCache        int           // queryid → fingerprint entries kept per server
+}
+
+// DefaultConfig returns the defaults documented in `bitville-apm pg-exporter --help`.
+func DefaultConfig() Config {
+	return Config{
+		StatementTimeout: 2 * time.Second,
+		ScrapeTimeout:    8 * time.Second,
+		TopQueries:       500,
+		TextCache:        20000,
+	}
+}
+
+// Validate reports every invalid setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(len(c.DSNs) > 0, "pg.dsn: at least one is needed")
+	check(c.StatementTimeout >= 10*time.Millisecond, "pg.statement-timeout %s must be at least 10ms", c.StatementTimeout)
+	check(c.ScrapeTimeout >= c.StatementTimeout, "pg.scrape-timeout %s must be at least pg.statement-timeout %s", c.ScrapeTimeout, c.StatementTimeout)
+	check(c.TopQueries >= 1, "limits.queries must be at least 1")
+	check(c.TextCache >= 100, "pg.text-cache must be at least 100")
+	return errors.Join(errs...)
+}

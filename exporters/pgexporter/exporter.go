@@ -1,0 +1,164 @@
+package pgexporter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Exporter reads every configured server at scrape time. It is a
+// prometheus.Collector; a failing server or collector never fails the
+// scrape: it shows in bitville_pg_up and the collector metrics.
+type Exporter struct {
+	cfg     Config
+	log     *slog.Logger
+	servers []*serverState
+
+	mu     sync.Mutex // one scrape at a time: collectors keep state
+	errors *prometheus.CounterVec
+}
+
+type serverState struct {
+	srv        *server
+	stmts      *statements
+	collectors []collector // run at every scrape, in order; stmts is the first
+	up         bool
+	results    []collectorResult
+}
+
+// collector is one part of a scrape: update reads the server (within the
+// scrape's deadline, on the server's one connection), collect emits what
+// it knows, also after a failed update (counters keep their values).
+type collector interface {
+	name() string
+	update(ctx context.Context, c *pgx.Conn, version int) error
+	collect(server string, ch chan<- prometheus.Metric)
+}
+
+var (
+	descUp       = prometheus.NewDesc("bitville_pg_up", "Whether the server could be connected to and queried at the last scrape (1) or not (0).", []string{"server"}, nil)
+	descDuration = prometheus.NewDesc("bitville_pg_scrape_duration_seconds", "How long each collector took at the last scrape.", []string{"server", "collector"}, nil)
+	descSuccess  = prometheus.NewDesc("bitville_pg_scrape_collector_success", "Whether each collector succeeded at the last scrape (1) or not (0).", []string{"server", "collector"}, nil)
+)
+
+// New returns an exporter for cfg (validated). It connects lazily: a
+// server that is down at start is retried at every scrape.
+func New(cfg Config, log *slog.Logger) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Exporter{cfg: cfg, log: log,
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bitville_pg_scrape_errors_total",
+			Help: "Collector runs that failed, by server and collector (the last error is logged).",
+		}, []string{"server", "collector"}),
+	}
+	seen := map[string]bool{}
+	for _, dsn := range cfg.DSNs {
+		srv, err := newServer(dsn, cfg.StatementTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if seen[srv.label] {
+			return nil, errors.New("pg.dsn: " + srv.label + " is given twice")
+		}
+		seen[srv.label] = true
+		st := newStatements(cfg.TopQueries, cfg.TextCache)
+		e.servers = append(e.servers, &serverState{srv: srv, stmts: st, collectors: []collector{st}})
+	}
+	return e, nil
+}
+
+// Describe sends nothing: the exporter's series depend on the servers
+// (an unchecked collector).
+func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
+
+// Collect scrapes every server, each within the scrape timeout.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range e.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.scrape(s)
+		}()
+	}
+	wg.Wait()
+	texts := map[string]string{}
+	for _, s := range e.servers {
+		up := 0.0
+		if s.up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.srv.label)
+		for _, r := range s.results {
+			ok := 0.0
+			if r.err == nil {
+				ok = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, r.took.Seconds(), s.srv.label, r.name)
+			ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.GaugeValue, ok, s.srv.label, r.name)
+		}
+		for _, c := range s.collectors {
+			c.collect(s.srv.label, ch)
+		}
+		for fp, t := range s.stmts.texts {
+			texts[fp] = t
+		}
+	}
+	for fp, t := range texts {
+		ch <- prometheus.MustNewConstMetric(descQueryInfo, prometheus.GaugeValue, 1, fp, t)
+	}
+	e.errors.Collect(ch)
+}
+
+type collectorResult struct {
+	name string
+	took time.Duration
+	err  error
+}
+
+// scrape runs the collectors of one server, each on its own so that one
+// failing does not stop the others; all share the scrape's deadline.
+func (e *Exporter) scrape(s *serverState) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ScrapeTimeout)
+	defer cancel()
+	s.results = s.results[:0]
+	s.up = true
+	for _, c := range s.collectors {
+		start := time.Now()
+		var err error
+		if !s.up {
+			err = errors.New("not run: the server is unreachable")
+		} else {
+			err = s.srv.with(ctx, func(ctx context.Context, conn *pgx.Conn, version int) error {
+				return c.update(ctx, conn, version)
+			})
+			var ce *connectError
+			if errors.As(err, &ce) {
+				s.up = false
+			}
+		}
+		s.results = append(s.results, collectorResult{name: c.name(), took: time.Since(start), err: err})
+	}
+	for _, r := range s.results {
+		if r.err != nil {
+			e.errors.WithLabelValues(s.srv.label, r.name).Inc()
+			e.log.Warn("collector failed", "server", s.srv.label, "collector", r.name, "err", r.err)
+		}
+	}
+}
+
+// Close closes the connections.
+func (e *Exporter) Close() {
+	for _, s := range e.servers {
+		s.srv.close()
+	}
+}
