@@ -63,6 +63,10 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	srv := &http.Server{Handler: exp.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
+	bgCtx, stopBg := context.WithCancel(ctx)
+	bgDone := make(chan struct{})
+	go func() { exp.RunBackground(bgCtx); close(bgDone) }()
+	defer func() { stopBg(); <-bgDone }()
 	select {
 	case <-ctx.Done():
 	case err := <-httpErr:

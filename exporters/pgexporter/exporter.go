@@ -25,10 +25,25 @@ type Exporter struct {
 
 type serverState struct {
 	srv        *server
+	dsn        string
 	stmts      *statements
 	collectors []collector // run at every scrape, in order; stmts is the first
 	up         bool
 	results    []collectorResult
+}
+
+// collectorFactories make the collectors of each server after the
+// statements one, in the order their files register them (init, file
+// name order). A collector that also implements backgroundCollector is
+// started by RunBackground.
+var collectorFactories []func(cfg Config) collector
+
+// backgroundCollector is a collector that also works between scrapes
+// (the active-session sampler), on a connection of its own: run gets a
+// second server for the same DSN and returns when ctx ends.
+type backgroundCollector interface {
+	collector
+	run(ctx context.Context, srv *server)
 }
 
 // collector is one part of a scrape: update reads the server (within the
@@ -69,7 +84,11 @@ func New(cfg Config, log *slog.Logger) (*Exporter, error) {
 		}
 		seen[srv.label] = true
 		st := newStatements(cfg.TopQueries, cfg.TextCache)
-		e.servers = append(e.servers, &serverState{srv: srv, stmts: st, collectors: []collector{st}})
+		cs := []collector{st}
+		for _, f := range collectorFactories {
+			cs = append(cs, f(cfg))
+		}
+		e.servers = append(e.servers, &serverState{srv: srv, dsn: dsn, stmts: st, collectors: cs})
 	}
 	return e, nil
 }
@@ -154,6 +173,31 @@ func (e *Exporter) scrape(s *serverState) {
 			e.log.Warn("collector failed", "server", s.srv.label, "collector", r.name, "err", r.err)
 		}
 	}
+}
+
+// RunBackground runs the background collectors of every server, each on
+// a connection of its own, until ctx ends.
+func (e *Exporter) RunBackground(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range e.servers {
+		for _, c := range s.collectors {
+			bc, ok := c.(backgroundCollector)
+			if !ok {
+				continue
+			}
+			srv, err := newServer(s.dsn, e.cfg.StatementTimeout)
+			if err != nil {
+				continue // the same DSN parsed in New
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer srv.close()
+				bc.run(ctx, srv)
+			}()
+		}
+	}
+	wg.Wait()
 }
 
 // Close closes the connections.
