@@ -24,6 +24,8 @@ type PgExporterCmd struct {
 	ScrapeTimeout    time.Duration `name:"pg.scrape-timeout" default:"8s" help:"A scrape answers within this, however slow or locked the database; collectors that did not finish count as failed."`
 	Queries          int           `name:"limits.queries" default:"500" help:"Query fingerprints per server with series of their own: the heaviest by recent time; the rest are counted as query_fp=\"other\"."`
 	TextCache        int           `name:"pg.text-cache" default:"20000" help:"queryid → fingerprint entries kept per server, so query texts are read only for new queryids."`
+	ActivityInterval time.Duration `name:"pg.activity-interval" default:"1s" help:"How often pg_stat_activity is sampled in the background (active-session history: rate() of bitville_pg_session_samples_total is the average number of active sessions)."`
+	SessionLabels    int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples; more are counted as \"other\"."`
 	ListenAddress    string        `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
 }
 
@@ -35,6 +37,8 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	cfg.ScrapeTimeout = c.ScrapeTimeout
 	cfg.TopQueries = c.Queries
 	cfg.TextCache = c.TextCache
+	cfg.ActivityInterval = c.ActivityInterval
+	cfg.LabelLimit = c.SessionLabels
 	log = log.With("component", "pg-exporter")
 	exp, err := pgexporter.New(cfg, log)
 	if err != nil {

@@ -16,6 +16,8 @@ type Config struct {
 	ScrapeTimeout    time.Duration // a scrape answers within this, whatever the database does
 	TopQueries       int           // query_fp label values per server; more are counted as "other"
 	TextCache        int           // queryid → fingerprint entries kept per server
+	ActivityInterval time.Duration // pg_stat_activity sampling period (background)
+	LabelLimit       int           // values per label (query_fp, endpoint) of the session samples; more are "other"
 }
 
 // DefaultConfig returns the defaults documented in `bitville-apm pg-exporter --help`.
@@ -25,6 +27,8 @@ func DefaultConfig() Config {
 		ScrapeTimeout:    8 * time.Second,
 		TopQueries:       500,
 		TextCache:        20000,
+		ActivityInterval: time.Second,
+		LabelLimit:       200,
 	}
 }
 
@@ -41,5 +45,7 @@ func (c Config) Validate() error {
 	check(c.ScrapeTimeout >= c.StatementTimeout, "pg.scrape-timeout %s must be at least pg.statement-timeout %s", c.ScrapeTimeout, c.StatementTimeout)
 	check(c.TopQueries >= 1, "limits.queries must be at least 1")
 	check(c.TextCache >= 100, "pg.text-cache must be at least 100")
+	check(c.ActivityInterval >= 100*time.Millisecond && c.ActivityInterval <= time.Minute, "pg.activity-interval %s must be between 100ms and 1m", c.ActivityInterval)
+	check(c.LabelLimit >= 1, "limits.session-labels must be at least 1")
 	return errors.Join(errs...)
 }
