@@ -36,7 +36,9 @@ func newServer(dsn string, statementTimeout time.Duration) (*server, error) {
 	}
 	ms := strconv.FormatInt(statementTimeout.Milliseconds(), 10)
 	cfg.RuntimeParams["statement_timeout"] = ms
-	cfg.RuntimeParams["lock_timeout"] = ms
+	// Below the statement timeout, so a lock wait fails as such (55P03)
+	// rather than as a cancelled statement.
+	cfg.RuntimeParams["lock_timeout"] = strconv.FormatInt(max(statementTimeout.Milliseconds()/2, 1), 10)
 	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = ms
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "bitville-apm pg-exporter"
@@ -68,8 +70,11 @@ func redactedParseError(err error) string {
 // isServerError says err is an error the server reported for a query
 // (the connection is still usable), not a network or protocol failure.
 func isServerError(err error) bool {
+	// Including 57014 (query_canceled) from statement_timeout: the server
+	// cancelled the statement, the connection is fine. A cancel from our
+	// own deadline is caught by the ctx check in with().
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code != "57014" // 57014: query_canceled (the timeout)
+	return errors.As(err, &pe)
 }
 
 // with runs f on the server's connection, connecting first when needed;

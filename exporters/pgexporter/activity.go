@@ -1,0 +1,388 @@
+package pgexporter
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bitville/bitville-apm/internal/sqlfp"
+)
+
+// The activity collector samples pg_stat_activity in the background, every
+// ActivityInterval, on a connection of its own (RunBackground): each
+// non-idle client session adds one to bitville_pg_session_samples_total,
+// so rate() of it is the average number of active sessions (active-session
+// history), by state, wait event, query fingerprint and endpoint. The
+// gauges describe the last sample. A scrape only reads what the sampler
+// stored (update does nothing).
+
+func init() {
+	collectorFactories = append(collectorFactories, func(cfg Config) collector { return newActivity(cfg) })
+}
+
+// Metrics of the activity collector; server is the DSN's label.
+var (
+	descActSamples       = prometheus.NewDesc("bitville_pg_session_samples_total", "Non-idle client sessions seen by the pg_stat_activity sampler, one per session per sample (rate() is average active sessions).", []string{"server", "datname", "state", "wait_event_type", "wait_event", "query_fp", "endpoint"}, nil)
+	descActOverflow      = prometheus.NewDesc("bitville_pg_session_label_overflow_total", "Session samples whose query_fp or endpoint was counted as \"other\" because the label limit was reached.", []string{"server", "label"}, nil)
+	descActSessions      = prometheus.NewDesc("bitville_pg_active_sessions", "Non-idle client sessions at the last sample.", []string{"server", "datname", "state", "wait_event_type"}, nil)
+	descActOldestXact    = prometheus.NewDesc("bitville_pg_oldest_transaction_seconds", "Age of the oldest open transaction (now() - xact_start) at the last sample.", []string{"server", "datname", "state"}, nil)
+	descActLongestQuery  = prometheus.NewDesc("bitville_pg_longest_query_seconds", "Run time of the longest running active query (now() - query_start) at the last sample.", []string{"server", "datname"}, nil)
+	descActIdleInXact    = prometheus.NewDesc("bitville_pg_idle_in_transaction_sessions", "Sessions idle in transaction (aborted included) at the last sample.", []string{"server", "datname"}, nil)
+	descActIdleInXactMax = prometheus.NewDesc("bitville_pg_idle_in_transaction_seconds_max", "Longest time a session has been idle in transaction (now() - state_change) at the last sample.", []string{"server", "datname"}, nil)
+	descActRuns          = prometheus.NewDesc("bitville_pg_activity_samples_total", "pg_stat_activity samples taken, by result (ok, error).", []string{"server", "result"}, nil)
+	descActDuration      = prometheus.NewDesc("bitville_pg_activity_sample_duration_seconds", "How long the last pg_stat_activity sample took.", []string{"server"}, nil)
+)
+
+type actSampleKey struct{ datname, state, waitType, wait, fp, endpoint string }
+type actSessKey struct{ datname, state, waitType string }
+type actXactKey struct{ datname, state string }
+
+// activity is the sampler's state for one server. run writes it, collect
+// reads it, on different goroutines: mu guards everything below it.
+type activity struct {
+	interval   time.Duration
+	labelLimit int
+	cacheLimit int
+
+	mu        sync.Mutex
+	samples   map[actSampleKey]float64
+	overflow  map[string]float64 // label → overflowed samples
+	fps       map[string]bool    // admitted query_fp values
+	endpoints map[string]bool    // admitted endpoint values
+	sessions  map[actSessKey]float64
+	oldest    map[actXactKey]float64
+	longest   map[string]float64 // datname → seconds
+	idleXact  map[string]float64 // datname → sessions
+	idleMax   map[string]float64 // datname → seconds
+	ok, errs  float64
+	took      time.Duration
+	lastErr   error
+
+	// Used by the sampling goroutine only.
+	seed   maphash.Seed
+	byID   map[int64]string  // query_id → query_fp (PostgreSQL 14+)
+	byText map[uint64]string // hash of the text → query_fp
+}
+
+func newActivity(cfg Config) *activity {
+	limit := cfg.TextCache
+	if limit < 100 {
+		limit = 100
+	}
+	return &activity{
+		interval: cfg.ActivityInterval, labelLimit: cfg.LabelLimit, cacheLimit: limit,
+		samples: map[actSampleKey]float64{}, overflow: map[string]float64{}, fps: map[string]bool{}, endpoints: map[string]bool{},
+		seed: maphash.MakeSeed(), byID: map[int64]string{}, byText: map[uint64]string{},
+	}
+}
+
+func (a *activity) name() string { return "activity" }
+
+// update does nothing: the work is done by run, between scrapes.
+func (a *activity) update(context.Context, *pgx.Conn, int) error { return nil }
+
+// run samples every interval until ctx ends. The sample runs in this
+// goroutine, so a slow one delays the next tick and time.Ticker drops the
+// ticks missed meanwhile: samples never queue up.
+func (a *activity) run(ctx context.Context, srv *server) {
+	if a.interval <= 0 {
+		return
+	}
+	t := time.NewTicker(a.interval)
+	defer t.Stop()
+	// A sample may take up to the statement timeout (the first one also
+	// connects); the ticks it overlaps are skipped.
+	deadline := max(a.interval, srv.timeout)
+	for {
+		a.sampleOnce(ctx, srv, deadline)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *activity) sampleOnce(ctx context.Context, srv *server, deadline time.Duration) {
+	if ctx.Err() != nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	var rows []actRow
+	var querySize int
+	err := srv.with(sctx, func(ctx context.Context, c *pgx.Conn, version int) error {
+		var err error
+		rows, querySize, err = readActivity(ctx, c, version)
+		return err
+	})
+	took := time.Since(start)
+	if err != nil {
+		a.mu.Lock()
+		a.errs++
+		a.lastErr = err
+		a.took = took
+		a.mu.Unlock()
+		return
+	}
+	a.fold(rows, querySize, took)
+}
+
+// actRow is one session of a sample.
+type actRow struct {
+	datname, state, waitType, wait, query string
+	queryID                               int64 // 0: unknown
+	xactAge, queryAge, stateAge           float64
+	hasXact, hasQuery, hasState           bool
+}
+
+// activityQuery reads the non-idle client sessions other than our own,
+// with ages on the server's clock.
+func activityQuery(version int) string {
+	queryID := "NULL::int8"
+	if version >= 140000 {
+		queryID = "query_id"
+	}
+	// current_setting() shows the size with its unit ("1kB"), which
+	// pg_size_bytes() turns into bytes; pg_settings would build the whole
+	// settings table on every sample.
+	return `SELECT pg_size_bytes(current_setting('track_activity_query_size'))::int,
+		coalesce(datname, ''), coalesce(state, ''), coalesce(wait_event_type, ''), coalesce(wait_event, ''),
+		coalesce(query, ''), ` + queryID + `,
+		extract(epoch FROM now() - xact_start)::float8,
+		extract(epoch FROM now() - query_start)::float8,
+		extract(epoch FROM now() - state_change)::float8
+		FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'`
+}
+
+func readActivity(ctx context.Context, c *pgx.Conn, version int) ([]actRow, int, error) {
+	rs, err := c.Query(ctx, activityQuery(version))
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot read pg_stat_activity: %w", err)
+	}
+	defer rs.Close()
+	var out []actRow
+	size := 0
+	for rs.Next() {
+		var r actRow
+		var qid *int64
+		var xa, qa, sa *float64
+		if err := rs.Scan(&size, &r.datname, &r.state, &r.waitType, &r.wait, &r.query, &qid, &xa, &qa, &sa); err != nil {
+			return nil, 0, fmt.Errorf("cannot read pg_stat_activity: %w", err)
+		}
+		if qid != nil {
+			r.queryID = *qid
+		}
+		if xa != nil {
+			r.xactAge, r.hasXact = max(*xa, 0), true
+		}
+		if qa != nil {
+			r.queryAge, r.hasQuery = max(*qa, 0), true
+		}
+		if sa != nil {
+			r.stateAge, r.hasState = max(*sa, 0), true
+		}
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, fmt.Errorf("cannot read pg_stat_activity: %w", err)
+	}
+	return out, size, nil
+}
+
+// fold adds a sample to the counters and replaces the gauges.
+func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
+	// Fingerprints are computed outside the lock (collect never waits on
+	// the parser).
+	fps := make([]string, len(rows))
+	eps := make([]string, len(rows))
+	for i, r := range rows {
+		fps[i] = a.fingerprint(r, querySize)
+		eps[i] = parseEndpoint(r.query)
+	}
+	sessions := map[actSessKey]float64{}
+	oldest := map[actXactKey]float64{}
+	longest := map[string]float64{}
+	idleXact := map[string]float64{}
+	idleMax := map[string]float64{}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, r := range rows {
+		state := r.state
+		if state == "" {
+			// Another role's session without pg_read_all_stats: PostgreSQL
+			// hides its state, query and waits.
+			state = "unknown"
+		}
+		waitType, wait := r.waitType, r.wait
+		if waitType == "" {
+			// Not waiting: an active session is on CPU (or in a wait
+			// PostgreSQL does not instrument); a session in another state
+			// (idle in transaction, fastpath, disabled) is waiting for its
+			// client, which is not a wait event: "none".
+			if state == "active" {
+				waitType, wait = "CPU", "CPU"
+			} else {
+				waitType, wait = "none", "none"
+			}
+		} else if wait == "" {
+			wait = "none"
+		}
+		fp := a.admit(a.fps, fps[i], "query_fp")
+		ep := eps[i]
+		if ep != "" {
+			ep = a.admit(a.endpoints, ep, "endpoint")
+		}
+		a.samples[actSampleKey{r.datname, state, waitType, wait, fp, ep}]++
+		sessions[actSessKey{r.datname, state, waitType}]++
+		if r.hasXact {
+			k := actXactKey{r.datname, state}
+			if v, ok := oldest[k]; !ok || r.xactAge > v {
+				oldest[k] = r.xactAge
+			}
+		}
+		if state == "active" && r.hasQuery {
+			if v, ok := longest[r.datname]; !ok || r.queryAge > v {
+				longest[r.datname] = r.queryAge
+			}
+		}
+		if strings.HasPrefix(state, "idle in transaction") {
+			idleXact[r.datname]++
+			if r.hasState {
+				if v, ok := idleMax[r.datname]; !ok || r.stateAge > v {
+					idleMax[r.datname] = r.stateAge
+				}
+			}
+		}
+	}
+	a.sessions, a.oldest, a.longest, a.idleXact, a.idleMax = sessions, oldest, longest, idleXact, idleMax
+	a.ok++
+	a.took = took
+	a.lastErr = nil
+}
+
+// admit returns v when it is, or can become, one of the limit values of
+// the label, else "other" (counted). Called with mu held.
+func (a *activity) admit(set map[string]bool, v, label string) string {
+	if set[v] {
+		return v
+	}
+	if len(set) < a.labelLimit {
+		set[v] = true
+		return v
+	}
+	a.overflow[label]++
+	return "other"
+}
+
+// fingerprint gives the session's query_fp: by query_id when there is one
+// (PostgreSQL 14+ with compute_query_id), else by a hash of the text;
+// both caches are bounded (cleared when full). A text as long as
+// track_activity_query_size was cut by PostgreSQL: FingerprintTruncated.
+func (a *activity) fingerprint(r actRow, querySize int) string {
+	if r.query == "" {
+		return sqlfp.EmptyFingerprint
+	}
+	if r.queryID != 0 {
+		if fp, ok := a.byID[r.queryID]; ok {
+			return fp
+		}
+	}
+	h := maphash.String(a.seed, r.query)
+	fp, ok := a.byText[h]
+	if !ok {
+		// PostgreSQL keeps at most track_activity_query_size-1 bytes, cut
+		// on a character boundary (up to 3 bytes less for UTF-8).
+		if querySize > 0 && len(r.query) >= querySize-4 {
+			fp = sqlfp.FingerprintTruncated(r.query).Fingerprint
+		} else {
+			fp = sqlfp.Fingerprint(r.query).Fingerprint
+		}
+		if len(a.byText) >= a.cacheLimit {
+			clear(a.byText)
+		}
+		a.byText[h] = fp
+	}
+	if r.queryID != 0 && !(querySize > 0 && len(r.query) >= querySize-4) {
+		// Only a complete text names the query_id's fingerprint.
+		if len(a.byID) >= a.cacheLimit {
+			clear(a.byID)
+		}
+		a.byID[r.queryID] = fp
+	}
+	return fp
+}
+
+// parseEndpoint reads the endpoint of a sqlcommenter comment
+// (/*endpoint='GET%20%2Forders%2F%7Bid%7D',...*/ → "GET /orders/{id}");
+// "" when there is none or it is not valid URL encoding.
+func parseEndpoint(q string) string {
+	for {
+		i := strings.Index(q, "/*")
+		if i < 0 {
+			return ""
+		}
+		q = q[i+2:]
+		j := strings.Index(q, "*/")
+		if j < 0 {
+			return ""
+		}
+		comment := q[:j]
+		q = q[j+2:]
+		for _, kv := range strings.Split(comment, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || strings.TrimSpace(k) != "endpoint" {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			if len(v) < 2 || v[0] != '\'' || v[len(v)-1] != '\'' {
+				continue
+			}
+			s, err := url.PathUnescape(v[1 : len(v)-1])
+			if err != nil || s == "" {
+				continue
+			}
+			return s
+		}
+	}
+}
+
+// collect emits the counters and the gauges of the last sample.
+func (a *activity) collect(server string, ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, v := range a.samples {
+		ch <- prometheus.MustNewConstMetric(descActSamples, prometheus.CounterValue, v, server, k.datname, k.state, k.waitType, k.wait, k.fp, k.endpoint)
+	}
+	for _, l := range []string{"query_fp", "endpoint"} {
+		ch <- prometheus.MustNewConstMetric(descActOverflow, prometheus.CounterValue, a.overflow[l], server, l)
+	}
+	for k, v := range a.sessions {
+		ch <- prometheus.MustNewConstMetric(descActSessions, prometheus.GaugeValue, v, server, k.datname, k.state, k.waitType)
+	}
+	for k, v := range a.oldest {
+		ch <- prometheus.MustNewConstMetric(descActOldestXact, prometheus.GaugeValue, v, server, k.datname, k.state)
+	}
+	for d, v := range a.longest {
+		ch <- prometheus.MustNewConstMetric(descActLongestQuery, prometheus.GaugeValue, v, server, d)
+	}
+	for d, v := range a.idleXact {
+		ch <- prometheus.MustNewConstMetric(descActIdleInXact, prometheus.GaugeValue, v, server, d)
+	}
+	for d, v := range a.idleMax {
+		ch <- prometheus.MustNewConstMetric(descActIdleInXactMax, prometheus.GaugeValue, v, server, d)
+	}
+	ch <- prometheus.MustNewConstMetric(descActRuns, prometheus.CounterValue, a.ok, server, "ok")
+	ch <- prometheus.MustNewConstMetric(descActRuns, prometheus.CounterValue, a.errs, server, "error")
+	ch <- prometheus.MustNewConstMetric(descActDuration, prometheus.GaugeValue, a.took.Seconds(), server)
+}
