@@ -17,6 +17,7 @@ packages=(
 	php-excimer php-tideways phpunit
 	nginx postgresql postgresql-contrib
 	wrk                      # load for the overhead benchmarks
+	prometheus-postgres-exporter # pg-exporter's side-by-side benchmark
 )
 
 say() { printf 'deps: %s\n' "$*" >&2; }
