@@ -48,14 +48,13 @@ type actXactKey struct{ datname, state string }
 // reads it, on different goroutines: mu guards everything below it.
 type activity struct {
 	interval   time.Duration
-	labelLimit int
 	cacheLimit int
 
 	mu        sync.Mutex
 	samples   map[actSampleKey]float64
 	overflow  map[string]float64 // label → overflowed samples
-	fps       map[string]bool    // admitted query_fp values
-	endpoints map[string]bool    // admitted endpoint values
+	fps       *labelValues       // query_fp values with a label of their own
+	endpoints *labelValues       // endpoint values with a label of their own
 	sessions  map[actSessKey]float64
 	oldest    map[actXactKey]float64
 	longest   map[string]float64 // datname → seconds
@@ -77,8 +76,9 @@ func newActivity(cfg Config) *activity {
 		limit = 100
 	}
 	return &activity{
-		interval: cfg.ActivityInterval, labelLimit: cfg.LabelLimit, cacheLimit: limit,
-		samples: map[actSampleKey]float64{}, overflow: map[string]float64{}, fps: map[string]bool{}, endpoints: map[string]bool{},
+		interval: cfg.ActivityInterval, cacheLimit: limit,
+		samples: map[actSampleKey]float64{}, overflow: map[string]float64{},
+		fps: newLabelValues(cfg.LabelLimit), endpoints: newLabelValues(cfg.LabelLimit),
 		seed: maphash.MakeSeed(), byID: map[int64]string{}, byText: map[uint64]string{},
 	}
 }
@@ -240,7 +240,7 @@ func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
 		}
 		fp := a.admit(a.fps, fps[i], "query_fp")
 		ep := eps[i]
-		if ep != "" {
+		if ep != "" { // no endpoint takes no slot
 			ep = a.admit(a.endpoints, ep, "endpoint")
 		}
 		a.samples[actSampleKey{r.datname, state, waitType, wait, fp, ep}]++
@@ -271,18 +271,14 @@ func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
 	a.lastErr = nil
 }
 
-// admit returns v when it is, or can become, one of the limit values of
-// the label, else "other" (counted). Called with mu held.
-func (a *activity) admit(set map[string]bool, v, label string) string {
-	if set[v] {
-		return v
+// admit is the label of v, counting a value turned into "other". Called
+// with mu held.
+func (a *activity) admit(values *labelValues, v, label string) string {
+	v, ok := values.label(v)
+	if !ok {
+		a.overflow[label]++
 	}
-	if len(set) < a.labelLimit {
-		set[v] = true
-		return v
-	}
-	a.overflow[label]++
-	return "other"
+	return v
 }
 
 // fingerprint gives the session's query_fp: by query_id when there is one
@@ -298,12 +294,13 @@ func (a *activity) fingerprint(r actRow, querySize int) string {
 			return fp
 		}
 	}
+	// PostgreSQL keeps at most track_activity_query_size-1 bytes, cut on a
+	// character boundary (up to 3 bytes less for UTF-8).
+	cut := querySize > 0 && len(r.query) >= querySize-4
 	h := maphash.String(a.seed, r.query)
 	fp, ok := a.byText[h]
 	if !ok {
-		// PostgreSQL keeps at most track_activity_query_size-1 bytes, cut
-		// on a character boundary (up to 3 bytes less for UTF-8).
-		if querySize > 0 && len(r.query) >= querySize-4 {
+		if cut {
 			fp = sqlfp.FingerprintTruncated(r.query).Fingerprint
 		} else {
 			fp = sqlfp.Fingerprint(r.query).Fingerprint
@@ -313,7 +310,7 @@ func (a *activity) fingerprint(r actRow, querySize int) string {
 		}
 		a.byText[h] = fp
 	}
-	if r.queryID != 0 && !(querySize > 0 && len(r.query) >= querySize-4) {
+	if r.queryID != 0 && !cut {
 		// Only a complete text names the query_id's fingerprint.
 		if len(a.byID) >= a.cacheLimit {
 			clear(a.byID)

@@ -84,9 +84,8 @@ type lockDBFP struct{ datname, fp string }
 
 // locks is the collector's state for one server.
 type locks struct {
-	labelLimit int
-	fpAdmitted map[string]bool // query_fp values with a label of their own (≤ labelLimit)
-	seenDB     map[string]bool // databases that had blocked sessions
+	fps    *labelValues    // query_fp values with a label of their own
+	seenDB map[string]bool // databases that had blocked sessions
 
 	ok          bool // the last update succeeded
 	blocked     map[string]float64
@@ -100,7 +99,7 @@ type locks struct {
 }
 
 func newLocks(labelLimit int) *locks {
-	return &locks{labelLimit: labelLimit, fpAdmitted: map[string]bool{}, seenDB: map[string]bool{}}
+	return &locks{fps: newLabelValues(labelLimit), seenDB: map[string]bool{}}
 }
 
 func (l *locks) name() string { return "locks" }
@@ -201,19 +200,13 @@ func (l *locks) build(all []lockRow, now time.Time) {
 }
 
 // fpLabel bounds the query_fp values: the first labelLimit fingerprints
-// seen keep their own label, later ones are "other".
+// seen keep their own label, later ones (and none) are "other".
 func (l *locks) fpLabel(fp string) string {
 	if fp == "" {
 		return "other"
 	}
-	if l.fpAdmitted[fp] {
-		return fp
-	}
-	if len(l.fpAdmitted) < l.labelLimit {
-		l.fpAdmitted[fp] = true
-		return fp
-	}
-	return "other"
+	fp, _ = l.fps.label(fp)
+	return fp
 }
 
 // remember puts the trees of a scrape into the ring; a tree whose root
