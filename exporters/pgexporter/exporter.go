@@ -128,9 +128,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		for _, c := range s.collectors {
 			c.collect(s.srv.label, ch)
 		}
-		for fp, t := range s.stmts.texts {
-			texts[fp] = t
-		}
+		s.stmts.queryTexts(texts)
 	}
 	for fp, t := range texts {
 		ch <- prometheus.MustNewConstMetric(descQueryInfo, prometheus.GaugeValue, 1, fp, t)

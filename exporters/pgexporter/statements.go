@@ -67,11 +67,10 @@ type statements struct {
 	last      map[stmtKey]stmtCounters // absolute values at the last scrape
 	fps       map[int64]string         // queryid → query_fp
 	norm      map[string]string        // query_fp → normalised text, for fingerprints in fps
-	texts     map[string]string        // admitted query_fp (own label) → normalised text
-	totals    map[fpKey]*stmtCounters  // the series exposed: the top fingerprints and "other"
 	all       map[fpKey]*stmtCounters  // totals of every fingerprint seen (bounded by textCache)
+	other     map[string]*stmtCounters // datname → what query_fp="other" counts
 	score     map[fpKey]float64        // recent time, halved every scrape
-	shown     map[fpKey]bool           // the fingerprints exposed
+	shown     map[fpKey]bool           // the fingerprints with series of their own
 	blockSize float64
 	lastReset time.Time // pg_stat_statements_info.stats_reset (PG14+)
 	dealloc   float64   // pg_stat_statements_info.dealloc (PG14+)
@@ -82,8 +81,8 @@ type statements struct {
 func newStatements(topQueries, textCache int) *statements {
 	return &statements{
 		topQueries: topQueries, textCache: textCache,
-		last: map[stmtKey]stmtCounters{}, fps: map[int64]string{}, norm: map[string]string{}, texts: map[string]string{}, totals: map[fpKey]*stmtCounters{},
-		all: map[fpKey]*stmtCounters{}, score: map[fpKey]float64{}, shown: map[fpKey]bool{},
+		last: map[stmtKey]stmtCounters{}, fps: map[int64]string{}, norm: map[string]string{},
+		all: map[fpKey]*stmtCounters{}, other: map[string]*stmtCounters{}, score: map[fpKey]float64{}, shown: map[fpKey]bool{},
 	}
 }
 
@@ -248,24 +247,21 @@ func (s *statements) rank(changed map[fpKey]stmtCounters) {
 	s.shown = shown
 	for k, d := range changed {
 		if k.fp == "other" || !shown[k] {
-			o := fpKey{k.datname, "other"}
-			t := s.totals[o]
+			t := s.other[k.datname]
 			if t == nil {
 				t = &stmtCounters{}
-				s.totals[o] = t
+				s.other[k.datname] = t
 			}
 			t.add(d)
 		}
 	}
-	for k := range s.totals {
-		if k.fp != "other" {
-			delete(s.totals, k)
-		}
-	}
-	clear(s.texts)
-	for k := range shown {
-		s.totals[k] = s.all[k]
-		s.texts[k.fp] = s.norm[k.fp]
+}
+
+// queryTexts adds the normalised texts of the fingerprints with series of
+// their own to texts (query_fp → text).
+func (s *statements) queryTexts(texts map[string]string) {
+	for k := range s.shown {
+		texts[k.fp] = s.norm[k.fp]
 	}
 }
 
@@ -330,20 +326,28 @@ var (
 
 // collect emits the totals.
 func (s *statements) collect(server string, ch chan<- prometheus.Metric) {
-	for k, t := range s.totals {
-		l := []string{server, k.datname, k.fp}
-		ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, t.calls, l...)
-		ch <- prometheus.MustNewConstMetric(descSeconds, prometheus.CounterValue, t.execSec, l...)
-		ch <- prometheus.MustNewConstMetric(descPlanning, prometheus.CounterValue, t.planSec, l...)
-		ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, t.rows, l...)
-		ch <- prometheus.MustNewConstMetric(descBlksHit, prometheus.CounterValue, t.blksHit, l...)
-		ch <- prometheus.MustNewConstMetric(descBlksRead, prometheus.CounterValue, t.blksRead, l...)
-		ch <- prometheus.MustNewConstMetric(descTempBytes, prometheus.CounterValue, t.tempBytes, l...)
-		ch <- prometheus.MustNewConstMetric(descWALBytes, prometheus.CounterValue, t.walBytes, l...)
+	for k := range s.shown {
+		emitStatement(ch, server, k, s.all[k])
+	}
+	for db, t := range s.other {
+		emitStatement(ch, server, fpKey{db, "other"}, t)
 	}
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.entries), server)
 	ch <- prometheus.MustNewConstMetric(descDealloc, prometheus.CounterValue, s.dealloc, server)
 	ch <- prometheus.MustNewConstMetric(descNoQueryID, prometheus.GaugeValue, s.noQueryID, server)
+}
+
+// emitStatement sends the counters of one (datname, query_fp).
+func emitStatement(ch chan<- prometheus.Metric, server string, k fpKey, t *stmtCounters) {
+	l := []string{server, k.datname, k.fp}
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, t.calls, l...)
+	ch <- prometheus.MustNewConstMetric(descSeconds, prometheus.CounterValue, t.execSec, l...)
+	ch <- prometheus.MustNewConstMetric(descPlanning, prometheus.CounterValue, t.planSec, l...)
+	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, t.rows, l...)
+	ch <- prometheus.MustNewConstMetric(descBlksHit, prometheus.CounterValue, t.blksHit, l...)
+	ch <- prometheus.MustNewConstMetric(descBlksRead, prometheus.CounterValue, t.blksRead, l...)
+	ch <- prometheus.MustNewConstMetric(descTempBytes, prometheus.CounterValue, t.tempBytes, l...)
+	ch <- prometheus.MustNewConstMetric(descWALBytes, prometheus.CounterValue, t.walBytes, l...)
 }
 
 // statementsError explains a missing extension.
