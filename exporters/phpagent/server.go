@@ -42,13 +42,9 @@ var dgramQlenPath = "/proc/sys/net/unix/max_dgram_qlen"
 // and the daemon may (root in the init network namespace), and returns the
 // value in force.
 func ensureDgramQlen(min int) (qlen int, raised bool, err error) {
-	b, err := os.ReadFile(dgramQlenPath)
+	qlen, err = readProcInt(dgramQlenPath)
 	if err != nil {
-		return 0, false, fmt.Errorf("cannot read %s: %w", dgramQlenPath, err)
-	}
-	qlen, err = strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0, false, fmt.Errorf("cannot parse %s: %w", dgramQlenPath, err)
+		return 0, false, err
 	}
 	if min <= 0 || qlen >= min {
 		return qlen, false, nil
@@ -205,7 +201,8 @@ func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 		if err != nil {
 			a.log.Warn("cannot read the socket in paced batches; reading each datagram as it arrives", "err", err)
 		} else {
-			pacer = &drainPacer{fd: fd, pause: a.cfg.ReadPause, queueLen: conn.QueueLen, sendBuf: readProcInt(wmemDefaultPath)}
+			sendBuf, _ := readProcInt(wmemDefaultPath) // 0: the pacer assumes the kernel's default
+			pacer = &drainPacer{fd: fd, pause: a.cfg.ReadPause, queueLen: conn.QueueLen, sendBuf: sendBuf}
 		}
 	}
 	for i := 0; i < n; i++ {
@@ -238,17 +235,17 @@ func (a *Agent) Serve(ctx context.Context, conn *Socket, n int) error {
 // of its datagrams a PHP worker may have waiting before its sends fail.
 var wmemDefaultPath = "/proc/sys/net/core/wmem_default"
 
-// readProcInt reads an integer from a /proc/sys file; 0 when it cannot.
-func readProcInt(path string) int {
+// readProcInt reads an integer from a /proc/sys file.
+func readProcInt(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("cannot parse %s: %w", path, err)
 	}
-	return n
+	return n, nil
 }
 
 // pacedReadTimeout bounds a paced reader's blocking read, so it notices a
