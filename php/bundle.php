@@ -2796,7 +2796,7 @@ final class ProfilerFactory
      * 3 % / 5 % budget to the agent. Samples follow CPU use, so a busy host
      * still yields thousands per minute.
      */
-    public const DEFAULT_PERIOD = 0.1;
+    public const DEFAULT_PERIOD = \Bitville\Apm\Config::DEFAULT_EXCIMER_PERIOD_MS / 1000;
     /** Shortest accepted period; shorter ones are raised to it. */
     public const MIN_PERIOD = 0.001;
     /** Longest accepted period (the protocol's limit for `period`). */
