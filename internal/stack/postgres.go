@@ -22,6 +22,10 @@ type PostgresConfig struct {
 	Preload  []string          // shared_preload_libraries, e.g. pg_stat_statements
 	Settings map[string]string // extra server settings (-c name=value)
 	Port     int               // TCP port on 127.0.0.1; 0 picks a free one
+	// StandbyOf makes the cluster a streaming-replication standby of a
+	// running one (pg_basebackup -R) instead of a new one (initdb). Its
+	// version is the primary's.
+	StandbyOf *Postgres
 }
 
 // Postgres is a running PostgreSQL cluster with trust authentication for
@@ -54,6 +58,9 @@ type Postgres struct {
 func StartPostgres(ctx context.Context, c PostgresConfig) (*Postgres, error) {
 	if c.Dir == "" {
 		return nil, fmt.Errorf("cannot start PostgreSQL: PostgresConfig.Dir is empty")
+	}
+	if c.StandbyOf != nil {
+		c.Version = c.StandbyOf.version
 	}
 	binDir, version, err := postgresBinDir(c.Version)
 	if err != nil {
@@ -97,16 +104,34 @@ func StartPostgres(ctx context.Context, c PostgresConfig) (*Postgres, error) {
 	if p.psql, err = findBinary("postgresql-client", []string{binDir, "/usr/bin"}, "psql"); err != nil {
 		return fail(err)
 	}
-	initLog := filepath.Join(dir, "initdb.log")
-	initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
-		"--pgdata", p.DataDir, "--username", p.User, "--auth", "trust",
-		"--encoding", "UTF8", "--locale", "C", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	initdb.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
-	out, err := initdb.CombinedOutput()
-	_ = os.WriteFile(initLog, out, 0o644)
-	if err != nil {
-		return fail(fmt.Errorf("initdb: %w%s", err, logTail(initLog)))
+	if c.StandbyOf != nil {
+		// A copy of the primary that streams from it (-R writes
+		// standby.signal and primary_conninfo); the primary's initdb
+		// allows replication connections with trust.
+		pr := c.StandbyOf
+		backupLog := filepath.Join(dir, "pg_basebackup.log")
+		bb := exec.CommandContext(ctx, filepath.Join(binDir, "pg_basebackup"),
+			"--pgdata", p.DataDir, "--host", pr.SocketDir, "--port", strconv.Itoa(pr.Port), "--username", pr.User,
+			"--write-recovery-conf", "--wal-method", "stream", "--checkpoint", "fast", "--no-sync")
+		bb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		bb.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+		out, err := bb.CombinedOutput()
+		_ = os.WriteFile(backupLog, out, 0o644)
+		if err != nil {
+			return fail(fmt.Errorf("pg_basebackup: %w%s", err, logTail(backupLog)))
+		}
+	} else {
+		initLog := filepath.Join(dir, "initdb.log")
+		initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
+			"--pgdata", p.DataDir, "--username", p.User, "--auth", "trust",
+			"--encoding", "UTF8", "--locale", "C", "--no-sync")
+		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		initdb.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+		out, err := initdb.CombinedOutput()
+		_ = os.WriteFile(initLog, out, 0o644)
+		if err != nil {
+			return fail(fmt.Errorf("initdb: %w%s", err, logTail(initLog)))
+		}
 	}
 
 	for attempt := 1; ; attempt++ {
