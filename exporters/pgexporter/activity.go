@@ -91,7 +91,7 @@ func (a *activity) update(context.Context, *pgx.Conn, int) error { return nil }
 // run samples every interval until ctx ends. The sample runs in this
 // goroutine, so a slow one delays the next tick and time.Ticker drops the
 // ticks missed meanwhile: samples never queue up.
-func (a *activity) run(ctx context.Context, srv *server) {
+func (a *activity) run(ctx context.Context, srv, scrapes *server) {
 	if a.interval <= 0 {
 		return
 	}
@@ -101,7 +101,7 @@ func (a *activity) run(ctx context.Context, srv *server) {
 	// connects); the ticks it overlaps are skipped.
 	deadline := max(a.interval, srv.timeout)
 	for {
-		a.sampleOnce(ctx, srv, deadline)
+		a.sampleOnce(ctx, srv, scrapes, deadline)
 		select {
 		case <-ctx.Done():
 			return
@@ -110,7 +110,9 @@ func (a *activity) run(ctx context.Context, srv *server) {
 	}
 }
 
-func (a *activity) sampleOnce(ctx context.Context, srv *server, deadline time.Duration) {
+// sampleOnce takes a sample on srv, leaving out the sessions of the
+// scrapes (scrapes may be nil).
+func (a *activity) sampleOnce(ctx context.Context, srv, scrapes *server, deadline time.Duration) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -119,9 +121,13 @@ func (a *activity) sampleOnce(ctx context.Context, srv *server, deadline time.Du
 	start := time.Now()
 	var rows []actRow
 	var querySize int
+	var own []uint32
+	if scrapes != nil {
+		own = scrapes.backendPIDs()
+	}
 	err := srv.with(sctx, func(ctx context.Context, c *pgx.Conn, version int) error {
 		var err error
-		rows, querySize, err = readActivity(ctx, c, version)
+		rows, querySize, err = readActivity(ctx, c, version, own)
 		return err
 	})
 	took := time.Since(start)
@@ -144,8 +150,9 @@ type actRow struct {
 	hasXact, hasQuery, hasState           bool
 }
 
-// activityQuery reads the non-idle client sessions other than our own,
-// with ages on the server's clock.
+// activityQuery reads the non-idle client sessions other than the
+// exporter's own (this one and $1, the scrapes'), with ages on the
+// server's clock.
 func activityQuery(version int) string {
 	queryID := "NULL::int8"
 	if version >= 140000 {
@@ -161,11 +168,14 @@ func activityQuery(version int) string {
 		extract(epoch FROM now() - query_start)::float8,
 		extract(epoch FROM now() - state_change)::float8
 		FROM pg_stat_activity
-		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'`
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> ALL($1::int4[]) AND state IS DISTINCT FROM 'idle'`
 }
 
-func readActivity(ctx context.Context, c *pgx.Conn, version int) ([]actRow, int, error) {
-	rs, err := c.Query(ctx, activityQuery(version))
+func readActivity(ctx context.Context, c *pgx.Conn, version int, exclude []uint32) ([]actRow, int, error) {
+	if exclude == nil {
+		exclude = []uint32{}
+	}
+	rs, err := c.Query(ctx, activityQuery(version), exclude)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot read pg_stat_activity: %w", err)
 	}

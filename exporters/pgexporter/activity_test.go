@@ -195,10 +195,16 @@ func TestActivity(t *testing.T) {
 	})
 }
 
-// errText is the last sampling error of e, for failure messages.
+// errText is the last sampling error and the collector errors of the
+// last scrape of e, for failure messages.
 func errText(e *Exporter) string {
 	var b strings.Builder
 	for _, s := range e.servers {
+		for _, r := range s.results {
+			if r.err != nil {
+				b.WriteString("collector " + r.name + ": " + r.err.Error() + "\n")
+			}
+		}
 		for _, c := range s.collectors {
 			if a, ok := c.(*activity); ok {
 				a.mu.Lock()
@@ -210,4 +216,66 @@ func errText(e *Exporter) string {
 		}
 	}
 	return b.String()
+}
+
+// The sampler leaves out the exporter's own scrape sessions: a scrape
+// connection busy with a query is not an active session of the
+// application.
+func TestActivityLeavesOutScrapeSessions(t *testing.T) {
+	pg := startPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	scrapes, err := newServer(pg.DSN("postgres"), 5*time.Second, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scrapes.close()
+	sampler, err := newServer(pg.DSN("postgres"), 5*time.Second, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sampler.close()
+	// A scrape connection running a long query.
+	busy := make(chan error, 1)
+	go func() {
+		busy <- scrapes.with(ctx, func(ctx context.Context, c *pgx.Conn, _ int) error {
+			_, err := c.Exec(ctx, "SELECT pg_sleep(3)")
+			return err
+		})
+	}()
+	sleeping := func() bool {
+		return exec(t, pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)' AND state = 'active'") == "1"
+	}
+	for deadline := time.Now().Add(10 * time.Second); !sleeping(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the scrape connection's query did not start")
+		}
+	}
+	fp := sqlfp.Fingerprint("SELECT pg_sleep(3)").Fingerprint
+	counted := func(a *activity) float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n := 0.0
+		for k, v := range a.samples {
+			if k.fp == fp {
+				n += v
+			}
+		}
+		return n
+	}
+	withOwn, without := newActivity(DefaultConfig()), newActivity(DefaultConfig())
+	withOwn.sampleOnce(ctx, sampler, scrapes, 5*time.Second)
+	without.sampleOnce(ctx, sampler, nil, 5*time.Second)
+	if withOwn.lastErr != nil || without.lastErr != nil {
+		t.Fatalf("sampling failed: %v, %v", withOwn.lastErr, without.lastErr)
+	}
+	if got := counted(withOwn); got != 0 {
+		t.Errorf("the scrape session was sampled %v times; want 0", got)
+	}
+	if got := counted(without); got != 1 {
+		t.Errorf("told nothing of the scrapes, the sampler counted the session %v times; want 1 (the test's premise)", got)
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -14,6 +14,7 @@ type Config struct {
 	DSNs             []string      // one per server (and database); libpq URL or key=value
 	StatementTimeout time.Duration // statement_timeout of every query the exporter runs
 	ScrapeTimeout    time.Duration // a scrape answers within this, whatever the database does
+	Connections      int           // connections per server a scrape's collectors share (the sampler has one more)
 	TopQueries       int           // query_fp label values per server; more are counted as "other"
 	TextCache        int           // queryid → fingerprint entries kept per server
 	ActivityInterval time.Duration // pg_stat_activity sampling period (background)
@@ -25,6 +26,7 @@ func DefaultConfig() Config {
 	return Config{
 		StatementTimeout: 2 * time.Second,
 		ScrapeTimeout:    8 * time.Second,
+		Connections:      2,
 		TopQueries:       500,
 		TextCache:        20000,
 		ActivityInterval: time.Second,
@@ -43,6 +45,7 @@ func (c Config) Validate() error {
 	check(len(c.DSNs) > 0, "pg.dsn: at least one is needed")
 	check(c.StatementTimeout >= 10*time.Millisecond, "pg.statement-timeout %s must be at least 10ms", c.StatementTimeout)
 	check(c.ScrapeTimeout >= c.StatementTimeout, "pg.scrape-timeout %s must be at least pg.statement-timeout %s", c.ScrapeTimeout, c.StatementTimeout)
+	check(c.Connections >= 1 && c.Connections <= 8, "pg.connections %d must be between 1 and 8", c.Connections)
 	check(c.TopQueries >= 1, "limits.queries must be at least 1")
 	check(c.TextCache >= 100, "pg.text-cache must be at least 100")
 	check(c.ActivityInterval >= 100*time.Millisecond && c.ActivityInterval <= time.Minute, "pg.activity-interval %s must be between 100ms and 1m", c.ActivityInterval)

@@ -6,26 +6,41 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// server is one configured DSN: a single connection, opened on first use
-// and again after it broke, and used by one query at a time, so the
-// exporter never holds more than one connection per server.
+// server is one configured DSN and its connections: at most size of
+// them, each opened on first use and again after it broke, each used by
+// one query at a time. A scrape spreads its collectors over them; the
+// background sampler has a server of its own with one connection.
 type server struct {
 	cfg     *pgx.ConnConfig
 	label   string // host:port/database, without credentials
 	timeout time.Duration
 
-	sem     chan struct{} // one query at a time; waiting honours the caller's deadline
-	conn    *pgx.Conn
-	version int // server_version_num of the current connection
+	// slots holds the idle connection slots; taking one (waiting within
+	// the caller's deadline) is the right to use its connection.
+	slots chan *slot
+	size  int
+
+	// pids are the backend pids of the open connections, readable while
+	// they are in use (the sampler leaves the scrapes' sessions out).
+	pidsMu sync.Mutex
+	pids   map[*slot]uint32
 }
 
-func newServer(dsn string, statementTimeout time.Duration) (*server, error) {
+// slot is one connection of a server, nil until first used or after it
+// broke.
+type slot struct {
+	conn    *pgx.Conn
+	version int // server_version_num of conn
+}
+
+func newServer(dsn string, statementTimeout time.Duration, size int) (*server, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password included: keep it out.
@@ -46,10 +61,19 @@ func newServer(dsn string, statementTimeout time.Duration) (*server, error) {
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > statementTimeout {
 		cfg.ConnectTimeout = statementTimeout
 	}
-	// The simple protocol: no prepared statements left on the server, and
-	// one round trip per query.
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	return &server{cfg: cfg, label: fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database), timeout: statementTimeout, sem: make(chan struct{}, 1)}, nil
+	// Each query is prepared once per connection and its plan kept: the
+	// exporter runs the same few queries at every scrape, and planning
+	// them again (the views over pg_stat_activity, pg_locks) cost more
+	// than executing them. Prepared statements live and die with the
+	// exporter's own sessions; a failed one is dropped from the cache and
+	// prepared again (pgx).
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	s := &server{cfg: cfg, label: fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database), timeout: statementTimeout,
+		slots: make(chan *slot, max(size, 1)), size: max(size, 1), pids: map[*slot]uint32{}}
+	for range s.size {
+		s.slots <- &slot{}
+	}
+	return s, nil
 }
 
 // redactedParseError is pgx's parse error without the DSN it quotes
@@ -77,53 +101,102 @@ func isServerError(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// with runs f on the server's connection, connecting first when needed;
-// a connection that fails a query is closed, so the next use reconnects.
+// with runs f on one of the server's connections (see take and run).
 func (s *server) with(ctx context.Context, f func(ctx context.Context, c *pgx.Conn, version int) error) error {
+	sl, err := s.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.put(sl)
+	return s.run(ctx, sl, f)
+}
+
+// take waits, within ctx, for a connection slot of the server; put gives
+// it back.
+func (s *server) take(ctx context.Context) (*slot, error) {
 	select {
-	case s.sem <- struct{}{}:
+	case sl := <-s.slots:
+		return sl, nil
 	case <-ctx.Done():
-		return fmt.Errorf("%s is busy with another scrape: %w", s.label, ctx.Err())
+		return nil, fmt.Errorf("%s: every connection is busy with another scrape: %w", s.label, ctx.Err())
 	}
-	defer func() { <-s.sem }()
-	if s.conn == nil || s.conn.IsClosed() {
-		c, err := pgx.ConnectConfig(ctx, s.cfg)
-		if err != nil {
-			return &connectError{fmt.Errorf("cannot connect to %s: %w", s.label, err)}
-		}
-		var v string
-		if err := c.QueryRow(ctx, "SHOW server_version_num").Scan(&v); err != nil {
-			c.Close(context.Background())
-			return &connectError{fmt.Errorf("cannot read the version of %s: %w", s.label, err)}
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			c.Close(context.Background())
-			return fmt.Errorf("cannot parse server_version_num %q of %s", v, s.label)
-		}
-		s.conn, s.version = c, n
+}
+
+func (s *server) put(sl *slot) { s.slots <- sl }
+
+// run runs f on the slot's connection, connecting first when needed; a
+// connection that fails a query other than by a server error is closed,
+// so the next use reconnects.
+func (s *server) run(ctx context.Context, sl *slot, f func(ctx context.Context, c *pgx.Conn, version int) error) error {
+	if err := s.connect(ctx, sl); err != nil {
+		return err
 	}
-	err := f(ctx, s.conn, s.version)
-	if err != nil && (ctx.Err() != nil || s.conn.IsClosed() || !isServerError(err)) {
+	err := f(ctx, sl.conn, sl.version)
+	if err != nil && (ctx.Err() != nil || sl.conn.IsClosed() || !isServerError(err)) {
 		// A timeout or a broken connection: start over next time rather
 		// than reuse a connection in an unknown state.
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		s.conn.Close(closeCtx)
-		cancel()
-		s.conn = nil
+		s.drop(sl)
 	}
 	return err
 }
 
-// close closes the connection, if any.
+// connect opens the slot's connection unless it is open; a failure is a
+// *connectError.
+func (s *server) connect(ctx context.Context, sl *slot) error {
+	if sl.conn != nil && !sl.conn.IsClosed() {
+		return nil
+	}
+	c, err := pgx.ConnectConfig(ctx, s.cfg)
+	if err != nil {
+		return &connectError{fmt.Errorf("cannot connect to %s: %w", s.label, err)}
+	}
+	var v string
+	if err := c.QueryRow(ctx, "SHOW server_version_num", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+		c.Close(context.Background())
+		return &connectError{fmt.Errorf("cannot read the version of %s: %w", s.label, err)}
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		c.Close(context.Background())
+		return &connectError{fmt.Errorf("cannot parse server_version_num %q of %s", v, s.label)}
+	}
+	sl.conn, sl.version = c, n
+	s.pidsMu.Lock()
+	s.pids[sl] = c.PgConn().PID()
+	s.pidsMu.Unlock()
+	return nil
+}
+
+// backendPIDs returns the backend pids of the server's open connections.
+func (s *server) backendPIDs() []uint32 {
+	s.pidsMu.Lock()
+	defer s.pidsMu.Unlock()
+	out := make([]uint32, 0, len(s.pids))
+	for _, p := range s.pids {
+		out = append(out, p)
+	}
+	return out
+}
+
+// drop closes the slot's connection.
+func (s *server) drop(sl *slot) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	sl.conn.Close(ctx)
+	cancel()
+	sl.conn = nil
+	s.pidsMu.Lock()
+	delete(s.pids, sl)
+	s.pidsMu.Unlock()
+}
+
+// close closes the connections, waiting for those in use.
 func (s *server) close() {
-	s.sem <- struct{}{}
-	defer func() { <-s.sem }()
-	if s.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		s.conn.Close(ctx)
-		cancel()
-		s.conn = nil
+	for range s.size {
+		sl := <-s.slots
+		if sl.conn != nil {
+			s.drop(sl)
+		}
+		defer func() { s.slots <- sl }()
 	}
 }
 

@@ -3,8 +3,11 @@ package pgexporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,10 +43,11 @@ var collectorFactories []func(cfg Config) collector
 
 // backgroundCollector is a collector that also works between scrapes
 // (the active-session sampler), on a connection of its own: run gets a
-// second server for the same DSN and returns when ctx ends.
+// second server for the same DSN, and the scrapes' one (whose sessions
+// are the exporter's own), and returns when ctx ends.
 type backgroundCollector interface {
 	collector
-	run(ctx context.Context, srv *server)
+	run(ctx context.Context, srv, scrapes *server)
 }
 
 // collector is one part of a scrape: update reads the server (within the
@@ -75,7 +79,7 @@ func New(cfg Config, log *slog.Logger) (*Exporter, error) {
 	}
 	seen := map[string]bool{}
 	for _, dsn := range cfg.DSNs {
-		srv, err := newServer(dsn, cfg.StatementTimeout)
+		srv, err := newServer(dsn, cfg.StatementTimeout, cfg.Connections)
 		if err != nil {
 			return nil, err
 		}
@@ -143,27 +147,73 @@ type collectorResult struct {
 }
 
 // scrape runs the collectors of one server, each on its own so that one
-// failing does not stop the others; all share the scrape's deadline.
+// failing does not stop the others; all share the scrape's deadline. They
+// run concurrently, one worker per connection of the server
+// (pg.connections): each worker connects (if its connection is not open),
+// then takes the next collector in order until none is left, so the
+// longest, statements, starts first and the short ones fill the other
+// connections meanwhile. A worker that cannot connect (or reconnect
+// after its connection broke) leaves the collectors to the others; the
+// server is down when none could.
 func (e *Exporter) scrape(s *serverState) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ScrapeTimeout)
 	defer cancel()
-	s.results = s.results[:0]
-	s.up = true
-	for _, c := range s.collectors {
-		start := time.Now()
-		var err error
-		if !s.up {
-			err = errors.New("not run: the server is unreachable")
-		} else {
-			err = s.srv.with(ctx, func(ctx context.Context, conn *pgx.Conn, version int) error {
-				return c.update(ctx, conn, version)
-			})
-			var ce *connectError
-			if errors.As(err, &ce) {
-				s.up = false
+	n := len(s.collectors)
+	s.results = slices.Grow(s.results[:0], n)[:n]
+	clear(s.results)
+	workers := min(s.srv.size, n)
+	var next atomic.Int32
+	var mu sync.Mutex
+	var connErrs []error // of the workers that could not connect
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sl, err := s.srv.take(ctx)
+			if err == nil {
+				defer s.srv.put(sl)
+				err = s.srv.connect(ctx, sl)
 			}
+			if err != nil {
+				mu.Lock()
+				connErrs = append(connErrs, err)
+				mu.Unlock()
+				return
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				c := s.collectors[i]
+				start := time.Now()
+				err := s.srv.run(ctx, sl, func(ctx context.Context, conn *pgx.Conn, version int) error {
+					return c.update(ctx, conn, version)
+				})
+				s.results[i] = collectorResult{name: c.name(), took: time.Since(start), err: err}
+				var ce *connectError
+				if errors.As(err, &ce) { // it broke and could not be opened again
+					mu.Lock()
+					connErrs = append(connErrs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.up = len(connErrs) < workers
+	for i, c := range s.collectors {
+		if s.results[i].name == "" { // no worker could connect
+			s.results[i] = collectorResult{name: c.name(), err: fmt.Errorf("not run: %w", connErrs[0])}
 		}
-		s.results = append(s.results, collectorResult{name: c.name(), took: time.Since(start), err: err})
+	}
+	for _, err := range connErrs {
+		if s.up {
+			// The others did the work; say why this one could not.
+			e.log.Warn("cannot open another connection", "server", s.srv.label, "err", err)
+		}
 	}
 	for _, r := range s.results {
 		if r.err != nil {
@@ -183,7 +233,7 @@ func (e *Exporter) RunBackground(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			srv, err := newServer(s.dsn, e.cfg.StatementTimeout)
+			srv, err := newServer(s.dsn, e.cfg.StatementTimeout, 1)
 			if err != nil {
 				continue // the same DSN parsed in New
 			}
@@ -191,7 +241,7 @@ func (e *Exporter) RunBackground(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				defer srv.close()
-				bc.run(ctx, srv)
+				bc.run(ctx, srv, s.srv)
 			}()
 		}
 	}

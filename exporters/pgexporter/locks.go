@@ -35,25 +35,25 @@ const lockTreesKept = 50
 // LockTree is a root blocker and the sessions it blocks, directly or
 // transitively, as last seen by a scrape.
 type LockTree struct {
-	Server     string    // the DSN's label
-	FirstSeen  time.Time // the first scrape that saw this root blocking (exporter clock)
-	LastSeen   time.Time // the last one
-	Datname    string
-	RootPID    int32 // 0: a prepared transaction (pg_blocking_pids reports those as 0)
-	RootState  string
-	RootAge    float64 // seconds since the root's transaction began (server clock); 0 if unknown
-	QueryFP    string  // fingerprint of the root's last query
-	Query      string  // its normalised text
-	Blocked    []BlockedSession
+	Server     string           `json:"server"`     // the DSN's label
+	FirstSeen  time.Time        `json:"first_seen"` // the first scrape that saw this root blocking (exporter clock)
+	LastSeen   time.Time        `json:"last_seen"`  // the last one
+	Datname    string           `json:"datname"`
+	RootPID    int32            `json:"root_pid"` // 0: a prepared transaction (pg_blocking_pids reports those as 0)
+	RootState  string           `json:"root_state"`
+	RootAge    float64          `json:"root_age_seconds"` // seconds since the root's transaction began (server clock); 0 if unknown
+	QueryFP    string           `json:"query_fp"`         // fingerprint of the root's last query
+	Query      string           `json:"query"`            // its normalised text
+	Blocked    []BlockedSession `json:"blocked"`
 	rootXactAt time.Time
 }
 
 // BlockedSession is a session waiting under a root blocker.
 type BlockedSession struct {
-	PID         int32
-	Datname     string
-	WaitSeconds float64 // now() - state_change (server clock)
-	QueryFP     string
+	PID         int32   `json:"pid"`
+	Datname     string  `json:"datname"`
+	WaitSeconds float64 `json:"wait_seconds"` // now() - state_change (server clock)
+	QueryFP     string  `json:"query_fp"`
 }
 
 const locksQuery = `WITH w AS (

@@ -2,6 +2,9 @@ package pgexporter
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -105,6 +108,26 @@ func TestLocks(t *testing.T) {
 	}
 	if len(tr.Blocked) != 1 || tr.Blocked[0].PID != bPID || tr.Blocked[0].WaitSeconds <= 0 {
 		t.Errorf("tree blocked sessions: got %+v; want B (pid %d) waiting", tr.Blocked, bPID)
+	}
+	// The same trees over HTTP, for tools that read the exporter.
+	rec := httptest.NewRecorder()
+	e.Handler(reg, "test").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/locks", nil))
+	var served []struct {
+		Server  string `json:"server"`
+		RootPID int32  `json:"root_pid"`
+		QueryFP string `json:"query_fp"`
+		Query   string `json:"query"`
+		Blocked []struct {
+			PID         int32   `json:"pid"`
+			WaitSeconds float64 `json:"wait_seconds"`
+		} `json:"blocked"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &served); err != nil || rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("/api/v1/locks: status %d, %v: %s", rec.Code, err, rec.Body)
+	}
+	if len(served) != 1 || served[0].Server != server || served[0].RootPID != aPID || served[0].QueryFP != fp || served[0].Query != tr.Query ||
+		len(served[0].Blocked) != 1 || served[0].Blocked[0].PID != bPID || served[0].Blocked[0].WaitSeconds <= 0 {
+		t.Errorf("/api/v1/locks: got %s", rec.Body)
 	}
 
 	// A rolls back: B goes on, nothing is blocked, the series stays at 0.
