@@ -47,6 +47,7 @@ type AgentCmd struct {
 	Functions            int              `name:"limits.functions" default:"2000" help:"Functions with a self-time counter per project; more are counted as function=\"other\"."`
 	Queries              int              `name:"limits.queries" default:"1000" help:"Query fingerprints per project; more are counted as query_fp=\"other\"."`
 	EndpointQueries      int              `name:"limits.endpoint-queries" default:"10000" help:"(endpoint, query) pairs per project for bitville_php_sql_seconds_total; more are counted as query_fp=\"other\"."`
+	EndpointFunctions    int              `name:"limits.endpoint-functions" default:"10000" help:"(endpoint, function) pairs per project for bitville_php_endpoint_function_self_seconds_total (each request's 10 heaviest functions); more are counted as function=\"other\"."`
 	TopFunctions         int              `name:"limits.top-functions" default:"100" help:"Functions per project that also get a duration histogram (the heaviest by recent self time)."`
 	TopQueries           int              `name:"limits.top-queries" default:"200" help:"Queries per project that also get a duration histogram (the heaviest by recent time)."`
 	FPMStatusURIs        []string         `name:"fpm.status-uri" placeholder:"URI" help:"php-fpm pool status page to read over FastCGI at scrape time (repeatable, or comma-separated): unix:///run/php/php8.2-fpm.sock;/status or tcp://127.0.0.1:9000/status. The pool needs pm.status_path."`
@@ -86,7 +87,7 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.FPMSlowlogs = c.FPMSlowlogs
 	cfg.Limits = phpagent.Limits{
 		Projects: c.Projects, Endpoints: c.Endpoints, Functions: c.Functions, Queries: c.Queries,
-		EndpointQueries: c.EndpointQueries, TopFunctions: c.TopFunctions, TopQueries: c.TopQueries,
+		EndpointQueries: c.EndpointQueries, EndpointFunctions: c.EndpointFunctions, TopFunctions: c.TopFunctions, TopQueries: c.TopQueries,
 	}
 	return cfg, cfg.Validate()
 }

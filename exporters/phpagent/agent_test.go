@@ -147,7 +147,7 @@ func FuzzAgent(f *testing.F) {
 	}
 	f.Add([]byte(`{"v":1,"type":"end","id":"q","pid":9,"project":"p","ts":1764294512,"method":"GET","endpoint":"GET /\"quoted\"\\path\nx","started":1764294512,"wall":1,"fn":[{"n":"A\\B::c","self":0,"incl":0}]}`))
 	a, reg := newTestAgent(f, func(c *Config) {
-		c.Limits = Limits{Projects: 2, Endpoints: 3, Functions: 3, Queries: 3, EndpointQueries: 4, TopFunctions: 1, TopQueries: 1}
+		c.Limits = Limits{Projects: 2, Endpoints: 3, Functions: 3, Queries: 3, EndpointQueries: 4, EndpointFunctions: 4, TopFunctions: 1, TopQueries: 1}
 		c.InflightMax = 4
 	})
 	st := &readerState{}

@@ -55,11 +55,23 @@ type endpointQuerySeries struct {
 	lastSeen       time.Time
 }
 
+type endpointFunctionSeries struct {
+	self     prometheus.Counter
+	lastSeen time.Time
+}
+
+// EndpointFunctionsPerRequest is how many of a request's functions (the
+// heaviest by self time) are also counted by endpoint: enough to show what
+// an endpoint spends its time in, without a series per endpoint for every
+// function any request touched.
+const EndpointFunctionsPerRequest = 10
+
 type projectState struct {
 	endpoints       map[string]*endpointSeries
 	functions       map[string]*functionSeries
 	queries         map[string]*querySeries
 	endpointQueries map[[2]string]*endpointQuerySeries
+	endpointFuncs   map[[2]string]*endpointFunctionSeries
 	fnHists         int
 	queryHists      int
 	lastSeen        time.Time
@@ -87,6 +99,7 @@ type Aggregator struct {
 	abandoned   *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	fnSelf      *prometheus.CounterVec
+	epFnSelf    *prometheus.CounterVec
 	fnDuration  *prometheus.HistogramVec
 	sqlDuration *prometheus.HistogramVec
 	sqlSeconds  *prometheus.CounterVec
@@ -123,6 +136,7 @@ func NewAggregator(limits Limits, nativeBuckets bool, self *SelfMetrics, reg pro
 		abandoned:   counter("bitville_php_requests_abandoned_total", "Requests that started and never finished (worker killed, crashed or lost its end message).", "project", "endpoint"),
 		errors:      counter("bitville_php_errors_total", "PHP errors, warnings and exceptions reported by finished requests, by kind.", "project", "endpoint", "kind"),
 		fnSelf:      counter("bitville_php_function_self_seconds_total", "Self time of PHP functions from the sampling profiler.", "project", "function"),
+		epFnSelf:    counter("bitville_php_endpoint_function_self_seconds_total", "Self time of each request's heaviest functions (sampling profiler), by endpoint.", "project", "endpoint", "function"),
 		fnDuration:  hist("bitville_php_function_duration_seconds", "Per-request inclusive time of the top functions by self time.", FunctionBuckets, "project", "function"),
 		sqlDuration: hist("bitville_php_sql_duration_seconds", "Duration of SQL statements of the top queries by total time, as PHP saw it.", SQLBuckets, "project", "query_fp"),
 		sqlSeconds:  counter("bitville_php_sql_seconds_total", "Time PHP spent in SQL statements, by endpoint and query fingerprint.", "project", "endpoint", "query_fp"),
@@ -130,7 +144,7 @@ func NewAggregator(limits Limits, nativeBuckets bool, self *SelfMetrics, reg pro
 		queryInfo:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bitville_sql_query_info", Help: "Normalised text of a query fingerprint (value is always 1)."}, []string{"query_fp", "query"}),
 	}
 	reg.MustRegister(a.requests, a.duration, a.cpu, a.memory, a.abandoned, a.errors,
-		a.fnSelf, a.fnDuration, a.sqlDuration, a.sqlSeconds, a.sqlCalls, a.queryInfo)
+		a.fnSelf, a.epFnSelf, a.fnDuration, a.sqlDuration, a.sqlSeconds, a.sqlCalls, a.queryInfo)
 	return a
 }
 
@@ -153,6 +167,7 @@ func (a *Aggregator) project(name string, now time.Time) (string, *projectState)
 				functions:       make(map[string]*functionSeries),
 				queries:         make(map[string]*querySeries),
 				endpointQueries: make(map[[2]string]*endpointQuerySeries),
+				endpointFuncs:   make(map[[2]string]*endpointFunctionSeries),
 			}
 			a.projects[name] = ps
 		}
@@ -196,7 +211,7 @@ func (a *Aggregator) endpoint(project string, ps *projectState, name string, now
 	return name, es
 }
 
-func (a *Aggregator) function(project string, ps *projectState, name string, now time.Time) *functionSeries {
+func (a *Aggregator) function(project string, ps *projectState, name string, now time.Time) (string, *functionSeries) {
 	fs, ok := ps.functions[name]
 	if !ok {
 		if name != Overflow && countable(ps.functions) >= a.limits.Functions {
@@ -216,7 +231,7 @@ func (a *Aggregator) function(project string, ps *projectState, name string, now
 		}
 	}
 	fs.lastSeen = now
-	return fs
+	return name, fs
 }
 
 func (a *Aggregator) query(project string, ps *projectState, r sqlfp.Result, now time.Time) (string, *querySeries) {
@@ -286,6 +301,26 @@ func (a *Aggregator) endpointQuery(project string, ps *projectState, endpoint, f
 	return eq
 }
 
+// endpointFunction returns the series of (endpoint, function), where
+// function is already the function's label (possibly "other").
+func (a *Aggregator) endpointFunction(project string, ps *projectState, endpoint, function string, now time.Time) *endpointFunctionSeries {
+	k := [2]string{endpoint, function}
+	ef, ok := ps.endpointFuncs[k]
+	if !ok {
+		if function != Overflow && len(ps.endpointFuncs) >= a.limits.EndpointFunctions {
+			a.self.overflow.WithLabelValues("endpoint_function").Inc()
+			k[1] = Overflow
+			ef = ps.endpointFuncs[k]
+		}
+		if ef == nil {
+			ef = &endpointFunctionSeries{self: a.epFnSelf.WithLabelValues(project, k[0], k[1])}
+			ps.endpointFuncs[k] = ef
+		}
+	}
+	ef.lastSeen = now
+	return ef
+}
+
 // ResolveEndpoint returns the project and endpoint labels a request will be
 // counted under, creating the endpoint's series so that it is known to the
 // in-flight gauges before the request ends.
@@ -344,11 +379,14 @@ func (a *Aggregator) ApplyEnd(m *protocol.Message, fps []sqlfp.Result, now time.
 
 	for i := range m.Functions {
 		f := &m.Functions[i]
-		fs := a.function(project, ps, f.Name, now)
+		name, fs := a.function(project, ps, f.Name, now)
 		fs.self.Add(f.Self)
 		fs.window += f.Self
 		if fs.hist != nil {
 			fs.hist.Observe(f.Inclusive)
+		}
+		if i < EndpointFunctionsPerRequest { // fn is sorted, heaviest first
+			a.endpointFunction(project, ps, endpoint, name, now).self.Add(f.Self)
 		}
 	}
 
@@ -505,7 +543,15 @@ func (a *Aggregator) Expire(cutoff time.Time, inflight map[endpointKey]InflightC
 			delete(ps.endpointQueries, k)
 			a.self.expired.WithLabelValues("endpoint_query").Inc()
 		}
-		if len(ps.endpoints)+len(ps.functions)+len(ps.queries)+len(ps.endpointQueries) == 0 && ps.lastSeen.Before(cutoff) {
+		for k, ef := range ps.endpointFuncs {
+			if !ef.lastSeen.Before(cutoff) {
+				continue
+			}
+			a.epFnSelf.DeleteLabelValues(project, k[0], k[1])
+			delete(ps.endpointFuncs, k)
+			a.self.expired.WithLabelValues("endpoint_function").Inc()
+		}
+		if len(ps.endpoints)+len(ps.functions)+len(ps.queries)+len(ps.endpointQueries)+len(ps.endpointFuncs) == 0 && ps.lastSeen.Before(cutoff) {
 			delete(a.projects, project)
 			a.self.expired.WithLabelValues("project").Inc()
 		}
@@ -523,6 +569,7 @@ func (a *Aggregator) SeriesCounts() map[string]int {
 		out["function"] += len(ps.functions)
 		out["query_fp"] += len(ps.queries)
 		out["endpoint_query"] += len(ps.endpointQueries)
+		out["endpoint_function"] += len(ps.endpointFuncs)
 		out["function_histogram"] += ps.fnHists
 		out["query_histogram"] += ps.queryHists
 	}

@@ -145,7 +145,7 @@ func TestStatusAndMethodLabels(t *testing.T) {
 }
 
 func TestLimitsOverflow(t *testing.T) {
-	l := Limits{Projects: 2, Endpoints: 3, Functions: 4, Queries: 2, EndpointQueries: 3, TopFunctions: 2, TopQueries: 1}
+	l := Limits{Projects: 2, Endpoints: 3, Functions: 4, Queries: 2, EndpointQueries: 3, EndpointFunctions: 6, TopFunctions: 2, TopQueries: 1}
 	a, reg := newTestAggregator(t, l)
 	for p := 0; p < 3; p++ {
 		for e := 0; e < 5; e++ {
@@ -203,6 +203,46 @@ func TestLimitsOverflow(t *testing.T) {
 		if strings.HasPrefix(k, "bitville_php_function_duration_seconds_count{function=other") {
 			t.Errorf("got a duration histogram for the overflow function: %s", k)
 		}
+	}
+	// By endpoint: the same self time, in at most 6 pairs of its own per
+	// project plus (endpoint, other) pairs past the limit.
+	var epSelf float64
+	own := 0
+	for k, v := range got {
+		if strings.HasPrefix(k, "bitville_php_endpoint_function_self_seconds_total{") && strings.HasSuffix(k, "project=p0}") {
+			epSelf += v
+			if !strings.Contains(k, "function=other") {
+				own++
+			}
+		}
+	}
+	if epSelf != 30 {
+		t.Errorf("got %v self seconds by endpoint in p0; want 30 (5 requests × 6 functions)", epSelf)
+	}
+	if own > 6 || got[`bitville_php_endpoint_function_self_seconds_total{endpoint=GET /e0,function=f0,project=p0}`] != 1 {
+		t.Errorf("got %d (endpoint, function) pairs of their own in p0 (want ≤ 6), e0/f0 = %v (want 1)",
+			own, got[`bitville_php_endpoint_function_self_seconds_total{endpoint=GET /e0,function=f0,project=p0}`])
+	}
+	if v := got[`bitville_agent_series_overflow_total{label=endpoint_function}`]; v == 0 {
+		t.Errorf("no endpoint_function overflow counted")
+	}
+}
+
+// Only each request's heaviest functions are counted by endpoint.
+func TestEndpointFunctionsTopOfEachRequest(t *testing.T) {
+	a, reg := newTestAggregator(t, DefaultConfig().Limits)
+	m := &protocol.Message{Type: protocol.TypeEnd, Project: "p", Endpoint: "GET /r", Method: "GET", Status: 200}
+	for f := 0; f < EndpointFunctionsPerRequest+5; f++ { // heaviest first, as the protocol sends them
+		m.Functions = append(m.Functions, protocol.Function{Name: fmt.Sprintf("f%02d", f), Self: float64(100 - f), Inclusive: 100})
+	}
+	a.ApplyEnd(m, nil, t0)
+	got := series(t, reg, "bitville_php_endpoint_function")
+	if len(got) != EndpointFunctionsPerRequest {
+		t.Fatalf("got %d series; want %d: %v", len(got), EndpointFunctionsPerRequest, got)
+	}
+	last := fmt.Sprintf("bitville_php_endpoint_function_self_seconds_total{endpoint=GET /r,function=f%02d,project=p}", EndpointFunctionsPerRequest-1)
+	if got[last] != float64(100-EndpointFunctionsPerRequest+1) {
+		t.Errorf("%s = %v; want %d", last, got[last], 100-EndpointFunctionsPerRequest+1)
 	}
 }
 

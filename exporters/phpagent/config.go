@@ -59,8 +59,11 @@ type Limits struct {
 	Functions       int // functions with a self-time counter, per project
 	Queries         int // query fingerprints per project
 	EndpointQueries int // (endpoint, query) pairs per project
-	TopFunctions    int // functions that also get a duration histogram, per project
-	TopQueries      int // queries that also get a duration histogram, per project
+	// EndpointFunctions bounds the (endpoint, function) pairs per project
+	// of bitville_php_endpoint_function_self_seconds_total.
+	EndpointFunctions int
+	TopFunctions      int // functions that also get a duration histogram, per project
+	TopQueries        int // queries that also get a duration histogram, per project
 }
 
 // DefaultConfig returns the defaults documented in `bitville-apm agent --help`
@@ -86,13 +89,14 @@ func DefaultConfig() Config {
 		FPMStatusTimeout:     2 * time.Second,
 		FPMPollInterval:      10 * time.Second,
 		Limits: Limits{
-			Projects:        20,
-			Endpoints:       500,
-			Functions:       2000,
-			Queries:         1000,
-			EndpointQueries: 10000,
-			TopFunctions:    100,
-			TopQueries:      200,
+			Projects:          20,
+			Endpoints:         500,
+			Functions:         2000,
+			Queries:           1000,
+			EndpointQueries:   10000,
+			EndpointFunctions: 10000,
+			TopFunctions:      100,
+			TopQueries:        200,
 		},
 	}
 }
@@ -143,6 +147,7 @@ func (c Config) Validate() error {
 	check(l.Functions >= 1, "limits.functions must be at least 1")
 	check(l.Queries >= 1, "limits.queries must be at least 1")
 	check(l.EndpointQueries >= 1, "limits.endpoint-queries must be at least 1")
+	check(l.EndpointFunctions >= 1, "limits.endpoint-functions must be at least 1")
 	check(l.TopFunctions >= 0 && l.TopFunctions <= l.Functions, "limits.top-functions %d must be between 0 and limits.functions %d", l.TopFunctions, l.Functions)
 	check(l.TopQueries >= 0 && l.TopQueries <= l.Queries, "limits.top-queries %d must be between 0 and limits.queries %d", l.TopQueries, l.Queries)
 	return errors.Join(errs...)
