@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run test test-go test-php lint bench bench-pg bench-php fuzz clean
+.PHONY: help deps build run test test-go test-php lint generate bench bench-pg bench-php fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: ## gofmt, go vet, php -l
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.run/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+generate: ## regenerate dashboards/*.json and alerts/*.rules.yml from internal/mixin
+	$(GO) run ./internal/mixin/gen
 
 bench: deps ## run the Go benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -skip='PHPOverhead|PgExporterVsPostgresExporter' -benchmem -count=1 ./...

@@ -11,7 +11,8 @@ set -euo pipefail
 packages=(
 	ca-certificates
 	gcc libc6-dev make git   # cgo: pg_query_go builds PostgreSQL's parser
-	prometheus               # promtool checks the metrics exposition
+	prometheus               # promtool checks; the real Prometheus of the end-to-end tests
+	prometheus-node-exporter # host metrics (load, CPU) in the end-to-end tests and the demo
 	# The PHP agent and the real stack its integration tests run:
 	php8.2-cli php8.2-fpm php8.2-pgsql php8.2-mbstring
 	php-excimer php-tideways phpunit
