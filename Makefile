@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run test test-go test-php lint generate bench bench-pg bench-php fuzz clean
+.PHONY: help deps build run demo test test-go test-php lint generate bench bench-pg bench-php fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,11 @@ run: build ## build, then run the agent on a local socket and port
 	@echo "send a test:   scripts/send-golden.sh $(RUN_DIR)/agent.sock"
 	@echo "stop with Ctrl-C"
 	$(BIN) agent --agent.socket=$(RUN_DIR)/agent.sock --web.listen-address=$(RUN_ADDR)
+
+SCENARIO ?= cpu
+demo: build ## the real local stack, a baseline, a spike (SCENARIO=cpu|slow-sql|locks|stuck), the offenders report; runs until Ctrl-C
+	$(GO) build -o bin/bitville-demo ./cmd/bitville-demo
+	bin/bitville-demo --bin=$(BIN) --scenario=$(SCENARIO)
 
 test: deps lint test-php test-go ## run every test (what CI runs)
 

@@ -1,9 +1,10 @@
 // Command bitville-apm is the Bitville APM suite in one binary: the per-host
-// PHP agent daemon and, in later releases, the PostgreSQL exporter, the push
-// gateway and the offenders report. Run `bitville-apm --help`.
+// PHP agent daemon, the PostgreSQL exporter and the offenders report (top).
+// Run `bitville-apm --help`.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ type CLI struct {
 
 	Agent      AgentCmd      `cmd:"" help:"Receive PHP request messages on a unix socket and serve them as Prometheus metrics."`
 	PgExporter PgExporterCmd `cmd:"" name:"pg-exporter" help:"Serve PostgreSQL statement statistics by query fingerprint (query_fp), the join to the PHP side."`
+	Top        TopCmd        `cmd:"" help:"Ask Prometheus which endpoints, PHP functions, SQL queries and database waits grew most in a window, against the period before it."`
 	Version    VersionCmd    `cmd:"" help:"Print the version and exit."`
 }
 
@@ -66,6 +68,12 @@ func main() {
 	parser.FatalIfErrorf(err)
 	log := cli.logger()
 	if err := ctx.Run(log); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			// A command's answer to a person: one line on stderr.
+			fmt.Fprintln(os.Stderr, "bitville-apm "+ctx.Command()+":", ee.err)
+			os.Exit(ee.code)
+		}
 		log.Error("exiting", "err", err)
 		os.Exit(1)
 	}

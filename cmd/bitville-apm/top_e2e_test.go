@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bitville/bitville-apm/internal/demo"
+	"github.com/bitville/bitville-apm/internal/top"
+)
+
+// TestTopScenariosEndToEnd runs the demo stack (the example shop on real
+// PostgreSQL, php-fpm and nginx, the agent, the pg-exporter,
+// node_exporter and Prometheus scraping every second) and makes each
+// demo scenario's spike after a quiet baseline. `bitville-apm top`, asked
+// about the spike against the baseline, must rank the scenario's culprit
+// first in its category and name the right cause in its verdict.
+func TestTopScenariosEndToEnd(t *testing.T) {
+	requirePHPExtension(t, "excimer", "php-excimer")
+	bin := buildBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	s, err := demo.Start(ctx, demo.Options{Dir: filepath.Join(t.TempDir(), "demo"), Binary: bin, ScrapeInterval: time.Second,
+		Children: 4, TerminateTimeout: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stopping the demo stack: %v", err)
+		}
+	})
+	const quiet, spike = 15 * time.Second, 20 * time.Second
+	for _, sc := range demo.Scenarios {
+		base := time.Now()
+		s.Baseline(ctx, quiet)
+		from := time.Now()
+		if err := s.Spike(ctx, sc, spike); err != nil {
+			t.Fatal(err)
+		}
+		to := time.Now()
+		time.Sleep(2 * time.Second) // the last scrape of the window
+		args := []string{"top", "--prometheus.url=" + s.Prometheus.URL, fmt.Sprintf("--from=%d", from.Unix()), fmt.Sprintf("--to=%d", to.Unix()),
+			"--baseline=" + from.Sub(base).Round(time.Second).String()}
+		var table bytes.Buffer
+		cmd := exec.Command(bin, append(args, "--format=table")...)
+		cmd.Stdout, cmd.Stderr = &table, &table
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: top: %v\n%s", sc.Name, err, table.String())
+		}
+		t.Logf("scenario %s: bitville-apm %s\n%s", sc.Name, strings.Join(args, " "), table.String())
+		out, err := exec.Command(bin, append(args, "--format=json")...).Output()
+		if err != nil {
+			t.Fatalf("%s: top --format=json: %v", sc.Name, err)
+		}
+		var r top.Report
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("%s: %v\n%s", sc.Name, err, out)
+		}
+		checkScenario(t, sc, &r)
+	}
+}
+
+func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report) {
+	t.Helper()
+	first := func(n int) bool { return n > 0 }
+	switch sc.Name {
+	case "cpu":
+		if !first(len(r.Endpoints)) || r.Endpoints[0].Name != sc.Endpoint {
+			t.Errorf("cpu: first endpoint %+v; want %s", r.Endpoints, sc.Endpoint)
+		}
+		if !first(len(r.Functions)) || r.Functions[0].Name != sc.Function {
+			t.Errorf("cpu: first function %+v; want %s", r.Functions, sc.Function)
+		}
+		if !strings.HasPrefix(r.Verdict, "CPU in PHP: GET /report") {
+			t.Errorf("cpu: verdict %q", r.Verdict)
+		}
+	case "slow-sql":
+		if !first(len(r.Queries)) || !strings.Contains(r.Queries[0].Name, sc.QueryContains) || r.Queries[0].TopEndpoint != sc.Endpoint {
+			t.Errorf("slow-sql: first query %+v; want one with %q from %s", r.Queries, sc.QueryContains, sc.Endpoint)
+		}
+		if !strings.HasPrefix(r.Verdict, "Slow SQL: ") || !strings.Contains(r.Verdict, sc.QueryContains) {
+			t.Errorf("slow-sql: verdict %q", r.Verdict)
+		}
+	case "locks":
+		if !first(len(r.Waits)) || r.Waits[0].WaitEventType != sc.WaitEventType {
+			t.Errorf("locks: first wait %+v; want type %s", r.Waits, sc.WaitEventType)
+		}
+		if !first(len(r.Queries)) || !strings.Contains(r.Queries[0].Name, sc.QueryContains) {
+			t.Errorf("locks: first query %+v; want %q", r.Queries, sc.QueryContains)
+		}
+		if !strings.HasPrefix(r.Verdict, "Lock contention: ") {
+			t.Errorf("locks: verdict %q", r.Verdict)
+		}
+	case "stuck":
+		if !first(len(r.Endpoints)) || r.Endpoints[0].Name != sc.Endpoint || r.Endpoints[0].Window.Abandoned <= 0 {
+			t.Errorf("stuck: first endpoint %+v; want %s with abandoned requests", r.Endpoints, sc.Endpoint)
+		}
+		if !strings.HasPrefix(r.Verdict, "Stuck requests: GET /stuck") {
+			t.Errorf("stuck: verdict %q", r.Verdict)
+		}
+	default:
+		t.Errorf("no check for scenario %s", sc.Name)
+	}
+}

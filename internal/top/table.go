@@ -1,0 +1,107 @@
+package top
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// width is the terminal width the table fits in.
+const width = 100
+
+// cut shortens s to n runes, marking the cut with "...".
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-3]) + "..."
+}
+
+func pad(s string, n int) string {
+	s = cut(s, n)
+	return s + strings.Repeat(" ", max(n-utf8.RuneCountInString(s), 0))
+}
+
+func change(base, win float64) string { return fmt.Sprintf("%.2f->%.2f", base, win) }
+
+// Table writes the report for a terminal of 100 columns.
+func (r *Report) Table(w io.Writer) error {
+	var b strings.Builder
+	tf := "2006-01-02 15:04:05"
+	fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("Offenders of %s -> %s (%s), against the %s before",
+		r.Window.From.Format(tf), r.Window.To.Format("15:04:05 MST"), dur(r.Window.Seconds), dur(r.Baseline.Seconds)), width))
+	fmt.Fprintf(&b, "%s\n", wrap("Verdict: "+r.Verdict, width))
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(&b, "%s\n", wrap("Warning: "+warn, width))
+	}
+	// Figures are baseline->window.
+	b.WriteString("\nENDPOINTS (baseline->window)          score  CPU s/s       busy workers  abandoned/min\n")
+	if len(r.Endpoints) == 0 {
+		b.WriteString("  (nothing grew)\n")
+	}
+	for _, e := range r.Endpoints {
+		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %-13s %s\n", pad(e.Name, 34), e.Score, change(e.Baseline.CPU, e.Window.CPU),
+			change(e.Baseline.busy(), e.Window.busy()), change(e.Baseline.Abandoned, e.Window.Abandoned))
+	}
+	b.WriteString("\nFUNCTIONS (baseline->window)          score  self s/s\n")
+	if len(r.Functions) == 0 {
+		b.WriteString("  (nothing grew)\n")
+	}
+	for _, f := range r.Functions {
+		fmt.Fprintf(&b, "  %s %+7.2f  %s\n", pad(f.Name, 34), f.Score, change(f.Baseline.Self, f.Window.Self))
+	}
+	b.WriteString("\nQUERIES (baseline->window)            score  PHP s/s       DB sessions   DB exec s/s\n")
+	if len(r.Queries) == 0 {
+		b.WriteString("  (nothing grew)\n")
+	}
+	for _, q := range r.Queries {
+		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %-13s %s\n", pad(q.QueryFP, 34), q.Score, change(q.Baseline.PHP, q.Window.PHP),
+			change(q.Baseline.Sessions, q.Window.Sessions), change(q.Baseline.Exec, q.Window.Exec))
+		text := q.Name
+		if text == "" {
+			text = "(text unknown)"
+		}
+		if q.TopEndpoint != "" {
+			text += "  <- " + q.TopEndpoint
+		}
+		fmt.Fprintf(&b, "    %s\n", cut(strings.Join(strings.Fields(text), " "), width-4))
+	}
+	b.WriteString("\nDATABASE WAITS (baseline->window)     score  active sessions\n")
+	if len(r.Waits) == 0 {
+		b.WriteString("  (nothing grew)\n")
+	}
+	for _, x := range r.Waits {
+		fmt.Fprintf(&b, "  %s %+7.2f  %s\n", pad(x.Name, 34), x.Score, change(x.Baseline.Sessions, x.Window.Sessions))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func dur(seconds float64) string {
+	return (time.Duration(seconds) * time.Second).String()
+}
+
+// wrap breaks s into lines of at most n runes at spaces, indenting the
+// continuation lines.
+func wrap(s string, n int) string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > n:
+			lines = append(lines, line)
+			line = "  " + word
+		default:
+			line += " " + word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
