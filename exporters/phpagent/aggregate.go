@@ -170,6 +170,11 @@ func (a *Aggregator) project(name string, now time.Time) (string, *projectState)
 				endpointFuncs:   make(map[[2]string]*endpointFunctionSeries),
 			}
 			a.projects[name] = ps
+			// The PHP side's loss counters exist from the project's first
+			// message, so that increase() sees their first increment.
+			a.self.phpSendFails.WithLabelValues(name)
+			a.self.phpSQLDropped.WithLabelValues(name)
+			a.self.phpTruncated.WithLabelValues(name)
 		}
 	}
 	ps.lastSeen = now

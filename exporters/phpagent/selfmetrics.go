@@ -72,9 +72,12 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 			s.invalid[t][r] = s.messages.WithLabelValues(t.String(), "invalid", string(r))
 		}
 	}
-	for _, l := range []string{"project", "endpoint", "function", "query_fp", "endpoint_query"} {
+	for _, l := range []string{"project", "endpoint", "function", "query_fp", "endpoint_query", "endpoint_function"} {
 		s.overflow.WithLabelValues(l)
 		s.expired.WithLabelValues(l)
+	}
+	for _, l := range []string{"slowlog_function", "slowlog_pool"} {
+		s.overflow.WithLabelValues(l)
 	}
 	for _, r := range []string{AbandonSuperseded, AbandonPIDGone, AbandonExpired} {
 		s.inflightEnded.WithLabelValues(r)

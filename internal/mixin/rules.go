@@ -200,9 +200,11 @@ func Alerts(c Config) RuleFile {
 				"description": `Sessions in {{ $labels.datname }} on {{ $labels.server }} wait on heavyweight locks (longest {{ $value | printf "%.0f" }} s). Root blocker's last query: ` + topOf(`topk(1, sum by (query_fp) (bitville_pg_lock_blocked_by_root{server=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.server", `{{ .Labels.query }} [{{ .Labels.query_fp }}], blocking {{ .Value | printf "%.0f" }} sessions`) + `. The lock trees are at the pg-exporter's /api/v1/locks.`,
 			}),
 		alert("BitvillePgLongTransaction", "warning",
-			`max by (instance, server, datname, state) (bitville_pg_oldest_transaction_seconds) > `+num(c.LongXact), "1m", map[string]string{
-				"summary":     `{{ $labels.server }}: a transaction in {{ $labels.datname }} has been open {{ $value | humanizeDuration }} ({{ $labels.state }})`,
-				"description": `The oldest transaction in {{ $labels.datname }} on {{ $labels.server }} ({{ $labels.state }}) has been open for {{ $value | humanizeDuration }}. Long transactions hold locks and keep vacuum from cleaning up.`,
+			// Not by state: a transaction going back and forth between
+			// active and idle in transaction is one transaction.
+			`max by (instance, server, datname) (bitville_pg_oldest_transaction_seconds) > `+num(c.LongXact), "1m", map[string]string{
+				"summary":     `{{ $labels.server }}: a transaction in {{ $labels.datname }} has been open {{ $value | humanizeDuration }}`,
+				"description": `The oldest transaction in {{ $labels.datname }} on {{ $labels.server }} has been open for {{ $value | humanizeDuration }}. Long transactions hold locks and keep vacuum from cleaning up.`,
 			}),
 		alert("BitvillePgIdleInTransaction", "warning",
 			`max by (instance, server, datname) (bitville_pg_idle_in_transaction_seconds_max) > `+num(c.IdleInXact), "1m", map[string]string{
@@ -229,8 +231,8 @@ func Alerts(c Config) RuleFile {
 		alert("BitvilleDataDropped", "warning",
 			`label_replace(sum by (instance) (increase(bitville_agent_php_send_failures_total[10m])) > 0, "reason", "php_send_failures", "", "")`+
 				` or label_replace(sum by (instance) (increase(bitville_agent_messages_total{result="invalid"}[10m])) > 0, "reason", "invalid_messages", "", "")`+
-				` or label_replace(sum by (instance) (increase(bitville_agent_series_overflow_total[10m])) > 0, "reason", "label_overflow", "", "")`+
-				` or label_replace(sum by (instance) (increase(bitville_pg_session_label_overflow_total[10m])) > 0, "reason", "label_overflow", "", "")`, "", map[string]string{
+				// The agent's and the pg-exporter's overflow on one host, added.
+				` or label_replace(sum by (instance) (increase({__name__=~"bitville_agent_series_overflow_total|bitville_pg_session_label_overflow_total"}[10m])) > 0, "reason", "label_overflow", "", "")`, "", map[string]string{
 				"summary":     `{{ $labels.instance }}: measurements dropped or folded ({{ $labels.reason }})`,
 				"description": `{{ $value | printf "%.0f" }} in 10 minutes on {{ $labels.instance }} ({{ $labels.reason }}). php_send_failures: PHP workers could not hand messages to the agent (socket full or agent down). invalid_messages: the agent rejected messages (see bitville_agent_messages_total{result="invalid"} by reason). label_overflow: a label limit was reached and new values are counted as "other".`,
 			}),
