@@ -114,6 +114,10 @@ var (
 		`{{ .Labels.function }}`)
 	tmplTopFunctionValue = topOf(`topk(1, sum by (function) (`+RuleFunctionSelf+`{instance=%q}))`, "$labels.instance",
 		`{{ .Labels.function }} ({{ .Value | printf "%.2f" }} s/s self time)`)
+	// Running requests have not reported their CPU yet: what is in
+	// flight now names a cron job or stuck requests the rates miss.
+	tmplTopInFlightValue = topOf(`topk(1, sum by (endpoint) (bitville_php_requests_in_flight{instance=%q}) > 0)`, "$labels.instance",
+		`{{ .Labels.endpoint }} ({{ .Value | printf "%.0f" }} running)`)
 	tmplTopQuery = topOf(`topk(1, sum by (query_fp) (`+RulePHPSQL+`{instance=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.instance",
 		`{{ .Labels.query }}`)
 	tmplTopQueryValue = topOf(`topk(1, sum by (query_fp) (`+RulePHPSQL+`{instance=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.instance",
@@ -160,6 +164,7 @@ func Alerts(c Config) RuleFile {
 				"description": `The 1-minute load average on {{ $labels.instance }} is {{ $value | printf "%.2f" }} per CPU core (threshold ` + num(c.LoadPerCore) + `).` +
 					` Top endpoint by CPU: ` + tmplTopEndpointValue + `.` +
 					` Top function by self time: ` + tmplTopFunctionValue + `.` +
+					` Most requests in flight now: ` + tmplTopInFlightValue + `.` +
 					` Top SQL by PHP time: ` + tmplTopQueryValue + `.` +
 					` Top SQL in the database: ` + tmplTopDBQueryValue + `.` + triage,
 				"top_endpoint": tmplTopEndpoint,
@@ -197,7 +202,7 @@ func Alerts(c Config) RuleFile {
 		alert("BitvillePgLockWaits", "warning",
 			`max by (instance, server, datname) (bitville_pg_lock_wait_seconds_max) > `+num(c.LockWait), "1m", map[string]string{
 				"summary":     `{{ $labels.server }}: a session has waited {{ $value | printf "%.0f" }} s on a lock in {{ $labels.datname }}`,
-				"description": `Sessions in {{ $labels.datname }} on {{ $labels.server }} wait on heavyweight locks (longest {{ $value | printf "%.0f" }} s). Root blocker's last query: ` + topOf(`topk(1, sum by (query_fp) (bitville_pg_lock_blocked_by_root{server=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.server", `{{ .Labels.query }} [{{ .Labels.query_fp }}], blocking {{ .Value | printf "%.0f" }} sessions`) + `. The lock trees are at the pg-exporter's /api/v1/locks.`,
+				"description": `Sessions in {{ $labels.datname }} on {{ $labels.server }} wait on heavyweight locks (longest {{ $value | printf "%.0f" }} s). Root blocker's last query: ` + topOf(`topk(1, sum by (query_fp) (bitville_pg_lock_blocked_by_root{server=%q,datname=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.server $labels.datname", `{{ .Labels.query }} [{{ .Labels.query_fp }}], blocking {{ .Value | printf "%.0f" }} sessions`) + `. The lock trees are at the pg-exporter's /api/v1/locks.`,
 			}),
 		alert("BitvillePgLongTransaction", "warning",
 			// Not by state: a transaction going back and forth between
