@@ -264,143 +264,128 @@ func filterNote(o Options) string {
 	return fmt.Sprintf(" (for project=~%q instance=~%q)", o.Project, o.Instance)
 }
 
-// merge folds the window and baseline samples of one figure into items
-// keyed by key(labels).
-func merge[T any](items map[string]*T, win, base []promapi.Sample, key func(map[string]string) string, newItem func(map[string]string) *T, set func(t *T, window bool, v float64)) {
-	for i, vec := range [][]promapi.Sample{win, base} {
-		for _, s := range vec {
-			if math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
-				continue
+// figure is one query of a category and the field of F it fills.
+type figure[F any] struct {
+	expr string
+	set  func(f *F, v float64)
+}
+
+// gather runs each figure over the window and over the baseline and folds
+// the samples into items keyed by key(labels), made by newItem; figs
+// returns an item's window and baseline figures.
+func gather[T, F any](ctx context.Context, e evaluator, figures []figure[F], key func(map[string]string) string,
+	newItem func(map[string]string) *T, figs func(*T) (win, base *F)) (map[string]*T, error) {
+	items := map[string]*T{}
+	for _, fig := range figures {
+		win, base, err := e.both(ctx, fig.expr)
+		if err != nil {
+			return nil, err
+		}
+		for i, vec := range [][]promapi.Sample{win, base} {
+			for _, s := range vec {
+				if math.IsNaN(s.Value) || math.IsInf(s.Value, 0) {
+					continue
+				}
+				k := key(s.Metric)
+				it := items[k]
+				if it == nil {
+					it = newItem(s.Metric)
+					items[k] = it
+				}
+				w, b := figs(it)
+				if i == 0 {
+					fig.set(w, s.Value)
+				} else {
+					fig.set(b, s.Value)
+				}
 			}
-			k := key(s.Metric)
-			it := items[k]
-			if it == nil {
-				it = newItem(s.Metric)
-				items[k] = it
-			}
-			set(it, i == 0, s.Value)
 		}
 	}
+	return items, nil
+}
+
+// rank scores every item (score also stores it in the item) and returns
+// those it keeps, the highest score first (ties by name), at most limit.
+func rank[T any](items map[string]*T, score func(*T) (float64, bool), name func(*T) string, limit int) []T {
+	type scored struct {
+		it    *T
+		score float64
+	}
+	kept := make([]scored, 0, len(items))
+	for _, it := range items {
+		if v, ok := score(it); ok {
+			kept = append(kept, scored{it, v})
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool {
+		if kept[i].score != kept[j].score {
+			return kept[i].score > kept[j].score
+		}
+		return name(kept[i].it) < name(kept[j].it)
+	})
+	out := make([]T, 0, min(len(kept), limit))
+	for _, k := range kept[:min(len(kept), limit)] {
+		out = append(out, *k.it)
+	}
+	return out
 }
 
 func endpoints(ctx context.Context, e evaluator, o Options) ([]Endpoint, error) {
-	items := map[string]*Endpoint{}
-	key := func(m map[string]string) string { return m["project"] + "\x00" + m["endpoint"] }
-	newItem := func(m map[string]string) *Endpoint { return &Endpoint{Name: m["endpoint"], Project: m["project"]} }
 	sel := o.phpSel()
-	figures := []struct {
-		expr string
-		set  func(f *EndpointFigures, v float64)
-	}{
+	items, err := gather(ctx, e, []figure[EndpointFigures]{
 		{`sum by (project, endpoint) (rate(bitville_php_request_cpu_seconds_total` + sel + `[$range]))`, func(f *EndpointFigures, v float64) { f.CPU = v }},
 		{`sum by (project, endpoint) (rate(bitville_php_request_duration_seconds_sum` + sel + `[$range]))`, func(f *EndpointFigures, v float64) { f.Wall = v }},
 		{`sum by (project, endpoint) (avg_over_time(bitville_php_requests_in_flight` + sel + `[$range]))`, func(f *EndpointFigures, v float64) { f.InFlight = v }},
 		{`60 * sum by (project, endpoint) (rate(bitville_php_requests_abandoned_total` + sel + `[$range]))`, func(f *EndpointFigures, v float64) { f.Abandoned = v }},
 		{`sum by (project, endpoint) (rate(bitville_php_requests_total` + sel + `[$range]))`, func(f *EndpointFigures, v float64) { f.Requests = v }},
-	}
-	for _, fig := range figures {
-		win, base, err := e.both(ctx, fig.expr)
-		if err != nil {
-			return nil, err
-		}
-		merge(items, win, base, key, newItem, func(it *Endpoint, window bool, v float64) {
-			if window {
-				fig.set(&it.Window, v)
-			} else {
-				fig.set(&it.Baseline, v)
-			}
-		})
-	}
-	out := make([]Endpoint, 0, len(items))
-	for _, it := range items {
-		it.Score = (it.Window.busy() - it.Baseline.busy()) + (it.Window.CPU - it.Baseline.CPU)
-		if it.Score >= minGrowth || it.Window.Abandoned > it.Baseline.Abandoned {
-			out = append(out, *it)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out[:min(len(out), o.Limit)], nil
-}
-
-func functions(ctx context.Context, e evaluator, o Options) ([]Function, error) {
-	items := map[string]*Function{}
-	win, base, err := e.both(ctx, `sum by (project, function) (rate(bitville_php_function_self_seconds_total`+o.phpSel()+`[$range]))`)
+	},
+		func(m map[string]string) string { return m["project"] + "\x00" + m["endpoint"] },
+		func(m map[string]string) *Endpoint { return &Endpoint{Name: m["endpoint"], Project: m["project"]} },
+		func(it *Endpoint) (*EndpointFigures, *EndpointFigures) { return &it.Window, &it.Baseline })
 	if err != nil {
 		return nil, err
 	}
-	merge(items, win, base,
+	return rank(items, func(it *Endpoint) (float64, bool) {
+		it.Score = (it.Window.busy() - it.Baseline.busy()) + (it.Window.CPU - it.Baseline.CPU)
+		return it.Score, it.Score >= minGrowth || it.Window.Abandoned > it.Baseline.Abandoned
+	}, func(it *Endpoint) string { return it.Name }, o.Limit), nil
+}
+
+func functions(ctx context.Context, e evaluator, o Options) ([]Function, error) {
+	items, err := gather(ctx, e, []figure[FunctionFigures]{
+		{`sum by (project, function) (rate(bitville_php_function_self_seconds_total` + o.phpSel() + `[$range]))`, func(f *FunctionFigures, v float64) { f.Self = v }},
+	},
 		func(m map[string]string) string { return m["project"] + "\x00" + m["function"] },
 		func(m map[string]string) *Function { return &Function{Name: m["function"], Project: m["project"]} },
-		func(it *Function, window bool, v float64) {
-			if window {
-				it.Window.Self = v
-			} else {
-				it.Baseline.Self = v
-			}
-		})
-	out := make([]Function, 0, len(items))
-	for _, it := range items {
-		it.Score = it.Window.Self - it.Baseline.Self
-		if it.Score >= minGrowth {
-			out = append(out, *it)
-		}
+		func(it *Function) (*FunctionFigures, *FunctionFigures) { return &it.Window, &it.Baseline })
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out[:min(len(out), o.Limit)], nil
+	return rank(items, func(it *Function) (float64, bool) {
+		it.Score = it.Window.Self - it.Baseline.Self
+		return it.Score, it.Score >= minGrowth
+	}, func(it *Function) string { return it.Name }, o.Limit), nil
 }
 
 func queries(ctx context.Context, e evaluator, o Options) ([]Query, error) {
-	items := map[string]*Query{}
-	key := func(m map[string]string) string { return m["query_fp"] }
-	newItem := func(m map[string]string) *Query { return &Query{QueryFP: m["query_fp"]} }
-	figures := []struct {
-		expr string
-		set  func(f *QueryFigures, v float64)
-	}{
+	items, err := gather(ctx, e, []figure[QueryFigures]{
 		{`sum by (query_fp) (rate(bitville_php_sql_seconds_total` + o.phpSel() + `[$range]))`, func(f *QueryFigures, v float64) { f.PHP = v }},
 		{`sum by (query_fp) (rate(bitville_pg_session_samples_total{state="active"}[$range]))`, func(f *QueryFigures, v float64) { f.Sessions = v }},
 		{`sum by (query_fp) (rate(bitville_pg_statement_seconds_total[$range]))`, func(f *QueryFigures, v float64) { f.Exec = v }},
+	},
+		func(m map[string]string) string { return m["query_fp"] },
+		func(m map[string]string) *Query { return &Query{QueryFP: m["query_fp"]} },
+		func(it *Query) (*QueryFigures, *QueryFigures) { return &it.Window, &it.Baseline })
+	if err != nil {
+		return nil, err
 	}
-	for _, fig := range figures {
-		win, base, err := e.both(ctx, fig.expr)
-		if err != nil {
-			return nil, err
-		}
-		merge(items, win, base, key, newItem, func(it *Query, window bool, v float64) {
-			if window {
-				fig.set(&it.Window, v)
-			} else {
-				fig.set(&it.Baseline, v)
-			}
-		})
-	}
-	out := make([]Query, 0, len(items))
-	for fp, it := range items {
-		if fp == "" || fp == "other" {
-			continue // no statement, or the sum of those past a label limit
+	out := rank(items, func(it *Query) (float64, bool) {
+		if it.QueryFP == "" || it.QueryFP == "other" {
+			return 0, false // no statement, or the sum of those past a label limit
 		}
 		it.Score = max(it.Window.PHP-it.Baseline.PHP, it.Window.Sessions-it.Baseline.Sessions, it.Window.Exec-it.Baseline.Exec)
-		if it.Score >= minGrowth {
-			out = append(out, *it)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
-		}
-		return out[i].QueryFP < out[j].QueryFP
-	})
-	out = out[:min(len(out), o.Limit)]
+		return it.Score, it.Score >= minGrowth
+	}, func(it *Query) string { return it.QueryFP }, o.Limit)
 	if len(out) == 0 {
 		return out, nil
 	}
@@ -434,37 +419,21 @@ func queries(ctx context.Context, e evaluator, o Options) ([]Query, error) {
 }
 
 func waits(ctx context.Context, e evaluator, o Options) ([]Wait, error) {
-	items := map[string]*Wait{}
-	win, base, err := e.both(ctx, `sum by (wait_event_type, wait_event) (rate(bitville_pg_session_samples_total{state="active"}[$range]))`)
-	if err != nil {
-		return nil, err
-	}
-	merge(items, win, base,
+	items, err := gather(ctx, e, []figure[WaitFigures]{
+		{`sum by (wait_event_type, wait_event) (rate(bitville_pg_session_samples_total{state="active"}[$range]))`, func(f *WaitFigures, v float64) { f.Sessions = v }},
+	},
 		func(m map[string]string) string { return m["wait_event_type"] + "/" + m["wait_event"] },
 		func(m map[string]string) *Wait {
 			return &Wait{Name: m["wait_event_type"] + "/" + m["wait_event"], WaitEventType: m["wait_event_type"], WaitEvent: m["wait_event"]}
 		},
-		func(it *Wait, window bool, v float64) {
-			if window {
-				it.Window.Sessions = v
-			} else {
-				it.Baseline.Sessions = v
-			}
-		})
-	out := make([]Wait, 0, len(items))
-	for _, it := range items {
-		it.Score = it.Window.Sessions - it.Baseline.Sessions
-		if it.Score >= minGrowth {
-			out = append(out, *it)
-		}
+		func(it *Wait) (*WaitFigures, *WaitFigures) { return &it.Window, &it.Baseline })
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out[:min(len(out), o.Limit)], nil
+	return rank(items, func(it *Wait) (float64, bool) {
+		it.Score = it.Window.Sessions - it.Baseline.Sessions
+		return it.Score, it.Score >= minGrowth
+	}, func(it *Wait) string { return it.Name }, o.Limit), nil
 }
 
 // minGrowth is the least growth an item needs to be listed: a hundredth
