@@ -71,21 +71,16 @@ func StartNginx(ctx context.Context, c NginxConfig) (*Nginx, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot start nginx: %w", err)
 	}
-	for attempt := 1; ; attempt++ {
-		port := c.Port
-		if port == 0 {
-			if port, err = FreePort(); err != nil {
-				return nil, fmt.Errorf("cannot start nginx: %w", err)
-			}
-		}
-		n, err := startNginxOnce(ctx, c, dir, root, port)
-		if err == nil {
-			return n, nil
-		}
-		if c.Port != 0 || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
-			return nil, err
-		}
+	var n *Nginx
+	err = onFreePort(c.Port, "nginx", "Address already in use", func(port int) error {
+		var err error
+		n, err = startNginxOnce(ctx, c, dir, root, port)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return n, nil
 }
 
 func startNginxOnce(ctx context.Context, c NginxConfig, dir, root string, port int) (*Nginx, error) {

@@ -134,21 +134,10 @@ func StartPostgres(ctx context.Context, c PostgresConfig) (*Postgres, error) {
 		}
 	}
 
-	for attempt := 1; ; attempt++ {
-		port := c.Port
-		if port == 0 {
-			if port, err = FreePort(); err != nil {
-				return fail(err)
-			}
-		}
-		err = p.start(ctx, c, port, cred)
-		if err == nil {
-			return p, nil
-		}
-		if c.Port != 0 || attempt == 3 || !strings.Contains(err.Error(), "already in use") {
-			return fail(err)
-		}
+	if err := onFreePort(c.Port, "", "already in use", func(port int) error { return p.start(ctx, c, port, cred) }); err != nil {
+		return fail(err)
 	}
+	return p, nil
 }
 
 func (p *Postgres) start(ctx context.Context, c PostgresConfig, port int, cred *syscall.Credential) error {

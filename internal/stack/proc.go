@@ -148,6 +148,31 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// onFreePort calls start with port or, when port is 0, with a port that
+// was free a moment ago; when another process took that port meanwhile
+// (start's error contains inUse), it tries again with another, three
+// times in all. A failure to find a free port is returned prefixed with
+// "cannot start name: " (unprefixed when name is ""); start's own errors
+// are returned as they are.
+func onFreePort(port int, name, inUse string, start func(port int) error) error {
+	for attempt := 1; ; attempt++ {
+		p := port
+		if p == 0 {
+			var err error
+			if p, err = FreePort(); err != nil {
+				if name != "" {
+					err = fmt.Errorf("cannot start %s: %w", name, err)
+				}
+				return err
+			}
+		}
+		err := start(p)
+		if err == nil || port != 0 || attempt == 3 || !strings.Contains(err.Error(), inUse) {
+			return err
+		}
+	}
+}
+
 // findBinary returns the first of names found on PATH or in dirs.
 func findBinary(pkg string, dirs []string, names ...string) (string, error) {
 	for _, n := range names {

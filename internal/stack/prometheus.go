@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -121,21 +120,10 @@ func StartPrometheus(ctx context.Context, c PrometheusConfig) (*Prometheus, erro
 	if err := os.WriteFile(p.Config, conf, 0o644); err != nil {
 		return nil, fmt.Errorf("cannot start Prometheus: %w", err)
 	}
-	for attempt := 1; ; attempt++ {
-		port := c.Port
-		if port == 0 {
-			if port, err = FreePort(); err != nil {
-				return nil, fmt.Errorf("cannot start Prometheus: %w", err)
-			}
-		}
-		err = p.start(ctx, c.Binary, dir, port)
-		if err == nil {
-			return p, nil
-		}
-		if c.Port != 0 || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			return nil, err
-		}
+	if err := onFreePort(c.Port, "Prometheus", "address already in use", func(port int) error { return p.start(ctx, c.Binary, dir, port) }); err != nil {
+		return nil, err
 	}
+	return p, nil
 }
 
 func (p *Prometheus) start(ctx context.Context, bin, dir string, port int) error {
@@ -212,14 +200,7 @@ func StartNodeExporter(ctx context.Context, c NodeExporterConfig) (*NodeExporter
 		return nil, fmt.Errorf("cannot start node_exporter: %w", err)
 	}
 	n := &NodeExporter{Log: filepath.Join(c.Dir, "node_exporter.log")}
-	for attempt := 1; ; attempt++ {
-		port := c.Port
-		var err error
-		if port == 0 {
-			if port, err = FreePort(); err != nil {
-				return nil, fmt.Errorf("cannot start node_exporter: %w", err)
-			}
-		}
+	err := onFreePort(c.Port, "node_exporter", "address already in use", func(port int) error {
 		n.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		args := []string{"--web.listen-address=" + n.Addr}
 		if c.Collectors != nil {
@@ -230,18 +211,20 @@ func StartNodeExporter(ctx context.Context, c NodeExporterConfig) (*NodeExporter
 		}
 		cmd := exec.Command(c.Binary, args...)
 		cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+		var err error
 		if n.proc, err = startProcess("node_exporter", cmd, n.Log); err != nil {
-			return nil, err
+			return err
 		}
-		err = n.proc.waitReady(ctx, n.Log, func() error { return dialTCP(n.Addr) })
-		if err == nil {
-			return n, nil
+		if err := n.proc.waitReady(ctx, n.Log, func() error { return dialTCP(n.Addr) }); err != nil {
+			_ = n.proc.stop(syscall.SIGTERM, 5*time.Second)
+			return err
 		}
-		_ = n.proc.stop(syscall.SIGTERM, 5*time.Second)
-		if c.Port != 0 || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return n, nil
 }
 
 // Stop ends node_exporter.
