@@ -92,6 +92,23 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// newRegistry returns the registry of a daemon: the Go and process
+// collectors and a build-info gauge called name (value 1; labels version,
+// revision, goversion), with the build it describes.
+func newRegistry(name, help string) (*prometheus.Registry, buildinfo.Info) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Get()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        name,
+		Help:        help,
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+	return reg, bi
+}
+
 // Run starts the daemon and blocks until SIGTERM or SIGINT, then stops
 // reading, lets in-progress scrapes finish and exits.
 func (c *AgentCmd) Run(log *slog.Logger) error {
@@ -103,16 +120,7 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bi := buildinfo.Get()
-	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "bitville_agent_build_info",
-		Help:        "Build of the running agent (value is always 1).",
-		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
-	})
-	info.Set(1)
-	reg.MustRegister(info)
+	reg, bi := newRegistry("bitville_agent_build_info", "Build of the running agent (value is always 1).")
 
 	agent := phpagent.New(cfg, log, reg)
 	conn, err := phpagent.ListenSocket(cfg)

@@ -10,11 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/bitville/bitville-apm/exporters/pgexporter"
-	"github.com/bitville/bitville-apm/internal/buildinfo"
 )
 
 // PgExporterCmd runs the PostgreSQL exporter.
@@ -50,16 +46,8 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), exp)
-	bi := buildinfo.Get()
-	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "bitville_pg_exporter_build_info",
-		Help:        "Build of the running pg-exporter (value is always 1).",
-		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
-	})
-	info.Set(1)
-	reg.MustRegister(info)
+	reg, bi := newRegistry("bitville_pg_exporter_build_info", "Build of the running pg-exporter (value is always 1).")
+	reg.MustRegister(exp)
 
 	ln, err := net.Listen("tcp", c.ListenAddress)
 	if err != nil {
