@@ -4,22 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bitville/bitville-apm/internal/demo"
 	"github.com/bitville/bitville-apm/internal/mixin"
 	"github.com/bitville/bitville-apm/internal/promapi"
-	"github.com/bitville/bitville-apm/internal/stack"
 )
 
 // noDataInThisStack lists the dashboard queries that cannot return data in
@@ -56,45 +53,6 @@ func TestDashboardsAndAlertsEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	agentSocket := filepath.Join(dir, "agent.sock")
-	agentINI := filepath.Join(dir, "php-agent.ini")
-	if err := os.WriteFile(agentINI, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	shop, err := stack.StartShop(ctx, stack.ShopConfig{
-		Dir:   filepath.Join(dir, "shop"),
-		Agent: true,
-		AgentEnv: map[string]string{
-			"BITVILLE_APM_CONFIG":               agentINI,
-			"BITVILLE_APM_ENABLED":              "1",
-			"BITVILLE_APM_PROJECT":              "shop",
-			"BITVILLE_APM_SOCKET":               agentSocket,
-			"BITVILLE_APM_PROFILER":             "excimer",
-			"BITVILLE_APM_EXCIMER_PERIOD_MS":    "10",
-			"BITVILLE_APM_EXCIMER_REQUEST_RATE": "1",
-		},
-		Env:              map[string]string{"APP_SLOW_SQL_SECONDS": "1.5", "APP_PRICING_ROUNDS": "30000"},
-		Children:         4,
-		SlowlogTimeout:   time.Second,
-		TerminateTimeout: 3 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shop.Stop() })
-	if _, err := shop.PG.Exec(ctx, shop.DB, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		t.Fatal(err)
-	}
-
-	agent := startAgent(t, bin, "--agent.socket="+agentSocket, "--fpm.status-uri="+shop.FPM.StatusURI(),
-		"--fpm.slowlog="+shop.FPM.SlowlogPath, "--agent.long-request-threshold=1s")
-	pgexp := runAgent(t, exec.Command(bin, "--log.format=json", "pg-exporter", "--pg.dsn="+shop.PG.DSN(shop.DB), "--web.listen-address=127.0.0.1:0"), "")
-	node, err := stack.StartNodeExporter(ctx, stack.NodeExporterConfig{Dir: filepath.Join(dir, "node"), Collectors: []string{"cpu", "loadavg", "stat", "meminfo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = node.Stop() })
-
 	// The rules as generated, with the load threshold raised out of reach
 	// until the baseline is known.
 	cfg := mixin.DefaultConfig()
@@ -118,21 +76,21 @@ func TestDashboardsAndAlertsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeRules(cfg)
-	hostOf := func(base string) string { return strings.TrimPrefix(base, "http://") }
-	prom, err := stack.StartPrometheus(ctx, stack.PrometheusConfig{
-		Dir:            filepath.Join(dir, "prometheus"),
-		ScrapeInterval: time.Second,
-		RuleFiles:      []string{filepath.Join(rulesDir, "recording.rules.yml"), filepath.Join(rulesDir, "alerts.rules.yml")},
-		Jobs: []stack.ScrapeJob{
-			{Name: cfg.NodeJob, Targets: []string{node.Addr}},
-			{Name: cfg.AgentJob, Targets: []string{hostOf(agent.base)}},
-			{Name: cfg.PgExporterJob, Targets: []string{hostOf(pgexp.base)}},
-		},
+	// The demo's stack (its job names are the rules' defaults), with every
+	// request profiled and a short long-request threshold.
+	s, err := demo.Start(ctx, demo.Options{
+		Dir: filepath.Join(dir, "demo"), Binary: bin, ScrapeInterval: time.Second, Children: 4, TerminateTimeout: 3 * time.Second,
+		RuleFiles:            []string{filepath.Join(rulesDir, "recording.rules.yml"), filepath.Join(rulesDir, "alerts.rules.yml")},
+		AgentEnv:             map[string]string{"BITVILLE_APM_EXCIMER_PERIOD_MS": "10", "BITVILLE_APM_EXCIMER_REQUEST_RATE": "1"},
+		AppEnv:               map[string]string{"APP_SLOW_SQL_SECONDS": "1.5"},
+		LongRequestThreshold: time.Second,
+		NodeCollectors:       []string{"cpu", "loadavg", "stat", "meminfo"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = prom.Stop() })
+	t.Cleanup(func() { _ = s.Stop() })
+	shop, prom := s.Shop, s.Prometheus
 	api, err := promapi.New(prom.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -144,9 +102,8 @@ func TestDashboardsAndAlertsEndToEnd(t *testing.T) {
 
 	// Baseline: light traffic, a slow query now and then, one request
 	// php-fpm kills.
-	load := &shopLoad{url: shop.URL}
-	load.get(t, "/stuck")
-	stopBaseline := load.loop(ctx, 1, 150*time.Millisecond, "/cheap", "/orders/7", "/orders/12", "/cheap", "/slow-sql")
+	s.Request(ctx, "GET /stuck")
+	stopBaseline := s.Loop(ctx, 1, 150*time.Millisecond, "GET /cheap", "GET /orders/7", "GET /orders/12", "GET /cheap", "GET /slow-sql")
 	waitForQuery(t, ctx, api, 90*time.Second, `count(up == 1) == 3 and count(`+mixin.RuleLoadPerCore+`) > 0 and count(`+mixin.RulePgAAS+`) > 0`)
 	time.Sleep(10 * time.Second)
 	baseline := queryValue(t, ctx, api, mixin.RuleLoadPerCore)
@@ -163,7 +120,7 @@ func TestDashboardsAndAlertsEndToEnd(t *testing.T) {
 
 	// The spike: GET /report on every worker until the alert fires.
 	spikeStart := time.Now()
-	stopSpike := load.loop(ctx, 4, 0, "/report")
+	stopSpike := s.Loop(ctx, 4, 0, "GET /report")
 	alert := waitForAlert(t, ctx, api, 150*time.Second, "BitvilleLoadSpike")
 	stopSpike()
 	t.Logf("the load alert fired %s after the spike began:\n  labels: %v\n  summary: %s\n  description: %s\n  top_endpoint: %s\n  top_function: %s\n  top_query: %s",
@@ -294,47 +251,6 @@ func exemption(q mixin.PanelQuery) (key, reason string) {
 		}
 	}
 	return "", ""
-}
-
-// shopLoad sends requests to the shop.
-type shopLoad struct {
-	url    string
-	client http.Client
-}
-
-func (l *shopLoad) get(t *testing.T, path string) {
-	go func() {
-		resp, err := l.client.Get(l.url + path)
-		if err == nil {
-			resp.Body.Close()
-		}
-	}()
-}
-
-// loop runs workers goroutines that request paths in turn, pausing pause
-// between requests, until the returned stop is called.
-func (l *shopLoad) loop(ctx context.Context, workers int, pause time.Duration, paths ...string) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; ctx.Err() == nil; i++ {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.url+paths[i%len(paths)], nil)
-				if resp, err := l.client.Do(req); err == nil {
-					resp.Body.Close()
-				}
-				if pause > 0 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(pause):
-					}
-				}
-			}
-		}()
-	}
-	return func() { cancel(); wg.Wait() }
 }
 
 // holdLockWait opens a transaction that locks a row and stays idle, and a

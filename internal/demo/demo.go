@@ -62,6 +62,13 @@ type Options struct {
 	Children         int           // php-fpm workers; default 4
 	TerminateTimeout time.Duration // php-fpm request_terminate_timeout; default 10s
 	Log              io.Writer     // progress lines; nil = none
+
+	// For tests that need more than the demo does:
+	RuleFiles            []string          // Prometheus's rule files; default the repository's alerts/
+	AgentEnv             map[string]string // PHP agent settings (BITVILLE_APM_*) over the demo's
+	AppEnv               map[string]string // shop settings (APP_*) over the demo's
+	LongRequestThreshold time.Duration     // the agent's; default 5s
+	NodeCollectors       []string          // node_exporter's collectors; nil = its defaults
 }
 
 // Stack is the running stack.
@@ -111,6 +118,9 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if o.TerminateTimeout <= 0 {
 		o.TerminateTimeout = 10 * time.Second
 	}
+	if o.LongRequestThreshold <= 0 {
+		o.LongRequestThreshold = 5 * time.Second
+	}
 	root, err := stack.RepoRoot()
 	if err != nil {
 		return nil, fmt.Errorf("demo: run it from the repository: %w", err)
@@ -134,15 +144,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.Shop, err = stack.StartShop(ctx, stack.ShopConfig{
 		Dir:   filepath.Join(o.Dir, "shop"),
 		Agent: true,
-		AgentEnv: map[string]string{
+		AgentEnv: overlay(map[string]string{
 			"BITVILLE_APM_CONFIG":            agentINI,
 			"BITVILLE_APM_ENABLED":           "1",
 			"BITVILLE_APM_PROJECT":           "shop",
 			"BITVILLE_APM_SOCKET":            socket,
 			"BITVILLE_APM_PROFILER":          "excimer",
 			"BITVILLE_APM_PROGRESS_AFTER_MS": "1000",
-		},
-		Env:              map[string]string{"APP_SLOW_SQL_SECONDS": "1", "APP_PRICING_ROUNDS": "30000"},
+		}, o.AgentEnv),
+		Env:              overlay(map[string]string{"APP_SLOW_SQL_SECONDS": "1", "APP_PRICING_ROUNDS": "30000"}, o.AppEnv),
 		Children:         o.Children,
 		SlowlogTimeout:   2 * time.Second,
 		TerminateTimeout: o.TerminateTimeout,
@@ -160,7 +170,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	if err := s.startDaemon(ctx, "agent", agentAddr, "agent", "--agent.socket="+socket, "--web.listen-address="+agentAddr,
 		"--fpm.status-uri="+s.Shop.FPM.StatusURI(), "--fpm.slowlog="+s.Shop.FPM.SlowlogPath,
-		"--agent.long-request-threshold=5s", "--agent.min-queue-length=0"); err != nil {
+		"--agent.long-request-threshold="+o.LongRequestThreshold.String(), "--agent.min-queue-length=0"); err != nil {
 		return s, err
 	}
 	s.AgentURL = "http://" + agentAddr
@@ -172,14 +182,18 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		return s, err
 	}
 	s.PgExporterURL = "http://" + pgAddr
-	if s.Node, err = stack.StartNodeExporter(ctx, stack.NodeExporterConfig{Dir: filepath.Join(o.Dir, "node_exporter")}); err != nil {
+	if s.Node, err = stack.StartNodeExporter(ctx, stack.NodeExporterConfig{Dir: filepath.Join(o.Dir, "node_exporter"), Collectors: o.NodeCollectors}); err != nil {
 		return s, err
 	}
-	s.logf("starting Prometheus (scrape every %s) with %s", o.ScrapeInterval, filepath.Join(root, "alerts"))
+	rules := o.RuleFiles
+	if rules == nil {
+		rules = []string{filepath.Join(root, "alerts", "recording.rules.yml"), filepath.Join(root, "alerts", "alerts.rules.yml")}
+	}
+	s.logf("starting Prometheus (scrape every %s) with %s", o.ScrapeInterval, strings.Join(rules, ", "))
 	s.Prometheus, err = stack.StartPrometheus(ctx, stack.PrometheusConfig{
 		Dir:            filepath.Join(o.Dir, "prometheus"),
 		ScrapeInterval: o.ScrapeInterval,
-		RuleFiles:      []string{filepath.Join(root, "alerts", "recording.rules.yml"), filepath.Join(root, "alerts", "alerts.rules.yml")},
+		RuleFiles:      rules,
 		Jobs: []stack.ScrapeJob{
 			{Name: JobNode, Targets: []string{s.Node.Addr}},
 			{Name: JobAgent, Targets: []string{agentAddr}},
@@ -187,6 +201,14 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		},
 	})
 	return s, err
+}
+
+// overlay returns base with over's entries set on it.
+func overlay(base, over map[string]string) map[string]string {
+	for k, v := range over {
+		base[k] = v
+	}
+	return base
 }
 
 func freeAddr() (string, error) {
@@ -272,6 +294,22 @@ func (s *Stack) request(ctx context.Context, method, path string) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+}
+
+// Loop runs workers goroutines sending the requests ("METHOD /path") in
+// turn, pause between two, until the returned stop is called (it waits for
+// them) or ctx ends.
+func (s *Stack) Loop(ctx context.Context, workers int, pause time.Duration, requests ...string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	s.loop(ctx, &wg, workers, pause, requests...)
+	return func() { cancel(); wg.Wait() }
+}
+
+// Request sends one request ("METHOD /path") in the background.
+func (s *Stack) Request(ctx context.Context, request string) {
+	method, path, _ := strings.Cut(request, " ")
+	go s.request(ctx, method, path)
 }
 
 // loop runs workers goroutines sending the requests ("METHOD /path") in
