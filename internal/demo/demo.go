@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bitville/bitville-apm/internal/mixin"
 	"github.com/bitville/bitville-apm/internal/stack"
 )
 
@@ -96,13 +97,6 @@ func (s *Stack) logf(format string, args ...any) {
 		fmt.Fprintf(s.opts.Log, format+"\n", args...)
 	}
 }
-
-// Jobs are the Prometheus job names, those the rules expect.
-const (
-	JobNode       = "node"
-	JobAgent      = "bitville-agent"
-	JobPgExporter = "bitville-pg-exporter"
-)
 
 // Start starts everything; on error it stops what it started.
 func Start(ctx context.Context, o Options) (s *Stack, err error) {
@@ -190,14 +184,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		rules = []string{filepath.Join(root, "alerts", "recording.rules.yml"), filepath.Join(root, "alerts", "alerts.rules.yml")}
 	}
 	s.logf("starting Prometheus (scrape every %s) with %s", o.ScrapeInterval, strings.Join(rules, ", "))
+	jobs := mixin.DefaultConfig() // the job names the rules select
 	s.Prometheus, err = stack.StartPrometheus(ctx, stack.PrometheusConfig{
 		Dir:            filepath.Join(o.Dir, "prometheus"),
 		ScrapeInterval: o.ScrapeInterval,
 		RuleFiles:      rules,
 		Jobs: []stack.ScrapeJob{
-			{Name: JobNode, Targets: []string{s.Node.Addr}},
-			{Name: JobAgent, Targets: []string{agentAddr}},
-			{Name: JobPgExporter, Targets: []string{pgAddr}},
+			{Name: jobs.NodeJob, Targets: []string{s.Node.Addr}},
+			{Name: jobs.AgentJob, Targets: []string{agentAddr}},
+			{Name: jobs.PgExporterJob, Targets: []string{pgAddr}},
 		},
 	})
 	return s, err

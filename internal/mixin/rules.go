@@ -248,14 +248,3 @@ func Alerts(c Config) RuleFile {
 		{Name: "bitville.alerts.health", Rules: health},
 	}}
 }
-
-// AlertNames lists the alerts of Alerts, in file order.
-func AlertNames(c Config) []string {
-	var out []string
-	for _, g := range Alerts(c).Groups {
-		for _, r := range g.Rules {
-			out = append(out, r.Alert)
-		}
-	}
-	return out
-}
