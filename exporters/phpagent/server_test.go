@@ -17,6 +17,7 @@ func TestListenSocket(t *testing.T) {
 	cfg.Socket = filepath.Join(dir, "sub", "agent.sock") // the directory is created
 	cfg.SocketMode = 0o620
 	cfg.SocketGroup = "0"
+	cfg.MinQueueLen = 0 // leave the host's net.unix.max_dgram_qlen alone
 
 	s, err := ListenSocket(cfg)
 	if err != nil {
@@ -76,6 +77,7 @@ func TestServeOversized(t *testing.T) {
 	a, reg := newTestAgent(t, nil)
 	cfg := DefaultConfig()
 	cfg.Socket = filepath.Join(t.TempDir(), "a.sock")
+	cfg.MinQueueLen = 0 // leave the host's net.unix.max_dgram_qlen alone
 	s, err := ListenSocket(cfg)
 	if err != nil {
 		t.Fatal(err)
