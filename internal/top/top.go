@@ -488,7 +488,11 @@ func verdict(r *Report) string {
 			s += "; the statement they run: " + queryText(q)
 		}
 		return s + "."
-	case e != nil && e.Window.Abandoned > e.Baseline.Abandoned && e.Window.InFlight-e.Baseline.InFlight >= cpu:
+	// Stuck: requests are killed at least half as often as they finish. A
+	// few abandoned among many finished are lost end messages (a full
+	// socket queue) or the odd crash, not the cause of a spike.
+	case e != nil && e.Window.Abandoned > e.Baseline.Abandoned && e.Window.Abandoned >= 0.5*60*e.Window.Requests &&
+		e.Window.InFlight-e.Baseline.InFlight >= cpu:
 		return fmt.Sprintf("Stuck requests: %s holds %.1f more workers in flight, and %.1f of its requests a minute are killed before they finish.",
 			e.Name, e.Window.InFlight-e.Baseline.InFlight, e.Window.Abandoned)
 	case q != nil && q.Score >= cpu:

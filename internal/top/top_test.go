@@ -156,6 +156,11 @@ func TestVerdicts(t *testing.T) {
 			"Lock contention: 3.0 more database sessions wait on Lock/transactionid; the statement they run: UPDATE t SET x = $1 (from POST /pay)."},
 		{Report{Endpoints: []Endpoint{{Name: "GET /stuck", Score: 4, Window: EndpointFigures{InFlight: 4, Abandoned: 12}}}},
 			"Stuck requests: GET /stuck holds 4.0 more workers in flight, and 12.0 of its requests a minute are killed before they finish."},
+		// A few abandoned among many finished (lost end messages) do not
+		// make a slow query's endpoint "stuck".
+		{Report{Endpoints: []Endpoint{{Name: "GET /slow", Score: 3.5, Window: EndpointFigures{InFlight: 3.5, Abandoned: 9.5, Requests: 2.7}}},
+			Queries: []Query{{Name: "SELECT pg_sleep($1)", Score: 3.8, Window: QueryFigures{PHP: 3.4, Sessions: 3.8}, TopEndpoint: "GET /slow"}}},
+			"Slow SQL: SELECT pg_sleep($1) (from GET /slow) grew by 3.40 s/s in PHP and 3.80 active sessions in the database."},
 		{Report{Queries: []Query{{QueryFP: "abcdabcdabcdabcd", Score: 2, Window: QueryFigures{PHP: 2, Sessions: 1.5}}}},
 			"Slow SQL: query abcdabcdabcdabcd grew by 2.00 s/s in PHP and 1.50 active sessions in the database."},
 		{Report{Endpoints: []Endpoint{{Name: "GET /x", Score: 2, Window: EndpointFigures{Wall: 2}}}},
