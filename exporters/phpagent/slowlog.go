@@ -527,7 +527,7 @@ func (s *slowlogMetrics) observe(e *SlowlogEntry, now time.Time) string {
 	pool, sp := s.pool(e.Pool)
 	s.entries.WithLabelValues(pool).Inc()
 	fn := truncateUTF8(e.TopFunction(), 200)
-	if _, ok := sp.functions[fn]; !ok && fn != Overflow && countable(sp.functions) >= slowlogMaxFunctions {
+	if _, ok := sp.functions[fn]; !ok && fn != Overflow && len(sp.functions) >= slowlogMaxFunctions {
 		s.self.overflow.WithLabelValues("slowlog_function").Inc()
 		fn = Overflow
 	}

@@ -1,0 +1,68 @@
+package phpagent
+
+import (
+	"strings"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
+)
+
+var knownMethods = map[string]string{
+	"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH",
+	"DELETE": "DELETE", "OPTIONS": "OPTIONS", "CONNECT": "CONNECT", "TRACE": "TRACE", "CLI": "CLI",
+}
+
+// normalizeMethod bounds the method label: anything but the standard
+// methods and CLI is "other".
+func normalizeMethod(m string) string {
+	if v, ok := knownMethods[m]; ok {
+		return v
+	}
+	if v, ok := knownMethods[strings.ToUpper(m)]; ok {
+		return v
+	}
+	return Overflow
+}
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// statusClass is the status label: the HTTP status class, or for CLI runs
+// "ok" or "error" from the exit code.
+func statusClass(m *protocol.Message) string {
+	if m.Method == "CLI" || m.SAPI == "cli" {
+		if m.Fatal || (m.HasExit && m.Exit != 0) {
+			return "error"
+		}
+		return "ok"
+	}
+	if m.Status >= 100 && m.Status < 600 {
+		return statusClasses[m.Status/100-1]
+	}
+	return "unknown"
+}
+
+// errorKind maps a PHP error type or exception class to a bounded kind.
+func errorKind(t string) string {
+	switch t {
+	case "E_ERROR", "E_CORE_ERROR", "E_COMPILE_ERROR", "E_USER_ERROR", "E_RECOVERABLE_ERROR", "E_PARSE":
+		return "error"
+	case "E_WARNING", "E_CORE_WARNING", "E_COMPILE_WARNING", "E_USER_WARNING":
+		return "warning"
+	case "E_NOTICE", "E_USER_NOTICE", "E_STRICT":
+		return "notice"
+	case "E_DEPRECATED", "E_USER_DEPRECATED":
+		return "deprecated"
+	}
+	return "exception"
+}
+
+// truncateUTF8 cuts s to at most max bytes on a rune boundary, marking the cut.
+func truncateUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max - len("…")
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i] + "…"
+}
