@@ -149,8 +149,8 @@ func (a *Aggregator) newProject(project string) *projectState {
 	ps.endpointFuncs = labelset.New(labelset.Options[pair, prometheus.Counter]{
 		Limit: l.EndpointFunctions, Overflow: overflowSecond,
 		Overflowed: self.overflow.WithLabelValues("endpoint_function"), Expired: self.expired.WithLabelValues("endpoint_function"),
-		New:        func(k pair) prometheus.Counter { return a.epFnSelf.WithLabelValues(project, k[0], k[1]) },
-		Delete:     func(k pair, _ prometheus.Counter) { a.epFnSelf.DeleteLabelValues(project, k[0], k[1]) },
+		New:    func(k pair) prometheus.Counter { return a.epFnSelf.WithLabelValues(project, k[0], k[1]) },
+		Delete: func(k pair, _ prometheus.Counter) { a.epFnSelf.DeleteLabelValues(project, k[0], k[1]) },
 	})
 	// The PHP side's loss counters exist from the project's first message,
 	// so that increase() sees their first increment.
