@@ -88,4 +88,3 @@ func (a *Agent) readError(err error) {
 	}
 	time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core
 }
-

@@ -186,4 +186,3 @@ func readProcInt(path string) (int, error) {
 	}
 	return n, nil
 }
-
