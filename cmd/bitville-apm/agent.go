@@ -38,7 +38,10 @@ type AgentCmd struct {
 	SeriesTTL            time.Duration    `name:"agent.series-ttl" default:"30m" help:"Remove endpoint, function and query series idle for this long."`
 	SQLCacheSize         int              `name:"agent.sql-cache-size" default:"20000" help:"SQL texts whose fingerprint is cached."`
 	RankInterval         time.Duration    `name:"agent.rank-interval" default:"30s" help:"How often the top functions and queries (those with histograms) are re-ranked by recent time."`
-	SpoolDir             string           `name:"agent.spool-dir" placeholder:"DIR" help:"The PHP agents' disk spool (their spool_dir): end messages they could not send are replayed from it at start, then removed. Empty: no replay."`
+	SpoolDir             string           `name:"agent.spool-dir" placeholder:"DIR" help:"The PHP agents' spool (their spool_dir): end messages the socket refused, taken in while running and at start, then removed. Empty: beside the socket, its name less .sock plus .spool (/run/bitville-apm/agent.spool), which the PHP agent finds by itself; the daemon creates it for the socket's group. off: no spool."`
+	SpoolInterval        time.Duration    `name:"agent.spool-interval" default:"1s" help:"How often the spool is taken in."`
+	SpoolMaxAge          time.Duration    `name:"agent.spool-max-age" default:"1h" help:"Spooled messages older than this are dropped (counted in bitville_agent_spool_files_total{result=\"expired\"}); 0 keeps them."`
+	SpoolMaxBytes        units.Base2Bytes `name:"agent.spool-max-bytes" default:"64MiB" help:"Past this size the oldest spooled messages are dropped (result=\"evicted\"). The PHP agents stop at their own spool_max_bytes, by default the same."`
 	EventsBuffer         int              `name:"agent.events-buffer" default:"1000" help:"Recent abandoned and long-running request events kept for /api/v1/events."`
 	NativeHistograms     bool             `name:"metrics.native-histograms" help:"Also expose native histograms (bucket factor 1.1, at most 100 buckets) beside the classic buckets; costs about 7% more per message."`
 	ListenAddress        string           `name:"web.listen-address" default:":19100" placeholder:"ADDR" help:"Address for /, /metrics, /healthz, /readyz and /api/v1/."`
@@ -80,6 +83,9 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.RankInterval = c.RankInterval
 	cfg.EventsBuffer = c.EventsBuffer
 	cfg.SpoolDir = c.SpoolDir
+	cfg.SpoolInterval = c.SpoolInterval
+	cfg.SpoolMaxAge = c.SpoolMaxAge
+	cfg.SpoolMaxBytes = int64(c.SpoolMaxBytes)
 	cfg.NativeBuckets = c.NativeHistograms
 	cfg.FPMStatusURIs = c.FPMStatusURIs
 	cfg.FPMStatusTimeout = c.FPMStatusTimeout
@@ -132,6 +138,11 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		conn.Close()
 		return fmt.Errorf("cannot listen on web.listen-address %s: %w", cfg.ListenAddress, err)
 	}
+	if err := phpagent.PrepareSpoolDir(cfg); err != nil {
+		// The PHP agents then drop what the socket refuses, as without a
+		// spool: worth a warning, not a refusal to start.
+		log.Warn("cannot prepare the spool", "err", err)
+	}
 	rcvbuf, _ := phpagent.ReceiveBuffer(conn.UnixConn)
 	switch {
 	case conn.QueueErr != nil:
@@ -140,7 +151,7 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
 	}
 	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
-		"fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
+		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
 
 	srv := &http.Server{Handler: agent.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
@@ -151,18 +162,6 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- agent.Serve(ctx, conn, cfg.Readers) }()
-	if cfg.SpoolDir != "" {
-		// After the socket is being read, so nothing new waits meanwhile.
-		go func() {
-			st, err := agent.ReplaySpool(cfg.SpoolDir)
-			if err != nil {
-				log.Warn("cannot replay the spool", "err", err)
-				return
-			}
-			log.Info("spool replayed", "dir", cfg.SpoolDir, "replayed", st.Replayed, "skipped", st.Skipped, "invalid", st.Invalid, "unreadable", st.Unreadable)
-		}()
-	}
-
 	select {
 	case <-ctx.Done():
 	case err := <-httpErr:

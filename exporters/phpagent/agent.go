@@ -18,19 +18,20 @@ import (
 // periodic work (in-flight sweep, ranking, expiry) and exposes the gauges
 // that are computed at scrape time.
 type Agent struct {
-	cfg      Config
-	log      *slog.Logger
-	self     *SelfMetrics
-	agg      *Aggregator
-	inflight *InflightTable
-	fps      *sqlfp.Cache
-	fpsCut   *sqlfp.Cache // for texts the PHP agent truncated
-	events   []EventSink
-	ring     *EventRing
-	invalid  *throttle // logs of rejected datagrams
-	readErrs *throttle // logs of socket read errors
-	now      func() time.Time
-	fpm      *fpmMonitor // php-fpm status pages and slowlogs
+	cfg       Config
+	log       *slog.Logger
+	self      *SelfMetrics
+	agg       *Aggregator
+	inflight  *InflightTable
+	fps       *sqlfp.Cache
+	fpsCut    *sqlfp.Cache // for texts the PHP agent truncated
+	events    []EventSink
+	ring      *EventRing
+	invalid   *throttle // logs of rejected datagrams
+	readErrs  *throttle // logs of socket read errors
+	spoolErrs *throttle // logs of spool files that cannot be taken in
+	now       func() time.Time
+	fpm       *fpmMonitor // php-fpm status pages and slowlogs
 
 	ready atomic.Bool
 }
@@ -39,17 +40,18 @@ type Agent struct {
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 	self := NewSelfMetrics(reg)
 	a := &Agent{
-		cfg:      cfg,
-		log:      log,
-		self:     self,
-		agg:      NewAggregator(cfg.Limits, cfg.NativeBuckets, self, reg),
-		inflight: NewInflightTable(cfg.InflightMax, cfg.LongRequestThreshold, cfg.InflightMaxAge, cfg.CheckPIDs),
-		fps:      sqlfp.NewCache(cfg.SQLCacheSize),
-		fpsCut:   sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
-		ring:     NewEventRing(cfg.EventsBuffer),
-		invalid:  newThrottle(10 * time.Second),
-		readErrs: newThrottle(10 * time.Second),
-		now:      time.Now,
+		cfg:       cfg,
+		log:       log,
+		self:      self,
+		agg:       NewAggregator(cfg.Limits, cfg.NativeBuckets, self, reg),
+		inflight:  NewInflightTable(cfg.InflightMax, cfg.LongRequestThreshold, cfg.InflightMaxAge, cfg.supersededGrace(), cfg.CheckPIDs),
+		fps:       sqlfp.NewCache(cfg.SQLCacheSize),
+		fpsCut:    sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
+		ring:      NewEventRing(cfg.EventsBuffer),
+		invalid:   newThrottle(10 * time.Second),
+		readErrs:  newThrottle(10 * time.Second),
+		spoolErrs: newThrottle(10 * time.Second),
+		now:       time.Now,
 	}
 	a.events = []EventSink{a.ring}
 	reg.MustRegister(&scrapeCollector{a: a})
@@ -201,6 +203,10 @@ func (a *Agent) RunBackground(ctx context.Context) {
 			}
 		}()
 	}
+	if a.cfg.SpoolPath() != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.runSpool(ctx) }()
+	}
 	every(a.cfg.SweepInterval, a.Sweep)
 	every(a.cfg.RankInterval, a.Rank)
 	every(min(a.cfg.SeriesTTL/4, time.Minute), a.Expire)
@@ -208,6 +214,29 @@ func (a *Agent) RunBackground(ctx context.Context) {
 	go func() { defer wg.Done(); a.fpm.poll(ctx, a.cfg.FPMPollInterval) }()
 	go func() { defer wg.Done(); a.fpm.follow(ctx, slowlogPollInterval) }()
 	wg.Wait()
+}
+
+// runSpool takes the spool in at once (what was spooled while the daemon
+// was down), then every spool interval until ctx ends.
+func (a *Agent) runSpool(ctx context.Context) {
+	t := time.NewTicker(a.cfg.SpoolInterval)
+	defer t.Stop()
+	for {
+		st, err := a.TakeSpool()
+		if err != nil {
+			if n, ok := a.spoolErrs.allow(); ok {
+				a.log.Warn("cannot take in the spool", "err", err, "suppressed_since_last", n)
+			}
+		} else if st != (SpoolStats{}) {
+			a.log.Info("spool taken in", "dir", a.cfg.SpoolPath(), "replayed", st.Replayed, "skipped", st.Skipped, "invalid", st.Invalid,
+				"unreadable", st.Unreadable, "expired", st.Expired, "evicted", st.Evicted)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // scrapeCollector computes at scrape time the gauges that are a view of

@@ -119,23 +119,46 @@ func TestHandleInvalidCounted(t *testing.T) {
 }
 
 func TestAbandonedBySupersede(t *testing.T) {
-	a, reg := newTestAgent(t, nil)
-	st := &readerState{}
-	a.Handle([]byte(`{"v":1,"type":"start","id":"r1","pid":42,"project":"shop","ts":1764294512.1,"method":"GET","endpoint":"GET /stuck","started":1764294512.1}`), st)
-	a.Handle([]byte(`{"v":1,"type":"start","id":"r2","pid":42,"project":"shop","ts":1764294513.1,"method":"GET","endpoint":"GET /next","started":1764294513.1,"dropped":3}`), st)
-	got := series(t, reg, "bitville_")
-	if v := got[`bitville_php_requests_abandoned_total{endpoint=GET /stuck,project=shop}`]; v != 1 {
-		t.Errorf("got abandoned %v; want 1", v)
-	}
-	if v := got[`bitville_agent_inflight_abandoned_total{reason=superseded}`]; v != 1 {
-		t.Errorf("got superseded %v; want 1", v)
-	}
-	if v := got[`bitville_agent_php_send_failures_total{project=shop}`]; v != 3 {
-		t.Errorf("got send failures %v; want 3", v)
-	}
-	ev := a.Events()
-	if len(ev) != 1 || ev[0].Kind != EventAbandoned || ev[0].Reason != AbandonSuperseded || ev[0].Request.ID != "r1" {
-		t.Errorf("got events %+v; want r1 abandoned as superseded", ev)
+	// Without a spool an end that did not come with the next start is
+	// lost: the request is abandoned at once. With one, it may still come
+	// from the spool: the request waits for the grace period, then is
+	// abandoned by the sweep.
+	for _, spool := range []bool{false, true} {
+		a, reg := newTestAgent(t, func(c *Config) {
+			if !spool {
+				c.SpoolDir = SpoolOff
+			}
+		})
+		t0 := time.Unix(1764294512, 0)
+		a.now = func() time.Time { return t0 }
+		st := &readerState{}
+		a.Handle([]byte(`{"v":1,"type":"start","id":"r1","pid":42,"project":"shop","ts":1764294512.1,"method":"GET","endpoint":"GET /stuck","started":1764294512.1}`), st)
+		a.Handle([]byte(`{"v":1,"type":"start","id":"r2","pid":42,"project":"shop","ts":1764294513.1,"method":"GET","endpoint":"GET /next","started":1764294513.1,"dropped":3}`), st)
+		if spool {
+			a.Sweep()
+			if v := series(t, reg, "bitville_php_requests_abandoned_total")[`bitville_php_requests_abandoned_total{endpoint=GET /stuck,project=shop}`]; v != 0 {
+				t.Errorf("spool on: got abandoned %v within the grace period; want 0", v)
+			}
+			a.now = func() time.Time { return t0.Add(a.cfg.supersededGrace()) }
+			a.Sweep()
+		}
+		got := series(t, reg, "bitville_")
+		if v := got[`bitville_php_requests_abandoned_total{endpoint=GET /stuck,project=shop}`]; v != 1 {
+			t.Errorf("spool %v: got abandoned %v; want 1", spool, v)
+		}
+		if v := got[`bitville_agent_inflight_abandoned_total{reason=superseded}`]; v != 1 {
+			t.Errorf("spool %v: got superseded %v; want 1", spool, v)
+		}
+		if v := got[`bitville_agent_php_send_failures_total{project=shop}`]; v != 3 {
+			t.Errorf("spool %v: got send failures %v; want 3", spool, v)
+		}
+		ev := a.Events()
+		if len(ev) != 1 || ev[0].Kind != EventAbandoned || ev[0].Reason != AbandonSuperseded || ev[0].Request.ID != "r1" {
+			t.Errorf("spool %v: got events %+v; want r1 abandoned as superseded", spool, ev)
+		}
+		if n := a.inflight.Len(); n != 1 {
+			t.Errorf("spool %v: got %d in flight; want r2 only", spool, n)
+		}
 	}
 }
 

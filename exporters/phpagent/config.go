@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
 )
 
 // Config is the validated configuration of the agent daemon.
@@ -40,7 +42,10 @@ type Config struct {
 	SQLCacheSize  int           // fingerprint cache entries
 	RankInterval  time.Duration // how often the top-K functions and queries are re-ranked
 	EventsBuffer  int           // recent events kept for /api/v1/events
-	SpoolDir      string        // the PHP agents' spool, replayed at start; "" = none
+	SpoolDir      string        // the PHP agents' spool; "" = DerivedSpoolDir(Socket), SpoolOff = none
+	SpoolInterval time.Duration // how often the spool is taken in
+	SpoolMaxAge   time.Duration // spooled messages older are dropped; 0 keeps them
+	SpoolMaxBytes int64         // past this the oldest spooled messages are dropped
 	NativeBuckets bool          // expose native histograms beside the classic buckets
 
 	// php-fpm itself (fpmstatus.go, slowlog.go).
@@ -86,6 +91,9 @@ func DefaultConfig() Config {
 		SQLCacheSize:         20000,
 		RankInterval:         30 * time.Second,
 		EventsBuffer:         1000,
+		SpoolInterval:        time.Second,
+		SpoolMaxAge:          time.Hour,
+		SpoolMaxBytes:        64 << 20,
 		FPMStatusTimeout:     2 * time.Second,
 		FPMPollInterval:      10 * time.Second,
 		Limits: Limits{
@@ -99,6 +107,28 @@ func DefaultConfig() Config {
 			TopQueries:        200,
 		},
 	}
+}
+
+// SpoolPath is the spool directory in use, "" when the spool is off.
+func (c Config) SpoolPath() string {
+	switch c.SpoolDir {
+	case SpoolOff:
+		return ""
+	case "":
+		return DerivedSpoolDir(c.Socket)
+	}
+	return c.SpoolDir
+}
+
+// supersededGrace is how long a request whose worker moved on waits for
+// its end before it counts as abandoned: with the spool on, the end may be
+// in the spool, taken in within a spool interval of the daemon catching up.
+// Ten intervals leave room for a large backlog.
+func (c Config) supersededGrace() time.Duration {
+	if c.SpoolPath() == "" {
+		return 0
+	}
+	return 10 * c.SpoolInterval
 }
 
 // Validate reports every problem of c at once.
@@ -125,6 +155,9 @@ func (c Config) Validate() error {
 	check(c.SQLCacheSize >= 16, "agent.sql-cache-size must be at least 16")
 	check(c.RankInterval >= 100*time.Millisecond, "agent.rank-interval must be at least 100ms")
 	check(c.EventsBuffer >= 1, "agent.events-buffer must be at least 1")
+	check(c.SpoolInterval >= 10*time.Millisecond && c.SpoolInterval <= time.Minute, "agent.spool-interval %v must be between 10ms and 1m", c.SpoolInterval)
+	check(c.SpoolMaxAge >= 0, "agent.spool-max-age must not be negative")
+	check(c.SpoolMaxBytes >= protocol.MaxDatagramSize, "agent.spool-max-bytes %d must be at least one datagram (%d bytes)", c.SpoolMaxBytes, protocol.MaxDatagramSize)
 	uris := make(map[string]bool, len(c.FPMStatusURIs))
 	for _, u := range c.FPMStatusURIs {
 		if _, err := ParseFPMStatusURI(u); err != nil {

@@ -57,51 +57,96 @@ type InflightTable struct {
 	// readers drain the socket, so messages of one worker can be handled
 	// out of order) does not reopen it as a phantom that would later be
 	// counted as abandoned. Entries older than endedKeep are swept.
-	ended   map[int]endedRef
-	max     int
-	maxAge  time.Duration
-	long    time.Duration
-	checkPI bool
-	alive   func(pid int) bool
+	ended map[int]endedRef
+	// superseded holds, for a grace period, requests whose worker moved
+	// on to another request before their end arrived: with the PHP spool
+	// on, that end may still come from the spool, and then the request
+	// ended normally. Only past the grace period is it abandoned.
+	superseded map[reqKey]supersededReq
+	grace      time.Duration
+	max        int
+	maxAge     time.Duration
+	long       time.Duration
+	checkPI    bool
+	alive      func(pid int) bool
+}
+
+type reqKey struct{ project, id string }
+
+type supersededReq struct {
+	req InflightRequest
+	at  time.Time // when another request of its worker was seen
 }
 
 // NewInflightTable returns a table holding at most max requests. A request
 // older than long is reported once as long running; one silent for maxAge is
-// abandoned; with checkPIDs, one whose pid is gone is abandoned.
-func NewInflightTable(max int, long, maxAge time.Duration, checkPIDs bool) *InflightTable {
+// abandoned; with checkPIDs, one whose pid is gone is abandoned. A request
+// superseded by a later one of its worker is abandoned once grace has
+// passed without its end (at once when grace is 0).
+func NewInflightTable(max int, long, maxAge, grace time.Duration, checkPIDs bool) *InflightTable {
 	return &InflightTable{
-		byPID:   make(map[int]*InflightRequest),
-		ended:   make(map[int]endedRef),
-		max:     max,
-		maxAge:  maxAge,
-		long:    long,
-		checkPI: checkPIDs,
-		alive:   processAlive,
+		byPID:      make(map[int]*InflightRequest),
+		ended:      make(map[int]endedRef),
+		superseded: make(map[reqKey]supersededReq),
+		grace:      grace,
+		max:        max,
+		maxAge:     maxAge,
+		long:       long,
+		checkPI:    checkPIDs,
+		alive:      processAlive,
 	}
 }
 
 // endedKeep is how long an ended request is remembered against late
-// messages. Reordering among readers spans microseconds; a minute is ample.
+// messages. Reordering among readers spans microseconds, and an end taken
+// from the spool comes seconds before a start still queued on the socket;
+// a minute is ample.
 const endedKeep = time.Minute
 
 type endedRef struct {
 	project, id string
+	started     time.Time
 	at          time.Time
 }
 
-// isEnded says whether m belongs to the request its pid ended last.
-func (t *InflightTable) isEnded(m *protocol.Message) bool {
+// isEnded says whether a start or progress of m's request, which started at
+// started, comes after the end of that request or of a later one of the
+// same worker: then it would open a phantom that is later counted as
+// abandoned.
+func (t *InflightTable) isEnded(m *protocol.Message, started time.Time) bool {
 	e, ok := t.ended[m.PID]
-	return ok && e.id == m.ID && e.project == m.Project
+	if !ok {
+		return false
+	}
+	return (e.id == m.ID && e.project == m.Project) || started.Before(e.started)
 }
 
-// markEnded records the end of m's request, keeping the map bounded by the
-// table size (beyond it late messages may again open phantoms, which the
-// sweep then expires).
+// markEnded records the end of m's request, unless the worker's last
+// recorded end is of a later request (an end taken late from the spool).
+// The map is bounded by the table size (beyond it late messages may again
+// open phantoms, which the sweep then expires).
 func (t *InflightTable) markEnded(m *protocol.Message, now time.Time) {
-	if _, ok := t.ended[m.PID]; ok || len(t.ended) < t.max {
-		t.ended[m.PID] = endedRef{project: m.Project, id: m.ID, at: now}
+	started := unixTime(m.Started)
+	e, ok := t.ended[m.PID]
+	if ok && started.Before(e.started) {
+		return
 	}
+	if ok || len(t.ended) < t.max {
+		t.ended[m.PID] = endedRef{project: m.Project, id: m.ID, started: started, at: now}
+	}
+}
+
+// supersede takes r out of the table because its worker moved on to
+// another request. Without a grace period it is returned as abandoned now;
+// with one it waits for a late end (or the sweep). Called with mu held.
+func (t *InflightTable) supersede(r *InflightRequest, now time.Time) *InflightRequest {
+	delete(t.byPID, r.PID)
+	c := *r
+	if t.grace > 0 && len(t.superseded) < t.max {
+		t.superseded[reqKey{c.Project, c.ID}] = supersededReq{req: c, at: now}
+		return nil
+	}
+	return &c
 }
 
 // processAlive says whether pid exists. EPERM means it exists but belongs to
@@ -120,10 +165,10 @@ var ErrInflightFull = errors.New("in-flight table full")
 func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.isEnded(m) {
-		return nil, nil // a start handled after its own end
-	}
 	started := unixTime(m.Started)
+	if t.isEnded(m, started) {
+		return nil, nil // a start handled after its own end, or a later one's
+	}
 	if old, ok := t.byPID[m.PID]; ok {
 		if old.ID == m.ID && old.Project == m.Project {
 			old.LastSeen = now // a repeated start: nothing new
@@ -135,9 +180,7 @@ func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Tim
 			// is aggregated when it comes.
 			return nil, nil
 		}
-		delete(t.byPID, m.PID)
-		c := *old
-		abandoned = &c
+		abandoned = t.supersede(old, now)
 	} else if len(t.byPID) >= t.max {
 		return nil, ErrInflightFull
 	}
@@ -155,18 +198,16 @@ func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Tim
 func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.Time) (abandoned *InflightRequest, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.isEnded(m) {
+	started := unixTime(m.TS - m.Elapsed)
+	if t.isEnded(m, started) {
 		return nil, nil // a progress handled after its request's end
 	}
-	started := unixTime(m.TS - m.Elapsed)
 	r, ok := t.byPID[m.PID]
 	if ok && (r.ID != m.ID || r.Project != m.Project) {
 		if started.Before(r.Started) {
 			return nil, nil // from an earlier request of this worker
 		}
-		delete(t.byPID, m.PID)
-		c := *r
-		abandoned = &c
+		abandoned = t.supersede(r, now)
 		ok = false
 	}
 	if !ok {
@@ -192,29 +233,30 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 
 // End closes the entry of an end message received at now and returns it
 // (nil when its start was not seen, or not yet). An open entry of the same
-// pid for an earlier request is returned as abandoned: its end was lost. An
-// open entry for a later request is left alone: this end arrived late.
+// pid for an earlier request is superseded: its end was lost, or is still
+// in the spool. An open entry for a later request is left alone: this end
+// arrived late, and closes the request if it waits as superseded.
 func (t *InflightTable) End(m *protocol.Message, now time.Time) (closed, abandoned *InflightRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.byPID[m.PID]
-	if !ok {
-		t.markEnded(m, now)
-		return nil, nil
-	}
-	if r.ID != m.ID || r.Project != m.Project {
-		if unixTime(m.Started).Before(r.Started) {
-			return nil, nil
-		}
-		delete(t.byPID, m.PID)
-		t.markEnded(m, now)
-		c := *r
-		return nil, &c
-	}
-	delete(t.byPID, m.PID)
 	t.markEnded(m, now)
-	c := *r
-	return &c, nil
+	if r, ok := t.byPID[m.PID]; ok {
+		if r.ID == m.ID && r.Project == m.Project {
+			delete(t.byPID, m.PID)
+			c := *r
+			return &c, nil
+		}
+		if !unixTime(m.Started).Before(r.Started) {
+			abandoned = t.supersede(r, now)
+		}
+	}
+	k := reqKey{m.Project, m.ID}
+	if s, ok := t.superseded[k]; ok {
+		delete(t.superseded, k)
+		c := s.req
+		return &c, abandoned
+	}
+	return nil, abandoned
 }
 
 // Abandoned is a request the sweep gave up on, with the reason.
@@ -232,6 +274,12 @@ func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong 
 	for pid, e := range t.ended {
 		if now.Sub(e.at) > endedKeep {
 			delete(t.ended, pid)
+		}
+	}
+	for k, s := range t.superseded {
+		if now.Sub(s.at) >= t.grace {
+			delete(t.superseded, k)
+			abandoned = append(abandoned, Abandoned{Request: s.req, Reason: AbandonSuperseded})
 		}
 	}
 	for pid, r := range t.byPID {

@@ -20,7 +20,7 @@ func endMsg(pid int, id, endpoint string, started time.Time) *protocol.Message {
 }
 
 func TestInflightStartEnd(t *testing.T) {
-	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 	if old, err := tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0); old != nil || err != nil {
 		t.Fatalf("got abandoned %v, err %v; want neither", old, err)
 	}
@@ -40,7 +40,7 @@ func TestInflightStartEnd(t *testing.T) {
 }
 
 func TestInflightSupersede(t *testing.T) {
-	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
 	old, _ := tab.Start(startMsg(1, "b", "GET /b", t0.Add(time.Second)), "GET /b", t0.Add(time.Second))
 	if old == nil || old.ID != "a" || old.Endpoint != "GET /a" {
@@ -70,7 +70,7 @@ func TestInflightReordered(t *testing.T) {
 		"end first, progress": {"end", "progress", "start"},
 	}
 	for name, order := range orders {
-		tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+		tab := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 		for _, typ := range order {
 			var old *InflightRequest
 			switch typ {
@@ -92,10 +92,10 @@ func TestInflightReordered(t *testing.T) {
 
 	// The next request b has started when a's end (or a late start or
 	// progress of a) is handled: b stays in flight, nothing is abandoned.
-	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t1)
 	tab.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1) // a's end lost so far: a is superseded
-	tab2 := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab2 := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 	tab2.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1)
 	if old, _ := tab2.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t1); old != nil {
 		t.Errorf("late start of a abandoned %+v", old)
@@ -120,7 +120,7 @@ func TestInflightReordered(t *testing.T) {
 }
 
 func TestInflightProgress(t *testing.T) {
-	tab := NewInflightTable(10, 10*time.Second, time.Hour, false)
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, 0, false)
 	p := &protocol.Message{Type: protocol.TypeProgress, PID: 3, ID: "x", Project: "shop",
 		TS: float64(t0.Unix()) + 12, Elapsed: 12, Stack: []string{"{main}", "slow"}, Memory: 1 << 20}
 	// The start was lost: progress opens the entry, started from ts - elapsed.
@@ -141,7 +141,7 @@ func TestInflightProgress(t *testing.T) {
 
 func TestInflightSweep(t *testing.T) {
 	alive := map[int]bool{1: true, 2: true, 3: true}
-	tab := NewInflightTable(10, 10*time.Second, time.Minute, true)
+	tab := NewInflightTable(10, 10*time.Second, time.Minute, 0, true)
 	tab.alive = func(pid int) bool { return alive[pid] }
 	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
 	tab.Start(startMsg(2, "b", "GET /b", t0), "GET /b", t0)
@@ -179,7 +179,7 @@ func TestInflightSweep(t *testing.T) {
 }
 
 func TestInflightFull(t *testing.T) {
-	tab := NewInflightTable(2, time.Second, time.Hour, false)
+	tab := NewInflightTable(2, time.Second, time.Hour, 0, false)
 	tab.Start(startMsg(1, "a", "x", t0), "x", t0)
 	tab.Start(startMsg(2, "b", "x", t0), "x", t0)
 	if _, err := tab.Start(startMsg(3, "c", "x", t0), "x", t0); err != ErrInflightFull {
@@ -197,5 +197,65 @@ func TestProcessAlive(t *testing.T) {
 	}
 	if processAlive(1<<22 + 12345) {
 		t.Errorf("got an impossible pid alive")
+	}
+}
+
+// What the spool changes: ends arrive late (taken from the spool after the
+// worker's next start) or early (before their own start, still queued on
+// the socket), and neither may abandon a request that finished, leave a
+// phantom in flight, or count anything twice.
+func TestInflightLateAndEarlyEnds(t *testing.T) {
+	const grace = 10 * time.Second
+	t1 := t0.Add(time.Second)
+	t2 := t1.Add(time.Second)
+
+	// Late: a superseded by b, a's end within the grace period closes a.
+	tab := NewInflightTable(10, 10*time.Second, time.Hour, grace, false)
+	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
+	if old, _ := tab.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1); old != nil {
+		t.Errorf("b's start abandoned %+v at once; want a kept for the grace period", old)
+	}
+	if closed, old := tab.End(endMsg(1, "a", "GET /a", t0), t2); closed == nil || closed.ID != "a" || old != nil {
+		t.Errorf("a's late end: got closed %+v abandoned %+v; want a closed", closed, old)
+	}
+	if ab, _ := tab.Sweep(t1.Add(grace)); len(ab) != 0 {
+		t.Errorf("after a's late end the sweep abandoned %+v", ab)
+	}
+	if snap := tab.Snapshot(); len(snap) != 1 || snap[0].ID != "b" {
+		t.Errorf("got %+v in flight; want b", snap)
+	}
+
+	// Late end that never comes: abandoned once the grace period is over.
+	tab = NewInflightTable(10, 10*time.Second, time.Hour, grace, false)
+	tab.Start(startMsg(1, "a", "GET /a", t0), "GET /a", t0)
+	tab.Start(startMsg(1, "b", "GET /b", t1), "GET /b", t1)
+	if ab, _ := tab.Sweep(t1.Add(grace - time.Millisecond)); len(ab) != 0 {
+		t.Errorf("abandoned %+v within the grace period", ab)
+	}
+	if ab, _ := tab.Sweep(t1.Add(grace)); len(ab) != 1 || ab[0].Request.ID != "a" || ab[0].Reason != AbandonSuperseded {
+		t.Errorf("after the grace period: got %+v; want a abandoned as superseded", ab)
+	}
+	if closed, _ := tab.End(endMsg(1, "a", "GET /a", t0), t1.Add(grace+time.Second)); closed != nil {
+		t.Errorf("an end after the grace period closed %+v; want nothing (a was abandoned)", closed)
+	}
+
+	// Early: a's end (from the spool), then b's end, then a's and b's
+	// starts from the socket: nothing opens.
+	tab = NewInflightTable(10, 10*time.Second, time.Hour, grace, false)
+	tab.End(endMsg(1, "a", "GET /a", t0), t2)
+	tab.End(endMsg(1, "b", "GET /b", t1), t2)
+	tab.End(endMsg(1, "a", "GET /a", t0), t2) // does not make a the last ended
+	for _, m := range []*protocol.Message{startMsg(1, "a", "GET /a", t0), startMsg(1, "b", "GET /b", t1)} {
+		if old, err := tab.Start(m, m.Endpoint, t2); old != nil || err != nil {
+			t.Errorf("start of %s after its end: got %+v, %v", m.ID, old, err)
+		}
+	}
+	if n := tab.Len(); n != 0 {
+		t.Errorf("got %d in flight after starts that came after their ends; want 0", n)
+	}
+	// The worker's next request opens as usual.
+	tab.Start(startMsg(1, "c", "GET /c", t2), "GET /c", t2)
+	if n := tab.Len(); n != 1 {
+		t.Errorf("got %d in flight; want c", n)
 	}
 }
