@@ -18,20 +18,21 @@ import (
 // periodic work (in-flight sweep, ranking, expiry) and exposes the gauges
 // that are computed at scrape time.
 type Agent struct {
-	cfg       Config
-	log       *slog.Logger
-	self      *SelfMetrics
-	agg       *Aggregator
-	inflight  *InflightTable
-	fps       *sqlfp.Cache
-	fpsCut    *sqlfp.Cache // for texts the PHP agent truncated
-	events    []EventSink
-	ring      *EventRing
-	invalid   *throttle // logs of rejected datagrams
-	readErrs  *throttle // logs of socket read errors
-	spoolErrs *throttle // logs of spool files that cannot be taken in
-	now       func() time.Time
-	fpm       *fpmMonitor // php-fpm status pages and slowlogs
+	cfg        Config
+	log        *slog.Logger
+	self       *SelfMetrics
+	agg        *Aggregator
+	inflight   *InflightTable
+	fps        *sqlfp.Cache
+	fpsCut     *sqlfp.Cache // for texts the PHP agent truncated
+	events     []EventSink
+	ring       *EventRing
+	invalid    *throttle // logs of rejected datagrams
+	readErrs   *throttle // logs of socket read errors
+	spoolErrs  *throttle // logs of spool files that cannot be taken in
+	phpEvicted uint64    // the PHP agents' eviction count at the last spool pass
+	now        func() time.Time
+	fpm        *fpmMonitor // php-fpm status pages and slowlogs
 
 	ready atomic.Bool
 }

@@ -27,6 +27,7 @@ type SelfMetrics struct {
 	queueLen          prometheus.Gauge
 	spoolFiles        map[string]prometheus.Counter // by result
 	spoolBacklog      prometheus.Gauge
+	phpSpoolEvicted   prometheus.Counter
 	spoolBacklogBytes prometheus.Gauge
 	accepted          [4]prometheus.Counter // by protocol.Type
 	invalid           map[protocol.Type]map[protocol.Reason]prometheus.Counter
@@ -59,11 +60,12 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 		spoolBacklog:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitville_agent_spool_backlog_files", Help: "Files found in the PHP agents' spool at the last pass and not yet taken in (0 once the pass has taken them)."}),
 		spoolBacklogBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitville_agent_spool_backlog_bytes", Help: "Bytes of the files found in the PHP agents' spool at the last pass and not yet taken in."}),
 		spoolFiles:        map[string]prometheus.Counter{},
+		phpSpoolEvicted:   counter("bitville_agent_php_spool_evicted_total", "Spooled messages the PHP agents deleted, oldest first, to make room in a full spool (spool_max_bytes): lost."),
 		invalid:           make(map[protocol.Type]map[protocol.Reason]prometheus.Counter),
 	}
 	reg.MustRegister(s.datagrams, s.bytes, s.readErrors, s.messages, s.overflow, s.expired,
 		s.inflightFull, s.inflightEnded, s.unmatchedEnds, s.events, s.phpSendFails, s.phpSQLDropped,
-		s.phpTruncated, s.receiveBuffer, s.queueLen, s.spoolBacklog, s.spoolBacklogBytes)
+		s.phpTruncated, s.receiveBuffer, s.queueLen, s.spoolBacklog, s.spoolBacklogBytes, s.phpSpoolEvicted)
 	spoolFiles := vec("bitville_agent_spool_files_total", "Files of the PHP agents' spool taken in, by result: replayed (aggregated), skipped (not an end message), invalid, unreadable, expired (older than agent.spool-max-age) and evicted (oldest, past agent.spool-max-bytes); all but replayed are lost.", "result")
 	reg.MustRegister(spoolFiles)
 

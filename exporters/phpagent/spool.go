@@ -24,8 +24,10 @@ import (
 //   - <19-digit unix nanoseconds>-<pid>-<8 hex>.json holds one datagram
 //     payload; names sort by the time the file was written;
 //   - a file is written as <name>.tmp and renamed, so a .json file is whole;
-//   - .bitville-spool-size is the PHP agents' estimate of the size; the
-//     daemon never touches it.
+//   - .bitville-spool-size holds "<bytes> <unix time counted> <evicted>":
+//     the PHP agents' estimate of the size, and how many files they have
+//     deleted, oldest first, to make room since the file was created. The
+//     daemon only reads it, for the count.
 //
 // Both sides find the directory without a setting: beside the socket, with
 // the socket's name less a ".sock" suffix, plus ".spool" (DerivedSpoolDir).
@@ -133,6 +135,7 @@ func (a *Agent) TakeSpool() (SpoolStats, error) {
 	if err != nil {
 		return st, err
 	}
+	a.countPHPEvictions(dir)
 	now := a.now()
 	var total int64
 	for _, f := range files {
@@ -190,6 +193,33 @@ func (a *Agent) TakeSpool() (SpoolStats, error) {
 	a.self.spoolBacklog.Set(0)
 	a.self.spoolBacklogBytes.Set(0)
 	return st, nil
+}
+
+// spoolSizeFile is the PHP agents' bookkeeping file in the spool.
+const spoolSizeFile = ".bitville-spool-size"
+
+// countPHPEvictions adds to bitville_agent_php_spool_evicted_total what the
+// PHP agents evicted since the last look. The file's count only grows; a
+// smaller one means the file was made anew, and counts from zero.
+func (a *Agent) countPHPEvictions(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, spoolSizeFile))
+	if err != nil {
+		return
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return // an older agent's file, or read while being rewritten
+	}
+	n, err := strconv.ParseUint(f[2], 10, 63)
+	if err != nil {
+		return
+	}
+	d := n
+	if n >= a.phpEvicted {
+		d = n - a.phpEvicted
+	}
+	a.phpEvicted = n
+	a.self.phpSpoolEvicted.Add(float64(d))
 }
 
 // listSpool returns the whole spool files of dir, oldest first.

@@ -223,3 +223,31 @@ func TestPrepareSpoolDir(t *testing.T) {
 		t.Errorf("the spool is off but %d entries were created", len(entries))
 	}
 }
+
+// What the PHP agents evicted from a full spool is counted from their size
+// file, across a reset of the file.
+func TestPHPSpoolEvictions(t *testing.T) {
+	dir := t.TempDir()
+	a, reg := newTestAgent(t, func(c *Config) { c.SpoolDir = dir })
+	for _, tc := range []struct {
+		file string
+		want float64
+	}{
+		{"", 0},
+		{"1200 1764294512\n", 0}, // no eviction count: nothing to add
+		{"1200 1764294512 5\n", 5},
+		{"1300 1764294513 7\n", 7},
+		{"garbage", 7},
+		{"100 1764294514 2\n", 9}, // the file was made anew
+	} {
+		if tc.file != "" {
+			writeSpool(t, dir, spoolSizeFile, tc.file)
+		}
+		if _, err := a.TakeSpool(); err != nil {
+			t.Fatal(err)
+		}
+		if got := series(t, reg, "bitville_agent_php_spool_evicted_total")["bitville_agent_php_spool_evicted_total{}"]; got != tc.want {
+			t.Errorf("after %q: got %v evicted; want %v", tc.file, got, tc.want)
+		}
+	}
+}
