@@ -47,6 +47,21 @@ interface Profiler
     public function stop(): array;
 }
 
+// ---- src/Profiler/Timer.php
+
+namespace Bitville\Apm\Profiler;
+
+/**
+ * A running timer that calls the agent back (ProgressTimer). The runtime
+ * holds it while the request runs and stops it once at the end.
+ * Implementations never throw and never print.
+ */
+interface Timer
+{
+    /** Stops the timer; no callback runs afterwards. Safe to call twice. */
+    public function stop(): void;
+}
+
 // ---- src/Agent.php
 
 namespace Bitville\Apm;
@@ -733,6 +748,7 @@ namespace Bitville\Apm;
 use Bitville\Apm\Profiler\Profiler;
 use Bitville\Apm\Profiler\ProfilerFactory;
 use Bitville\Apm\Profiler\ProgressTimer;
+use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Transport\Channel;
 use Bitville\Apm\Transport\DropCounter;
 use Bitville\Apm\Transport\Spool;
@@ -763,8 +779,8 @@ final class Runtime
 
     private ?Profiler $profiler = null;
     private string $profilerName = 'none';
-    /** The ProgressTimer (any object with stop(): the tests' timers are not ProgressTimers). */
-    private ?object $progress = null;
+    /** The progress timer while the request runs. */
+    private ?Timer $progress = null;
     private int $seq = 0;
     private bool $started = false;
     /** start_delay_ms: the start message waits for the timer's first tick. */
@@ -787,12 +803,18 @@ final class Runtime
     private float $cpuUser0;
     private float $cpuSys0;
 
-    /** The end message as sent, for tests. @var array<string, mixed>|null */
-    public ?array $lastEnd = null;
-
     /**
+     * $profilers, $timers and $status replace ProfilerFactory::create(),
+     * ProgressTimer::start() and http_response_code(); null (production)
+     * means those.
+     *
      * @param float $t0 microtime(true) at prepend time
      * @param int $h0 hrtime(true) at prepend time
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request)
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     *        (first tick after, then every, in seconds; the tick)
+     * @param (\Closure(): int)|null $status the response status at the end
      */
     public function __construct(
         public readonly Config $config,
@@ -803,18 +825,32 @@ final class Runtime
         private readonly int $h0,
         private readonly bool $callGraph = false,
         private readonly bool $excimerDrawn = true,
+        private readonly ?\Closure $profilers = null,
+        private readonly ?\Closure $timers = null,
+        private readonly ?\Closure $status = null,
     ) {
         [$this->cpuUser0, $this->cpuSys0] = self::cpu();
     }
 
     /**
      * Builds the runtime of the current request from the SAPI's globals.
-     * $transport and $sapi replace the daemon socket and PHP_SAPI (tests).
+     * $transport and $sapi replace the daemon socket and PHP_SAPI; the
+     * closures are the constructor's (null: production).
      *
      * @param array<string, mixed> $server $_SERVER
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(): int)|null $status
      */
-    public static function fromGlobals(Config $config, array $server, ?Transport $transport = null, string $sapi = PHP_SAPI): self
-    {
+    public static function fromGlobals(
+        Config $config,
+        array $server,
+        ?Transport $transport = null,
+        string $sapi = PHP_SAPI,
+        ?\Closure $profilers = null,
+        ?\Closure $timers = null,
+        ?\Closure $status = null,
+    ): self {
         $t0 = microtime(true);
         $h0 = hrtime(true);
         $random = random_bytes(32);
@@ -872,19 +908,16 @@ final class Runtime
         // other random bytes than sample_rate's.
         $rate = $config->excimerRequestRate;
         $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
-        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn, $profilers, $timers, $status);
     }
 
     /**
      * Starts measuring: the profiler, the progress timer, the start message.
-     * $profilers and $timers replace ProfilerFactory::create() and
-     * ProgressTimer::start() (tests); by default they are used when the
-     * classes exist.
-     *
-     * @param (callable(string, float, bool): ?Profiler)|null $profilers
-     * @param (callable(float, float, callable): ?object)|null $timers returns an object with stop(), or null
+     * The profiler and timer factories are the constructor's, by default
+     * ProfilerFactory::create() and ProgressTimer::start() when the classes
+     * exist.
      */
-    public function start(?callable $profilers = null, ?callable $timers = null): void
+    public function start(): void
     {
         if ($this->started) {
             return;
@@ -892,7 +925,7 @@ final class Runtime
         $this->started = true;
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
-        $timers ??= class_exists(ProgressTimer::class) ? [ProgressTimer::class, 'start'] : null;
+        $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
         $delay = $this->config->startDelayMs;
@@ -920,7 +953,7 @@ final class Runtime
         // agent's own start-up work (sending the start, arming the timer).
         try {
             if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
-                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
+                $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
                         $this->config->excimerRequestRate, $this->excimerDrawn);
@@ -938,12 +971,12 @@ final class Runtime
     }
 
     /**
-     * @param callable(float, float, callable): ?object $timers
+     * @param \Closure(float, float, callable(list<string>): void): ?Timer $timers
      */
-    private static function timer(callable $timers, int $afterMs, int $intervalMs, callable $tick): ?object
+    private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
     {
         $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
-        return is_object($t) && method_exists($t, 'stop') ? $t : null;
+        return $t instanceof Timer ? $t : null;
     }
 
     private function sendStart(): void
@@ -1056,7 +1089,7 @@ final class Runtime
             $this->noteFatal(error_get_last());
         } catch (\Throwable) {
         }
-        $status = http_response_code();
+        $status = $this->status !== null ? ($this->status)() : http_response_code();
         try {
             if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
                 fastcgi_finish_request();
@@ -1069,10 +1102,8 @@ final class Runtime
         }
     }
 
-    /**
-     * Measures and sends the end message; separate from finish() for tests.
-     */
-    public function sendEnd(int $status): void
+    /** Measures and sends the end message. */
+    private function sendEnd(int $status): void
     {
         $elapsed = (hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
@@ -1105,7 +1136,6 @@ final class Runtime
             $profile,
             $profile !== null ? $this->profilerName : 'none',
         );
-        $this->lastEnd = $end;
         $this->channel->send($end, $dropped);
     }
 
@@ -1186,12 +1216,6 @@ final class Runtime
     public function isFinished(): bool
     {
         return $this->finished;
-    }
-
-    /** The channel's counters, for tests. */
-    public function channel(): Channel
-    {
-        return $this->channel;
     }
 
     /**
@@ -2544,11 +2568,6 @@ use Bitville\Apm\Encoder;
  */
 final class Channel
 {
-    /** Messages sent, failed, spooled in this request (for tests and debugging). */
-    public int $sent = 0;
-    public int $failed = 0;
-    public int $spooled = 0;
-
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
@@ -2573,7 +2592,6 @@ final class Channel
     {
         $payload = $this->encoder->encode($message);
         if ($payload === null) {
-            $this->failed++;
             $this->drops->failed();
             return false;
         }
@@ -2584,16 +2602,13 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->sent++;
             $this->drops->delivered($reported);
             return true;
         }
         if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
-            $this->spooled++;
             $this->drops->delivered($reported);
             return true;
         }
-        $this->failed++;
         $this->drops->failed();
         return false;
     }
@@ -2681,8 +2696,8 @@ final class UnixDatagramTransport implements Transport
     private $socket = null;
     private readonly bool $useSockets;
 
-    /** Why the last send failed (for tests and debugging): errno or a short text. */
-    public string $lastError = '';
+    /** Why the last send failed: errno or a short text. */
+    private string $lastError = '';
 
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
@@ -2700,6 +2715,12 @@ final class UnixDatagramTransport implements Transport
         } finally {
             restore_error_handler();
         }
+    }
+
+    /** Why the last send failed (errno or a short text), for diagnostics; empty before any failure. */
+    public function lastError(): string
+    {
+        return $this->lastError;
     }
 
     public function close(): void
@@ -2990,7 +3011,7 @@ namespace Bitville\Apm\Profiler;
  *
  * Keep the returned object: the timer stops when it is destroyed.
  */
-final class ProgressTimer
+final class ProgressTimer implements Timer
 {
     private static bool $inTick = false;
 
