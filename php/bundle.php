@@ -92,6 +92,9 @@ final class Agent
      * is logged in one line (ErrorLog) and leaves the agent disabled. When
      * the daemon's socket does not exist and no spool is configured, nothing
      * is measured: nobody would receive it.
+     *
+     * Never throws: anything unexpected is logged the same way and disables
+     * the agent for this request.
      */
     public static function boot(): void
     {
@@ -100,15 +103,25 @@ final class Agent
         }
         self::$booted = true;
         try {
-            $config = Config::load($_SERVER);
+            self::start(Config::load($_SERVER), $_SERVER);
         } catch (ConfigException $e) {
+            self::$runtime = null;
             ErrorLog::configError($e->getMessage());
-            return;
+        } catch (\Throwable $e) {
+            self::$runtime = null;
+            ErrorLog::internalError($e);
         }
+    }
+
+    /**
+     * @param array<string, mixed> $server
+     */
+    private static function start(Config $config, array $server): void
+    {
         if (!$config->enabled || ($config->spoolDir === '' && !file_exists($config->socket))) {
             return;
         }
-        $runtime = Runtime::fromGlobals($config, $_SERVER);
+        $runtime = Runtime::fromGlobals($config, $server);
         self::$runtime = $runtime;
         $runtime->install();
         $runtime->start();
@@ -2240,9 +2253,10 @@ namespace Bitville\Apm;
  * The agent's own problems, reported out of band in PHP's error_log (never
  * to the application's output or error handlers).
  *
- * A broken configuration is logged in one line per CLI run; under php-fpm,
- * where it would be one line per request, at most once a minute per message
- * and host user, marked by a file in the temp directory.
+ * A broken configuration, or an unexpected failure while the agent starts,
+ * is logged in one line per CLI run; under php-fpm, where it would be one
+ * line per request, at most once a minute per message and host user, marked
+ * by a file in the temp directory.
  */
 final class ErrorLog
 {
@@ -2254,9 +2268,21 @@ final class ErrorLog
 
     public static function configError(string $message, string $sapi = PHP_SAPI): void
     {
+        self::disabled('invalid configuration: ' . $message, $sapi);
+    }
+
+    /** The agent failed in a way it did not expect ($e) and disabled itself for this request. */
+    public static function internalError(\Throwable $e, string $sapi = PHP_SAPI): void
+    {
+        self::disabled('internal error: ' . get_class($e) . ': ' . $e->getMessage(), $sapi);
+    }
+
+    /** Logs "bitville-apm: agent disabled: $reason" once per CLI run, at most once a minute under php-fpm. */
+    private static function disabled(string $reason, string $sapi): void
+    {
         set_error_handler(static fn (): bool => true);
         try {
-            $line = 'bitville-apm: agent disabled: invalid configuration: ' . str_replace(["\r", "\n"], ' ', $message);
+            $line = 'bitville-apm: agent disabled: ' . str_replace(["\r", "\n"], ' ', $reason);
             if ($sapi !== 'cli' && $sapi !== 'phpdbg') {
                 $marker = self::markerPath($line);
                 clearstatcache(true, $marker);
