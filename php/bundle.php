@@ -90,8 +90,8 @@ final class Agent
      * Called once by bootstrap.php: reads the configuration and, when the
      * agent is enabled, starts measuring the request. A broken configuration
      * is logged in one line (ErrorLog) and leaves the agent disabled. When
-     * the daemon's socket does not exist and no spool is configured, nothing
-     * is measured: nobody would receive it.
+     * the daemon's socket does not exist and no spool_dir is configured,
+     * nothing is measured: nobody would receive it.
      *
      * Never throws: anything unexpected is logged the same way and disables
      * the agent for this request.
@@ -118,7 +118,10 @@ final class Agent
      */
     private static function start(Config $config, array $server): void
     {
-        if (!$config->enabled || ($config->spoolDir === '' && !file_exists($config->socket))) {
+        // Without the socket nobody would receive what is measured; only an
+        // explicitly configured spool is written to then (the derived one
+        // exists only where a daemon created it).
+        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !file_exists($config->socket))) {
             return;
         }
         $runtime = Runtime::fromGlobals($config, $server);
@@ -223,6 +226,20 @@ final class Config
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
+    /** Upper bound of sql_max_statements: the daemon's limit for sql[]. */
+    public const MAX_SQL_STATEMENTS = 500;
+    /**
+     * Default of spool_max_bytes (64 MiB): room for ~40,000 end messages of
+     * 1.5 KiB, minutes of a busy host's requests while the daemon stalls.
+     */
+    public const DEFAULT_SPOOL_MAX_BYTES = 67108864;
+    /** spool_dir value that turns the spool off. */
+    public const SPOOL_OFF = 'off';
+
+    /** The daemon's limits for project, host and pool. */
+    public const MAX_PROJECT_BYTES = 64;
+    public const MAX_HOST_BYTES = 255;
+    public const MAX_POOL_BYTES = 64;
 
     /** Every key with its default, in the order of php/README.md. */
     public const DEFAULTS = [
@@ -246,7 +263,7 @@ final class Config
         'redact_keys' => '',
         'redact_patterns' => '',
         'spool_dir' => '',
-        'spool_max_bytes' => '16777216',
+        'spool_max_bytes' => '67108864',
         'host' => '',
         'pool' => '',
         'finish_request' => '1',
@@ -305,18 +322,55 @@ final class Config
         public readonly bool $sqlcommenter = true,
         public readonly bool $sqlcommenterCorrelation = false,
         public readonly int $sqlMaxLength = 2048,
-        public readonly int $sqlMaxStatements = 500,
+        public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
         public readonly array $endpointRules = [],
         public readonly array $redactKeys = [],
         public readonly array $redactPatterns = [],
+        /** As configured: '' (the default: derived from socket), 'off', or a path. See spoolDirectory(). */
         public readonly string $spoolDir = '',
-        public readonly int $spoolMaxBytes = 16777216,
+        public readonly int $spoolMaxBytes = self::DEFAULT_SPOOL_MAX_BYTES,
         public readonly string $host = '',
         public readonly string $pool = '',
         public readonly bool $finishRequest = true,
         public readonly int $startDelayMs = 0,
         public readonly string $source = 'defaults',
     ) {
+    }
+
+    /**
+     * The spool directory to use, '' when the spool is off: spool_dir when
+     * it names one, else the default derived from socket, which is used
+     * only if it exists (see spoolDirIsExplicit()).
+     */
+    public function spoolDirectory(): string
+    {
+        if ($this->spoolDir === self::SPOOL_OFF || !$this->enabled) {
+            return '';
+        }
+        return $this->spoolDir !== '' ? $this->spoolDir : self::derivedSpoolDir($this->socket);
+    }
+
+    /**
+     * True when spool_dir names a directory: the agent creates it if
+     * missing and spools even while the socket does not exist. The derived
+     * default is created by the daemon (with the socket's group and mode,
+     * so that workers can write there) and never by the agent: without a
+     * daemon, the agent writes nothing.
+     */
+    public function spoolDirIsExplicit(): bool
+    {
+        return $this->spoolDir !== '' && $this->spoolDir !== self::SPOOL_OFF;
+    }
+
+    /**
+     * The default spool directory of a socket: the same directory, the
+     * socket's name without a trailing ".sock", plus ".spool"
+     * (/run/bitville-apm/agent.sock -> /run/bitville-apm/agent.spool). The
+     * daemon derives it the same way (testdata/protocol/limits.json).
+     */
+    public static function derivedSpoolDir(string $socket): string
+    {
+        return (str_ends_with($socket, '.sock') ? substr($socket, 0, -5) : $socket) . '.spool';
     }
 
     /**
@@ -382,8 +436,8 @@ final class Config
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
-        if (preg_match('/^[A-Za-z0-9._-]{1,64}$/', $project) !== 1) {
-            throw new ConfigException(sprintf('project "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($project)));
+        if (preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
+            throw new ConfigException(sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
         $socket = self::scalar($v, 'socket');
         if ($socket === '') {
@@ -412,8 +466,8 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (strlen($host) > 255 || strlen($pool) > 64 || !Text::isClean($host) || !Text::isClean($pool)) {
-            throw new ConfigException('host (at most 255 bytes) or pool (at most 64 bytes) is too long or has control characters');
+        if (strlen($host) > self::MAX_HOST_BYTES || strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException(sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
     }
@@ -435,7 +489,7 @@ final class Config
         'sqlcommenter' => ['sqlcommenter', 'bool'],
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
-        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, 500],
+        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
@@ -475,7 +529,7 @@ final class Config
                 if (str_contains($dir, "\0")) {
                     throw new ConfigException('spool_dir contains a NUL byte');
                 }
-                return $dir;
+                return strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
         }
         throw new ConfigException(sprintf('unknown key "%s"', $key));
     }
@@ -888,7 +942,7 @@ final class Runtime
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), 255);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
             id: bin2hex(substr($random, 0, 16)),
@@ -914,8 +968,10 @@ final class Runtime
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
-        $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
+        $drops = new DropCounter($pid);
+        $spoolDir = $config->spoolDirectory();
+        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
@@ -1589,6 +1645,9 @@ namespace Bitville\Apm;
  */
 final class Messages
 {
+    // The protocol's limits (docs/protocol.md "Limits"); LimitsTest checks
+    // them against testdata/protocol/limits.json, which the daemon's tests
+    // read too. Profiler\Frames refers to the ones it shares.
     public const MAX_URI = 2048;
     public const MAX_CID = 128;
     public const MAX_ERROR_TYPE = 128;
@@ -1599,6 +1658,9 @@ final class Messages
     public const MAX_STACKS = 200;
     public const MAX_STACK = 8192;
     public const MAX_FRAMES = 128;
+    public const MAX_PROFILER = 16;
+    /** `exit` is clamped to -MAX_EXIT..MAX_EXIT. */
+    public const MAX_EXIT = 255;
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
@@ -1666,7 +1728,7 @@ final class Messages
         $m += $this->requestFields($r);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
-            $m['exit'] = max(-255, min(255, $r->exit));
+            $m['exit'] = max(-self::MAX_EXIT, min(self::MAX_EXIT, $r->exit));
         }
         $m['wall'] = self::seconds($wall);
         $m['cpu_user'] = self::seconds($cpuUser);
@@ -1708,7 +1770,7 @@ final class Messages
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
             }
-            $m['profiler'] = Text::sanitize($profiler, 16);
+            $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
             if (is_float($period) || is_int($period)) {
                 $m['period'] = max(0.0, min(60.0, (float) $period));
@@ -1876,6 +1938,8 @@ final class Endpoint
 {
     /** The daemon's limit for the endpoint field. */
     public const MAX_BYTES = 256;
+    /** Bytes of a method. */
+    public const MAX_METHOD_BYTES = 16;
 
     private const COLLAPSE = [
         '#(?<=/)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)#',
@@ -1931,7 +1995,7 @@ final class Endpoint
     public static function method(string $method): string
     {
         $m = strtoupper($method);
-        return preg_match('/^[A-Z0-9_-]{1,16}$/', $m) === 1 ? $m : 'OTHER';
+        return preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
 
     /**
@@ -2002,7 +2066,7 @@ final class Ids
     public static function incoming(array $server): ?string
     {
         $cid = $server['HTTP_X_CORRELATION_ID'] ?? null;
-        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,128}$/', $cid) === 1) {
+        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
             return $cid;
         }
         $tp = $server['HTTP_TRACEPARENT'] ?? null;
@@ -2094,7 +2158,7 @@ final class RequestRecord
         public readonly string $sapi = '',
         public readonly string $host = '',
         public readonly string $pool = '',
-        private readonly int $sqlMax = 500,
+        private readonly int $sqlMax = Config::MAX_SQL_STATEMENTS,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -2357,6 +2421,8 @@ namespace Bitville\Apm;
 final class Encoder
 {
     public const MAX_BYTES = 65536;
+    /** Entries of `truncated`. */
+    public const MAX_TRUNCATED = 16;
 
     public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
         | JSON_PRESERVE_ZERO_FRACTION | JSON_PARTIAL_OUTPUT_ON_ERROR;
@@ -2398,7 +2464,7 @@ final class Encoder
     {
         $truncated = is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
         $mark = static function (string $field) use (&$truncated): void {
-            if (!in_array($field, $truncated, true) && count($truncated) < 16) {
+            if (!in_array($field, $truncated, true) && count($truncated) < self::MAX_TRUNCATED) {
                 $truncated[] = $field;
             }
         };
@@ -2644,6 +2710,8 @@ final class Channel
 
 namespace Bitville\Apm\Transport;
 
+use Bitville\Apm\Messages;
+
 /**
  * Messages this worker failed to send since its last successful send: the
  * count travels in the `dropped` field of the next message that gets through
@@ -2679,7 +2747,16 @@ final class DropCounter
     /** A message could not be sent. */
     public function failed(): void
     {
-        $this->pending = min($this->pending + 1, 2147483648);
+        $this->lost(1);
+    }
+
+    /** $n messages are lost (spooled ones deleted to make room for newer ones). */
+    public function lost(int $n): void
+    {
+        if ($n <= 0) {
+            return;
+        }
+        $this->pending = min($this->pending + $n, Messages::MAX_COUNT);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }

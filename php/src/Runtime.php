@@ -134,7 +134,7 @@ final class Runtime
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), 255);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
             id: bin2hex(substr($random, 0, 16)),
@@ -160,8 +160,10 @@ final class Runtime
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
-        $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
+        $drops = new DropCounter($pid);
+        $spoolDir = $config->spoolDirectory();
+        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.

@@ -10,6 +10,7 @@ use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\Tests\Support\FakeProfiler;
 use Bitville\Apm\Tests\Support\MemoryTransport;
+use Bitville\Apm\Tests\Support\TempDir;
 use PHPUnit\Framework\TestCase;
 
 final class RuntimeTest extends TestCase
@@ -483,6 +484,54 @@ final class RuntimeTest extends TestCase
         });
         $rt->start();
         self::assertFalse($called);
+    }
+
+    /** @return array<string, array{?string, bool, string, bool}> spool_dir, make the derived dir, where the end should be, whether that dir exists after */
+    public static function spoolDirs(): array
+    {
+        return [
+            'derived, exists' => [null, true, 'agent.spool', true],
+            'derived, absent: nothing written' => [null, false, 'agent.spool', false],
+            'off' => ['off', true, 'agent.spool', true],
+            'explicit, created' => ['{dir}/mine/spool', false, 'mine/spool', true],
+        ];
+    }
+
+    /**
+     * An end the daemon does not take goes to the spool: the one derived
+     * from the socket when the daemon made it, or an explicit one.
+     *
+     * @dataProvider spoolDirs
+     */
+    public function testEndSpooledWhenTheDaemonDoesNotTakeIt(?string $spoolDir, bool $makeDerived, string $where, bool $exists): void
+    {
+        $dir = TempDir::create();
+        try {
+            if ($makeDerived) {
+                mkdir($dir . '/agent.spool');
+            }
+            $config = ['socket' => $dir . '/agent.sock'];
+            if ($spoolDir !== null) {
+                $config['spool_dir'] = str_replace('{dir}', $dir, $spoolDir);
+            }
+            $this->transport->refuse = true;
+            $rt = $this->runtime($config);
+            $rt->start();
+            $rt->finish(false);
+            $spooled = $spoolDir === 'off' || (!$makeDerived && $spoolDir === null) ? 0 : 1;
+            self::assertSame($exists, is_dir($dir . '/' . $where));
+            $files = glob($dir . '/' . $where . '/*.json') ?: [];
+            self::assertCount($spooled, $files);
+            if ($spooled === 1) {
+                $end = json_decode((string) file_get_contents($files[0]), true);
+                self::assertSame('end', $end['type']);
+                self::assertSame(1, $end['dropped'], 'with the start that was dropped');
+            }
+            $entries = array_merge(['.', '..'], $makeDerived ? ['agent.spool'] : [], str_starts_with($where, 'mine') ? ['mine'] : []);
+            self::assertSame($entries, scandir($dir), 'nothing else was written');
+        } finally {
+            TempDir::remove($dir);
+        }
     }
 
     public function testFinishOnce(): void
