@@ -47,6 +47,21 @@ interface Profiler
     public function stop(): array;
 }
 
+// ---- src/Profiler/Timer.php
+
+namespace Bitville\Apm\Profiler;
+
+/**
+ * A running timer that calls the agent back (ProgressTimer). The runtime
+ * holds it while the request runs and stops it once at the end.
+ * Implementations never throw and never print.
+ */
+interface Timer
+{
+    /** Stops the timer; no callback runs afterwards. Safe to call twice. */
+    public function stop(): void;
+}
+
 // ---- src/Agent.php
 
 namespace Bitville\Apm;
@@ -75,8 +90,11 @@ final class Agent
      * Called once by bootstrap.php: reads the configuration and, when the
      * agent is enabled, starts measuring the request. A broken configuration
      * is logged in one line (ErrorLog) and leaves the agent disabled. When
-     * the daemon's socket does not exist and no spool is configured, nothing
-     * is measured: nobody would receive it.
+     * the daemon's socket does not exist and no spool_dir is configured,
+     * nothing is measured: nobody would receive it.
+     *
+     * Never throws: anything unexpected is logged the same way and disables
+     * the agent for this request.
      */
     public static function boot(): void
     {
@@ -85,15 +103,28 @@ final class Agent
         }
         self::$booted = true;
         try {
-            $config = Config::load($_SERVER);
+            self::start(Config::load($_SERVER), $_SERVER);
         } catch (ConfigException $e) {
+            self::$runtime = null;
             ErrorLog::configError($e->getMessage());
+        } catch (\Throwable $e) {
+            self::$runtime = null;
+            ErrorLog::internalError($e);
+        }
+    }
+
+    /**
+     * @param array<string, mixed> $server
+     */
+    private static function start(Config $config, array $server): void
+    {
+        // Without the socket nobody would receive what is measured; only an
+        // explicitly configured spool is written to then (the derived one
+        // exists only where a daemon created it).
+        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !file_exists($config->socket))) {
             return;
         }
-        if (!$config->enabled || ($config->spoolDir === '' && !file_exists($config->socket))) {
-            return;
-        }
-        $runtime = Runtime::fromGlobals($config, $_SERVER);
+        $runtime = Runtime::fromGlobals($config, $server);
         self::$runtime = $runtime;
         $runtime->install();
         $runtime->start();
@@ -195,6 +226,20 @@ final class Config
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
+    /** Upper bound of sql_max_statements: the daemon's limit for sql[]. */
+    public const MAX_SQL_STATEMENTS = 500;
+    /**
+     * Default of spool_max_bytes (64 MiB): room for ~40,000 end messages of
+     * 1.5 KiB, minutes of a busy host's requests while the daemon stalls.
+     */
+    public const DEFAULT_SPOOL_MAX_BYTES = 67108864;
+    /** spool_dir value that turns the spool off. */
+    public const SPOOL_OFF = 'off';
+
+    /** The daemon's limits for project, host and pool. */
+    public const MAX_PROJECT_BYTES = 64;
+    public const MAX_HOST_BYTES = 255;
+    public const MAX_POOL_BYTES = 64;
 
     /** Every key with its default, in the order of php/README.md. */
     public const DEFAULTS = [
@@ -218,7 +263,7 @@ final class Config
         'redact_keys' => '',
         'redact_patterns' => '',
         'spool_dir' => '',
-        'spool_max_bytes' => '16777216',
+        'spool_max_bytes' => '67108864',
         'host' => '',
         'pool' => '',
         'finish_request' => '1',
@@ -277,18 +322,55 @@ final class Config
         public readonly bool $sqlcommenter = true,
         public readonly bool $sqlcommenterCorrelation = false,
         public readonly int $sqlMaxLength = 2048,
-        public readonly int $sqlMaxStatements = 500,
+        public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
         public readonly array $endpointRules = [],
         public readonly array $redactKeys = [],
         public readonly array $redactPatterns = [],
+        /** As configured: '' (the default: derived from socket), 'off', or a path. See spoolDirectory(). */
         public readonly string $spoolDir = '',
-        public readonly int $spoolMaxBytes = 16777216,
+        public readonly int $spoolMaxBytes = self::DEFAULT_SPOOL_MAX_BYTES,
         public readonly string $host = '',
         public readonly string $pool = '',
         public readonly bool $finishRequest = true,
         public readonly int $startDelayMs = 0,
         public readonly string $source = 'defaults',
     ) {
+    }
+
+    /**
+     * The spool directory to use, '' when the spool is off: spool_dir when
+     * it names one, else the default derived from socket, which is used
+     * only if it exists (see spoolDirIsExplicit()).
+     */
+    public function spoolDirectory(): string
+    {
+        if ($this->spoolDir === self::SPOOL_OFF || !$this->enabled) {
+            return '';
+        }
+        return $this->spoolDir !== '' ? $this->spoolDir : self::derivedSpoolDir($this->socket);
+    }
+
+    /**
+     * True when spool_dir names a directory: the agent creates it if
+     * missing and spools even while the socket does not exist. The derived
+     * default is created by the daemon (with the socket's group and mode,
+     * so that workers can write there) and never by the agent: without a
+     * daemon, the agent writes nothing.
+     */
+    public function spoolDirIsExplicit(): bool
+    {
+        return $this->spoolDir !== '' && $this->spoolDir !== self::SPOOL_OFF;
+    }
+
+    /**
+     * The default spool directory of a socket: the same directory, the
+     * socket's name without a trailing ".sock", plus ".spool"
+     * (/run/bitville-apm/agent.sock -> /run/bitville-apm/agent.spool). The
+     * daemon derives it the same way (testdata/protocol/limits.json).
+     */
+    public static function derivedSpoolDir(string $socket): string
+    {
+        return (str_ends_with($socket, '.sock') ? substr($socket, 0, -5) : $socket) . '.spool';
     }
 
     /**
@@ -354,8 +436,8 @@ final class Config
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
-        if (preg_match('/^[A-Za-z0-9._-]{1,64}$/', $project) !== 1) {
-            throw new ConfigException(sprintf('project "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($project)));
+        if (preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
+            throw new ConfigException(sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
         $socket = self::scalar($v, 'socket');
         if ($socket === '') {
@@ -384,8 +466,8 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (strlen($host) > 255 || strlen($pool) > 64 || !Text::isClean($host) || !Text::isClean($pool)) {
-            throw new ConfigException('host (at most 255 bytes) or pool (at most 64 bytes) is too long or has control characters');
+        if (strlen($host) > self::MAX_HOST_BYTES || strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException(sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
     }
@@ -407,7 +489,7 @@ final class Config
         'sqlcommenter' => ['sqlcommenter', 'bool'],
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
-        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, 500],
+        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
@@ -447,7 +529,7 @@ final class Config
                 if (str_contains($dir, "\0")) {
                     throw new ConfigException('spool_dir contains a NUL byte');
                 }
-                return $dir;
+                return strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
         }
         throw new ConfigException(sprintf('unknown key "%s"', $key));
     }
@@ -733,6 +815,7 @@ namespace Bitville\Apm;
 use Bitville\Apm\Profiler\Profiler;
 use Bitville\Apm\Profiler\ProfilerFactory;
 use Bitville\Apm\Profiler\ProgressTimer;
+use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Transport\Channel;
 use Bitville\Apm\Transport\DropCounter;
 use Bitville\Apm\Transport\Spool;
@@ -763,8 +846,8 @@ final class Runtime
 
     private ?Profiler $profiler = null;
     private string $profilerName = 'none';
-    /** The ProgressTimer (any object with stop(): the tests' timers are not ProgressTimers). */
-    private ?object $progress = null;
+    /** The progress timer while the request runs. */
+    private ?Timer $progress = null;
     private int $seq = 0;
     private bool $started = false;
     /** start_delay_ms: the start message waits for the timer's first tick. */
@@ -787,12 +870,18 @@ final class Runtime
     private float $cpuUser0;
     private float $cpuSys0;
 
-    /** The end message as sent, for tests. @var array<string, mixed>|null */
-    public ?array $lastEnd = null;
-
     /**
+     * $profilers, $timers and $status replace ProfilerFactory::create(),
+     * ProgressTimer::start() and http_response_code(); null (production)
+     * means those.
+     *
      * @param float $t0 microtime(true) at prepend time
      * @param int $h0 hrtime(true) at prepend time
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request)
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     *        (first tick after, then every, in seconds; the tick)
+     * @param (\Closure(): int)|null $status the response status at the end
      */
     public function __construct(
         public readonly Config $config,
@@ -803,18 +892,32 @@ final class Runtime
         private readonly int $h0,
         private readonly bool $callGraph = false,
         private readonly bool $excimerDrawn = true,
+        private readonly ?\Closure $profilers = null,
+        private readonly ?\Closure $timers = null,
+        private readonly ?\Closure $status = null,
     ) {
         [$this->cpuUser0, $this->cpuSys0] = self::cpu();
     }
 
     /**
      * Builds the runtime of the current request from the SAPI's globals.
-     * $transport and $sapi replace the daemon socket and PHP_SAPI (tests).
+     * $transport and $sapi replace the daemon socket and PHP_SAPI; the
+     * closures are the constructor's (null: production).
      *
      * @param array<string, mixed> $server $_SERVER
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(): int)|null $status
      */
-    public static function fromGlobals(Config $config, array $server, ?Transport $transport = null, string $sapi = PHP_SAPI): self
-    {
+    public static function fromGlobals(
+        Config $config,
+        array $server,
+        ?Transport $transport = null,
+        string $sapi = PHP_SAPI,
+        ?\Closure $profilers = null,
+        ?\Closure $timers = null,
+        ?\Closure $status = null,
+    ): self {
         $t0 = microtime(true);
         $h0 = hrtime(true);
         $random = random_bytes(32);
@@ -839,7 +942,7 @@ final class Runtime
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), 255);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
             id: bin2hex(substr($random, 0, 16)),
@@ -865,26 +968,25 @@ final class Runtime
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
-        $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
+        $drops = new DropCounter($pid);
+        $spoolDir = $config->spoolDirectory();
+        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
         $rate = $config->excimerRequestRate;
         $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
-        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn, $profilers, $timers, $status);
     }
 
     /**
      * Starts measuring: the profiler, the progress timer, the start message.
-     * $profilers and $timers replace ProfilerFactory::create() and
-     * ProgressTimer::start() (tests); by default they are used when the
-     * classes exist.
-     *
-     * @param (callable(string, float, bool): ?Profiler)|null $profilers
-     * @param (callable(float, float, callable): ?object)|null $timers returns an object with stop(), or null
+     * The profiler and timer factories are the constructor's, by default
+     * ProfilerFactory::create() and ProgressTimer::start() when the classes
+     * exist.
      */
-    public function start(?callable $profilers = null, ?callable $timers = null): void
+    public function start(): void
     {
         if ($this->started) {
             return;
@@ -892,7 +994,7 @@ final class Runtime
         $this->started = true;
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
-        $timers ??= class_exists(ProgressTimer::class) ? [ProgressTimer::class, 'start'] : null;
+        $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
         $delay = $this->config->startDelayMs;
@@ -920,7 +1022,7 @@ final class Runtime
         // agent's own start-up work (sending the start, arming the timer).
         try {
             if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
-                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
+                $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
                         $this->config->excimerRequestRate, $this->excimerDrawn);
@@ -938,12 +1040,12 @@ final class Runtime
     }
 
     /**
-     * @param callable(float, float, callable): ?object $timers
+     * @param \Closure(float, float, callable(list<string>): void): ?Timer $timers
      */
-    private static function timer(callable $timers, int $afterMs, int $intervalMs, callable $tick): ?object
+    private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
     {
         $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
-        return is_object($t) && method_exists($t, 'stop') ? $t : null;
+        return $t instanceof Timer ? $t : null;
     }
 
     private function sendStart(): void
@@ -1056,7 +1158,7 @@ final class Runtime
             $this->noteFatal(error_get_last());
         } catch (\Throwable) {
         }
-        $status = http_response_code();
+        $status = $this->status !== null ? ($this->status)() : http_response_code();
         try {
             if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
                 fastcgi_finish_request();
@@ -1069,10 +1171,8 @@ final class Runtime
         }
     }
 
-    /**
-     * Measures and sends the end message; separate from finish() for tests.
-     */
-    public function sendEnd(int $status): void
+    /** Measures and sends the end message. */
+    private function sendEnd(int $status): void
     {
         $elapsed = (hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
@@ -1105,7 +1205,6 @@ final class Runtime
             $profile,
             $profile !== null ? $this->profilerName : 'none',
         );
-        $this->lastEnd = $end;
         $this->channel->send($end, $dropped);
     }
 
@@ -1186,12 +1285,6 @@ final class Runtime
     public function isFinished(): bool
     {
         return $this->finished;
-    }
-
-    /** The channel's counters, for tests. */
-    public function channel(): Channel
-    {
-        return $this->channel;
     }
 
     /**
@@ -1552,6 +1645,9 @@ namespace Bitville\Apm;
  */
 final class Messages
 {
+    // The protocol's limits (docs/protocol.md "Limits"); LimitsTest checks
+    // them against testdata/protocol/limits.json, which the daemon's tests
+    // read too. Profiler\Frames refers to the ones it shares.
     public const MAX_URI = 2048;
     public const MAX_CID = 128;
     public const MAX_ERROR_TYPE = 128;
@@ -1562,6 +1658,9 @@ final class Messages
     public const MAX_STACKS = 200;
     public const MAX_STACK = 8192;
     public const MAX_FRAMES = 128;
+    public const MAX_PROFILER = 16;
+    /** `exit` is clamped to -MAX_EXIT..MAX_EXIT. */
+    public const MAX_EXIT = 255;
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
@@ -1629,7 +1728,7 @@ final class Messages
         $m += $this->requestFields($r);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
-            $m['exit'] = max(-255, min(255, $r->exit));
+            $m['exit'] = max(-self::MAX_EXIT, min(self::MAX_EXIT, $r->exit));
         }
         $m['wall'] = self::seconds($wall);
         $m['cpu_user'] = self::seconds($cpuUser);
@@ -1671,7 +1770,7 @@ final class Messages
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
             }
-            $m['profiler'] = Text::sanitize($profiler, 16);
+            $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
             if (is_float($period) || is_int($period)) {
                 $m['period'] = max(0.0, min(60.0, (float) $period));
@@ -1839,6 +1938,8 @@ final class Endpoint
 {
     /** The daemon's limit for the endpoint field. */
     public const MAX_BYTES = 256;
+    /** Bytes of a method. */
+    public const MAX_METHOD_BYTES = 16;
 
     private const COLLAPSE = [
         '#(?<=/)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)#',
@@ -1894,7 +1995,7 @@ final class Endpoint
     public static function method(string $method): string
     {
         $m = strtoupper($method);
-        return preg_match('/^[A-Z0-9_-]{1,16}$/', $m) === 1 ? $m : 'OTHER';
+        return preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
 
     /**
@@ -1965,7 +2066,7 @@ final class Ids
     public static function incoming(array $server): ?string
     {
         $cid = $server['HTTP_X_CORRELATION_ID'] ?? null;
-        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,128}$/', $cid) === 1) {
+        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
             return $cid;
         }
         $tp = $server['HTTP_TRACEPARENT'] ?? null;
@@ -2057,7 +2158,7 @@ final class RequestRecord
         public readonly string $sapi = '',
         public readonly string $host = '',
         public readonly string $pool = '',
-        private readonly int $sqlMax = 500,
+        private readonly int $sqlMax = Config::MAX_SQL_STATEMENTS,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -2216,9 +2317,10 @@ namespace Bitville\Apm;
  * The agent's own problems, reported out of band in PHP's error_log (never
  * to the application's output or error handlers).
  *
- * A broken configuration is logged in one line per CLI run; under php-fpm,
- * where it would be one line per request, at most once a minute per message
- * and host user, marked by a file in the temp directory.
+ * A broken configuration, or an unexpected failure while the agent starts,
+ * is logged in one line per CLI run; under php-fpm, where it would be one
+ * line per request, at most once a minute per message and host user, marked
+ * by a file in the temp directory.
  */
 final class ErrorLog
 {
@@ -2230,9 +2332,21 @@ final class ErrorLog
 
     public static function configError(string $message, string $sapi = PHP_SAPI): void
     {
+        self::disabled('invalid configuration: ' . $message, $sapi);
+    }
+
+    /** The agent failed in a way it did not expect ($e) and disabled itself for this request. */
+    public static function internalError(\Throwable $e, string $sapi = PHP_SAPI): void
+    {
+        self::disabled('internal error: ' . get_class($e) . ': ' . $e->getMessage(), $sapi);
+    }
+
+    /** Logs "bitville-apm: agent disabled: $reason" once per CLI run, at most once a minute under php-fpm. */
+    private static function disabled(string $reason, string $sapi): void
+    {
         set_error_handler(static fn (): bool => true);
         try {
-            $line = 'bitville-apm: agent disabled: invalid configuration: ' . str_replace(["\r", "\n"], ' ', $message);
+            $line = 'bitville-apm: agent disabled: ' . str_replace(["\r", "\n"], ' ', $reason);
             if ($sapi !== 'cli' && $sapi !== 'phpdbg') {
                 $marker = self::markerPath($line);
                 clearstatcache(true, $marker);
@@ -2307,6 +2421,8 @@ namespace Bitville\Apm;
 final class Encoder
 {
     public const MAX_BYTES = 65536;
+    /** Entries of `truncated`. */
+    public const MAX_TRUNCATED = 16;
 
     public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
         | JSON_PRESERVE_ZERO_FRACTION | JSON_PARTIAL_OUTPUT_ON_ERROR;
@@ -2348,7 +2464,7 @@ final class Encoder
     {
         $truncated = is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
         $mark = static function (string $field) use (&$truncated): void {
-            if (!in_array($field, $truncated, true) && count($truncated) < 16) {
+            if (!in_array($field, $truncated, true) && count($truncated) < self::MAX_TRUNCATED) {
                 $truncated[] = $field;
             }
         };
@@ -2544,11 +2660,6 @@ use Bitville\Apm\Encoder;
  */
 final class Channel
 {
-    /** Messages sent, failed, spooled in this request (for tests and debugging). */
-    public int $sent = 0;
-    public int $failed = 0;
-    public int $spooled = 0;
-
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
@@ -2573,7 +2684,6 @@ final class Channel
     {
         $payload = $this->encoder->encode($message);
         if ($payload === null) {
-            $this->failed++;
             $this->drops->failed();
             return false;
         }
@@ -2584,16 +2694,13 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->sent++;
             $this->drops->delivered($reported);
             return true;
         }
         if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
-            $this->spooled++;
             $this->drops->delivered($reported);
             return true;
         }
-        $this->failed++;
         $this->drops->failed();
         return false;
     }
@@ -2602,6 +2709,8 @@ final class Channel
 // ---- src/Transport/DropCounter.php
 
 namespace Bitville\Apm\Transport;
+
+use Bitville\Apm\Messages;
 
 /**
  * Messages this worker failed to send since its last successful send: the
@@ -2638,7 +2747,16 @@ final class DropCounter
     /** A message could not be sent. */
     public function failed(): void
     {
-        $this->pending = min($this->pending + 1, 2147483648);
+        $this->lost(1);
+    }
+
+    /** $n messages are lost (spooled ones deleted to make room for newer ones). */
+    public function lost(int $n): void
+    {
+        if ($n <= 0) {
+            return;
+        }
+        $this->pending = min($this->pending + $n, Messages::MAX_COUNT);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }
@@ -2681,8 +2799,8 @@ final class UnixDatagramTransport implements Transport
     private $socket = null;
     private readonly bool $useSockets;
 
-    /** Why the last send failed (for tests and debugging): errno or a short text. */
-    public string $lastError = '';
+    /** Why the last send failed: errno or a short text. */
+    private string $lastError = '';
 
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
@@ -2700,6 +2818,12 @@ final class UnixDatagramTransport implements Transport
         } finally {
             restore_error_handler();
         }
+    }
+
+    /** Why the last send failed (errno or a short text), for diagnostics; empty before any failure. */
+    public function lastError(): string
+    {
+        return $this->lastError;
     }
 
     public function close(): void
@@ -2990,7 +3114,7 @@ namespace Bitville\Apm\Profiler;
  *
  * Keep the returned object: the timer stops when it is destroyed.
  */
-final class ProgressTimer
+final class ProgressTimer implements Timer
 {
     private static bool $inTick = false;
 

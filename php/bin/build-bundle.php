@@ -18,6 +18,7 @@ const BUNDLED = [
     // interfaces before their implementations
     'Transport/Transport',
     'Profiler/Profiler',
+    'Profiler/Timer',
     'Agent',
     'Config',
     'ConfigException',

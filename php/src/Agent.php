@@ -28,8 +28,11 @@ final class Agent
      * Called once by bootstrap.php: reads the configuration and, when the
      * agent is enabled, starts measuring the request. A broken configuration
      * is logged in one line (ErrorLog) and leaves the agent disabled. When
-     * the daemon's socket does not exist and no spool is configured, nothing
-     * is measured: nobody would receive it.
+     * the daemon's socket does not exist and no spool_dir is configured,
+     * nothing is measured: nobody would receive it.
+     *
+     * Never throws: anything unexpected is logged the same way and disables
+     * the agent for this request.
      */
     public static function boot(): void
     {
@@ -38,15 +41,28 @@ final class Agent
         }
         self::$booted = true;
         try {
-            $config = Config::load($_SERVER);
+            self::start(Config::load($_SERVER), $_SERVER);
         } catch (ConfigException $e) {
+            self::$runtime = null;
             ErrorLog::configError($e->getMessage());
+        } catch (\Throwable $e) {
+            self::$runtime = null;
+            ErrorLog::internalError($e);
+        }
+    }
+
+    /**
+     * @param array<string, mixed> $server
+     */
+    private static function start(Config $config, array $server): void
+    {
+        // Without the socket nobody would receive what is measured; only an
+        // explicitly configured spool is written to then (the derived one
+        // exists only where a daemon created it).
+        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !file_exists($config->socket))) {
             return;
         }
-        if (!$config->enabled || ($config->spoolDir === '' && !file_exists($config->socket))) {
-            return;
-        }
-        $runtime = Runtime::fromGlobals($config, $_SERVER);
+        $runtime = Runtime::fromGlobals($config, $server);
         self::$runtime = $runtime;
         $runtime->install();
         $runtime->start();

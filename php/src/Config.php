@@ -26,6 +26,20 @@ final class Config
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
+    /** Upper bound of sql_max_statements: the daemon's limit for sql[]. */
+    public const MAX_SQL_STATEMENTS = 500;
+    /**
+     * Default of spool_max_bytes (64 MiB): room for ~40,000 end messages of
+     * 1.5 KiB, minutes of a busy host's requests while the daemon stalls.
+     */
+    public const DEFAULT_SPOOL_MAX_BYTES = 67108864;
+    /** spool_dir value that turns the spool off. */
+    public const SPOOL_OFF = 'off';
+
+    /** The daemon's limits for project, host and pool. */
+    public const MAX_PROJECT_BYTES = 64;
+    public const MAX_HOST_BYTES = 255;
+    public const MAX_POOL_BYTES = 64;
 
     /** Every key with its default, in the order of php/README.md. */
     public const DEFAULTS = [
@@ -49,7 +63,7 @@ final class Config
         'redact_keys' => '',
         'redact_patterns' => '',
         'spool_dir' => '',
-        'spool_max_bytes' => '16777216',
+        'spool_max_bytes' => '67108864',
         'host' => '',
         'pool' => '',
         'finish_request' => '1',
@@ -108,18 +122,55 @@ final class Config
         public readonly bool $sqlcommenter = true,
         public readonly bool $sqlcommenterCorrelation = false,
         public readonly int $sqlMaxLength = 2048,
-        public readonly int $sqlMaxStatements = 500,
+        public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
         public readonly array $endpointRules = [],
         public readonly array $redactKeys = [],
         public readonly array $redactPatterns = [],
+        /** As configured: '' (the default: derived from socket), 'off', or a path. See spoolDirectory(). */
         public readonly string $spoolDir = '',
-        public readonly int $spoolMaxBytes = 16777216,
+        public readonly int $spoolMaxBytes = self::DEFAULT_SPOOL_MAX_BYTES,
         public readonly string $host = '',
         public readonly string $pool = '',
         public readonly bool $finishRequest = true,
         public readonly int $startDelayMs = 0,
         public readonly string $source = 'defaults',
     ) {
+    }
+
+    /**
+     * The spool directory to use, '' when the spool is off: spool_dir when
+     * it names one, else the default derived from socket, which is used
+     * only if it exists (see spoolDirIsExplicit()).
+     */
+    public function spoolDirectory(): string
+    {
+        if ($this->spoolDir === self::SPOOL_OFF || !$this->enabled) {
+            return '';
+        }
+        return $this->spoolDir !== '' ? $this->spoolDir : self::derivedSpoolDir($this->socket);
+    }
+
+    /**
+     * True when spool_dir names a directory: the agent creates it if
+     * missing and spools even while the socket does not exist. The derived
+     * default is created by the daemon (with the socket's group and mode,
+     * so that workers can write there) and never by the agent: without a
+     * daemon, the agent writes nothing.
+     */
+    public function spoolDirIsExplicit(): bool
+    {
+        return $this->spoolDir !== '' && $this->spoolDir !== self::SPOOL_OFF;
+    }
+
+    /**
+     * The default spool directory of a socket: the same directory, the
+     * socket's name without a trailing ".sock", plus ".spool"
+     * (/run/bitville-apm/agent.sock -> /run/bitville-apm/agent.spool). The
+     * daemon derives it the same way (testdata/protocol/limits.json).
+     */
+    public static function derivedSpoolDir(string $socket): string
+    {
+        return (str_ends_with($socket, '.sock') ? substr($socket, 0, -5) : $socket) . '.spool';
     }
 
     /**
@@ -185,8 +236,8 @@ final class Config
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
-        if (preg_match('/^[A-Za-z0-9._-]{1,64}$/', $project) !== 1) {
-            throw new ConfigException(sprintf('project "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($project)));
+        if (preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
+            throw new ConfigException(sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
         $socket = self::scalar($v, 'socket');
         if ($socket === '') {
@@ -215,8 +266,8 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (strlen($host) > 255 || strlen($pool) > 64 || !Text::isClean($host) || !Text::isClean($pool)) {
-            throw new ConfigException('host (at most 255 bytes) or pool (at most 64 bytes) is too long or has control characters');
+        if (strlen($host) > self::MAX_HOST_BYTES || strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException(sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
     }
@@ -238,7 +289,7 @@ final class Config
         'sqlcommenter' => ['sqlcommenter', 'bool'],
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
-        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, 500],
+        'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
@@ -278,7 +329,7 @@ final class Config
                 if (str_contains($dir, "\0")) {
                     throw new ConfigException('spool_dir contains a NUL byte');
                 }
-                return $dir;
+                return strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
         }
         throw new ConfigException(sprintf('unknown key "%s"', $key));
     }

@@ -25,6 +25,8 @@ namespace Bitville\Apm;
 final class Encoder
 {
     public const MAX_BYTES = 65536;
+    /** Entries of `truncated`. */
+    public const MAX_TRUNCATED = 16;
 
     public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
         | JSON_PRESERVE_ZERO_FRACTION | JSON_PARTIAL_OUTPUT_ON_ERROR;
@@ -66,7 +68,7 @@ final class Encoder
     {
         $truncated = is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
         $mark = static function (string $field) use (&$truncated): void {
-            if (!in_array($field, $truncated, true) && count($truncated) < 16) {
+            if (!in_array($field, $truncated, true) && count($truncated) < self::MAX_TRUNCATED) {
                 $truncated[] = $field;
             }
         };

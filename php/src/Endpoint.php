@@ -17,6 +17,8 @@ final class Endpoint
 {
     /** The daemon's limit for the endpoint field. */
     public const MAX_BYTES = 256;
+    /** Bytes of a method. */
+    public const MAX_METHOD_BYTES = 16;
 
     private const COLLAPSE = [
         '#(?<=/)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)#',
@@ -72,7 +74,7 @@ final class Endpoint
     public static function method(string $method): string
     {
         $m = strtoupper($method);
-        return preg_match('/^[A-Z0-9_-]{1,16}$/', $m) === 1 ? $m : 'OTHER';
+        return preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
 
     /**

@@ -20,7 +20,7 @@ final class Ids
     public static function incoming(array $server): ?string
     {
         $cid = $server['HTTP_X_CORRELATION_ID'] ?? null;
-        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,128}$/', $cid) === 1) {
+        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
             return $cid;
         }
         $tp = $server['HTTP_TRACEPARENT'] ?? null;

@@ -21,6 +21,9 @@ namespace Bitville\Apm;
  */
 final class Messages
 {
+    // The protocol's limits (docs/protocol.md "Limits"); LimitsTest checks
+    // them against testdata/protocol/limits.json, which the daemon's tests
+    // read too. Profiler\Frames refers to the ones it shares.
     public const MAX_URI = 2048;
     public const MAX_CID = 128;
     public const MAX_ERROR_TYPE = 128;
@@ -31,6 +34,9 @@ final class Messages
     public const MAX_STACKS = 200;
     public const MAX_STACK = 8192;
     public const MAX_FRAMES = 128;
+    public const MAX_PROFILER = 16;
+    /** `exit` is clamped to -MAX_EXIT..MAX_EXIT. */
+    public const MAX_EXIT = 255;
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
@@ -98,7 +104,7 @@ final class Messages
         $m += $this->requestFields($r);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
-            $m['exit'] = max(-255, min(255, $r->exit));
+            $m['exit'] = max(-self::MAX_EXIT, min(self::MAX_EXIT, $r->exit));
         }
         $m['wall'] = self::seconds($wall);
         $m['cpu_user'] = self::seconds($cpuUser);
@@ -140,7 +146,7 @@ final class Messages
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
             }
-            $m['profiler'] = Text::sanitize($profiler, 16);
+            $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
             if (is_float($period) || is_int($period)) {
                 $m['period'] = max(0.0, min(60.0, (float) $period));

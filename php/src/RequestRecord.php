@@ -54,7 +54,7 @@ final class RequestRecord
         public readonly string $sapi = '',
         public readonly string $host = '',
         public readonly string $pool = '',
-        private readonly int $sqlMax = 500,
+        private readonly int $sqlMax = Config::MAX_SQL_STATEMENTS,
     ) {
         $this->endpoint = $endpoint;
     }

@@ -7,6 +7,7 @@ namespace Bitville\Apm;
 use Bitville\Apm\Profiler\Profiler;
 use Bitville\Apm\Profiler\ProfilerFactory;
 use Bitville\Apm\Profiler\ProgressTimer;
+use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Transport\Channel;
 use Bitville\Apm\Transport\DropCounter;
 use Bitville\Apm\Transport\Spool;
@@ -37,8 +38,8 @@ final class Runtime
 
     private ?Profiler $profiler = null;
     private string $profilerName = 'none';
-    /** The ProgressTimer (any object with stop(): the tests' timers are not ProgressTimers). */
-    private ?object $progress = null;
+    /** The progress timer while the request runs. */
+    private ?Timer $progress = null;
     private int $seq = 0;
     private bool $started = false;
     /** start_delay_ms: the start message waits for the timer's first tick. */
@@ -61,12 +62,18 @@ final class Runtime
     private float $cpuUser0;
     private float $cpuSys0;
 
-    /** The end message as sent, for tests. @var array<string, mixed>|null */
-    public ?array $lastEnd = null;
-
     /**
+     * $profilers, $timers and $status replace ProfilerFactory::create(),
+     * ProgressTimer::start() and http_response_code(); null (production)
+     * means those.
+     *
      * @param float $t0 microtime(true) at prepend time
      * @param int $h0 hrtime(true) at prepend time
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request)
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     *        (first tick after, then every, in seconds; the tick)
+     * @param (\Closure(): int)|null $status the response status at the end
      */
     public function __construct(
         public readonly Config $config,
@@ -77,18 +84,32 @@ final class Runtime
         private readonly int $h0,
         private readonly bool $callGraph = false,
         private readonly bool $excimerDrawn = true,
+        private readonly ?\Closure $profilers = null,
+        private readonly ?\Closure $timers = null,
+        private readonly ?\Closure $status = null,
     ) {
         [$this->cpuUser0, $this->cpuSys0] = self::cpu();
     }
 
     /**
      * Builds the runtime of the current request from the SAPI's globals.
-     * $transport and $sapi replace the daemon socket and PHP_SAPI (tests).
+     * $transport and $sapi replace the daemon socket and PHP_SAPI; the
+     * closures are the constructor's (null: production).
      *
      * @param array<string, mixed> $server $_SERVER
+     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(): int)|null $status
      */
-    public static function fromGlobals(Config $config, array $server, ?Transport $transport = null, string $sapi = PHP_SAPI): self
-    {
+    public static function fromGlobals(
+        Config $config,
+        array $server,
+        ?Transport $transport = null,
+        string $sapi = PHP_SAPI,
+        ?\Closure $profilers = null,
+        ?\Closure $timers = null,
+        ?\Closure $status = null,
+    ): self {
         $t0 = microtime(true);
         $h0 = hrtime(true);
         $random = random_bytes(32);
@@ -113,7 +134,7 @@ final class Runtime
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), 255);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
             id: bin2hex(substr($random, 0, 16)),
@@ -139,26 +160,25 @@ final class Runtime
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
-        $spool = $config->spoolDir !== '' ? new Spool($config->spoolDir, $config->spoolMaxBytes, $pid) : null;
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), new DropCounter($pid), new Encoder(), $spool);
+        $drops = new DropCounter($pid);
+        $spoolDir = $config->spoolDirectory();
+        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
         $rate = $config->excimerRequestRate;
         $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
-        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn);
+        return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn, $profilers, $timers, $status);
     }
 
     /**
      * Starts measuring: the profiler, the progress timer, the start message.
-     * $profilers and $timers replace ProfilerFactory::create() and
-     * ProgressTimer::start() (tests); by default they are used when the
-     * classes exist.
-     *
-     * @param (callable(string, float, bool): ?Profiler)|null $profilers
-     * @param (callable(float, float, callable): ?object)|null $timers returns an object with stop(), or null
+     * The profiler and timer factories are the constructor's, by default
+     * ProfilerFactory::create() and ProgressTimer::start() when the classes
+     * exist.
      */
-    public function start(?callable $profilers = null, ?callable $timers = null): void
+    public function start(): void
     {
         if ($this->started) {
             return;
@@ -166,7 +186,7 @@ final class Runtime
         $this->started = true;
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
-        $timers ??= class_exists(ProgressTimer::class) ? [ProgressTimer::class, 'start'] : null;
+        $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
         $delay = $this->config->startDelayMs;
@@ -194,7 +214,7 @@ final class Runtime
         // agent's own start-up work (sending the start, arming the timer).
         try {
             if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
-                $profilers ??= class_exists(ProfilerFactory::class) ? [ProfilerFactory::class, 'create'] : null;
+                $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
                         $this->config->excimerRequestRate, $this->excimerDrawn);
@@ -212,12 +232,12 @@ final class Runtime
     }
 
     /**
-     * @param callable(float, float, callable): ?object $timers
+     * @param \Closure(float, float, callable(list<string>): void): ?Timer $timers
      */
-    private static function timer(callable $timers, int $afterMs, int $intervalMs, callable $tick): ?object
+    private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
     {
         $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
-        return is_object($t) && method_exists($t, 'stop') ? $t : null;
+        return $t instanceof Timer ? $t : null;
     }
 
     private function sendStart(): void
@@ -330,7 +350,7 @@ final class Runtime
             $this->noteFatal(error_get_last());
         } catch (\Throwable) {
         }
-        $status = http_response_code();
+        $status = $this->status !== null ? ($this->status)() : http_response_code();
         try {
             if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
                 fastcgi_finish_request();
@@ -343,10 +363,8 @@ final class Runtime
         }
     }
 
-    /**
-     * Measures and sends the end message; separate from finish() for tests.
-     */
-    public function sendEnd(int $status): void
+    /** Measures and sends the end message. */
+    private function sendEnd(int $status): void
     {
         $elapsed = (hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
@@ -379,7 +397,6 @@ final class Runtime
             $profile,
             $profile !== null ? $this->profilerName : 'none',
         );
-        $this->lastEnd = $end;
         $this->channel->send($end, $dropped);
     }
 
@@ -460,12 +477,6 @@ final class Runtime
     public function isFinished(): bool
     {
         return $this->finished;
-    }
-
-    /** The channel's counters, for tests. */
-    public function channel(): Channel
-    {
-        return $this->channel;
     }
 
     /**

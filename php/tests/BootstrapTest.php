@@ -251,6 +251,13 @@ final class BootstrapTest extends TestCase
         $p = $this->runBoth('basic.php', [], ['BITVILLE_APM_SOCKET' => $this->dir . '/absent.sock']);
         self::assertStringNotContainsString('bitville-apm', $p->errorLog);
         self::assertSame([], $this->received());
+        self::assertDirectoryDoesNotExist($this->dir . '/absent.spool', 'the derived spool is never created');
+
+        // Without the socket even an existing derived spool gets nothing:
+        // no daemon, no cost.
+        mkdir($this->dir . '/absent.spool');
+        $this->runBoth('basic.php', [], ['BITVILLE_APM_SOCKET' => $this->dir . '/absent.sock']);
+        self::assertSame(['.', '..'], scandir($this->dir . '/absent.spool'));
     }
 
     public function testSocketPathIsADirectory(): void
@@ -259,6 +266,21 @@ final class BootstrapTest extends TestCase
         $p = $this->runBoth('basic.php', [], ['BITVILLE_APM_SOCKET' => $this->dir . '/sock.d']);
         self::assertStringNotContainsString('bitville-apm', $p->errorLog);
         self::assertSame([], $this->received());
+        self::assertDirectoryDoesNotExist($this->dir . '/sock.d.spool', 'nothing is written without the derived spool');
+    }
+
+    public function testDaemonNotTakingWithTheDerivedSpool(): void
+    {
+        // A socket path that exists but takes nothing (here a plain file,
+        // like a stale socket), and the spool the daemon created beside it.
+        touch($this->dir . '/stale.sock');
+        mkdir($this->dir . '/stale.spool');
+        $this->runBoth('basic.php', [], ['BITVILLE_APM_SOCKET' => $this->dir . '/stale.sock']);
+        $files = glob($this->dir . '/stale.spool/*.json') ?: [];
+        self::assertCount(1, $files, 'the end message is spooled in the derived directory');
+        $end = json_decode((string) file_get_contents($files[0]), true);
+        self::assertSame('end', $end['type']);
+        self::assertSame(1, $end['dropped'], 'the start that could not be sent is counted');
     }
 
     public function testDaemonGoneWithSpool(): void

@@ -72,7 +72,9 @@ final class ConfigTest extends TestCase
         self::assertSame([], $c->redactKeys);
         self::assertSame([], $c->redactPatterns);
         self::assertSame('', $c->spoolDir);
-        self::assertSame(16777216, $c->spoolMaxBytes);
+        self::assertSame('/run/x.spool', $c->spoolDirectory(), 'derived from the socket');
+        self::assertFalse($c->spoolDirIsExplicit());
+        self::assertSame(67108864, $c->spoolMaxBytes);
         self::assertSame('', $c->host);
         self::assertSame('', $c->pool);
         self::assertTrue($c->finishRequest);
@@ -124,6 +126,8 @@ final class ConfigTest extends TestCase
         self::assertSame(['pin', 'otp'], $c->redactKeys);
         self::assertSame(['/ACME-\d{6}/'], $c->redactPatterns);
         self::assertSame('/var/spool/bitville-apm', $c->spoolDir);
+        self::assertSame('/var/spool/bitville-apm', $c->spoolDirectory());
+        self::assertTrue($c->spoolDirIsExplicit());
         self::assertSame(1048576, $c->spoolMaxBytes);
         self::assertSame('web-1', $c->host);
         self::assertSame('www', $c->pool);
@@ -138,6 +142,23 @@ final class ConfigTest extends TestCase
         ]);
         self::assertSame([['#^/a/.*#', '/a/{rest}'], ['#^/b$#', '/b']], $c->endpointRules);
         self::assertSame(['/x\d+/', '/y\d+/'], $c->redactPatterns);
+    }
+
+    public function testSpoolDir(): void
+    {
+        $base = ['enabled' => '1', 'project' => 'shop', 'socket' => '/run/bitville-apm/agent.sock'];
+        $c = Config::fromValues($base);
+        self::assertSame('/run/bitville-apm/agent.spool', $c->spoolDirectory());
+        self::assertFalse($c->spoolDirIsExplicit());
+        foreach (['off', 'OFF', ' off '] as $off) {
+            $c = Config::fromValues($base + ['spool_dir' => $off]);
+            self::assertSame('', $c->spoolDirectory(), "spool_dir=\"$off\"");
+            self::assertFalse($c->spoolDirIsExplicit());
+        }
+        $c = Config::fromValues($base + ['spool_dir' => '/var/spool/x']);
+        self::assertSame('/var/spool/x', $c->spoolDirectory());
+        self::assertTrue($c->spoolDirIsExplicit());
+        self::assertSame('', Config::fromValues([])->spoolDirectory(), 'disabled: no spool');
     }
 
     public function testEnvNames(): void

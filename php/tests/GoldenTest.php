@@ -129,10 +129,10 @@ final class GoldenTest extends TestCase
             'HTTP_TRACEPARENT' => '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
         ];
         $t = new MemoryTransport();
-        $rt = Runtime::fromGlobals($config, $server, $t, 'fpm-fcgi');
+        $rt = Runtime::fromGlobals($config, $server, $t, 'fpm-fcgi', status: static fn (): int => 200);
         $rt->start();
         $rt->sql('SELECT 1', 200000, 1);
-        $rt->sendEnd(200);
+        $rt->finish(false);
         [$start, $end] = $t->messages();
 
         foreach (['start' => $start, 'end' => $end] as $name => $got) {
@@ -170,7 +170,7 @@ final class GoldenTest extends TestCase
                 'progress' => $messages->progress(self::webRecord(), 1764294522.130002, 0, 10.010001, 1, 8388608, 9.42, ['{main}', 'Phalcon\Mvc\Application::handle', 'App\Controllers\OrdersController::showAction', 'App\Services\Pricing::recalculate', 'PDOStatement::execute']),
             ];
             foreach ($sent as $m) {
-                self::assertTrue($transport->send((string) (new Encoder())->encode($m)), $transport->lastError);
+                self::assertTrue($transport->send((string) (new Encoder())->encode($m)), $transport->lastError());
             }
             $got = $server->messages(2);
             self::assertCount(2, $got);

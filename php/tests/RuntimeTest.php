@@ -6,9 +6,11 @@ namespace Bitville\Apm\Tests;
 
 use Bitville\Apm\Agent;
 use Bitville\Apm\Config;
+use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\Tests\Support\FakeProfiler;
 use Bitville\Apm\Tests\Support\MemoryTransport;
+use Bitville\Apm\Tests\Support\TempDir;
 use PHPUnit\Framework\TestCase;
 
 final class RuntimeTest extends TestCase
@@ -28,17 +30,18 @@ final class RuntimeTest extends TestCase
     /**
      * @param array<string, string> $config
      * @param array<string, mixed> $server
+     * @param int $status what the response status is at the end
      */
-    private function runtime(array $config = [], array $server = [], string $sapi = 'fpm-fcgi'): Runtime
+    private function runtime(array $config = [], array $server = [], string $sapi = 'fpm-fcgi', ?\Closure $profilers = null, ?\Closure $timers = null, int $status = 200): Runtime
     {
         $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1', 'excimer_request_rate' => '1']);
         $server += ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/orders/42?x=1', 'REQUEST_TIME_FLOAT' => microtime(true)];
-        return Runtime::fromGlobals($c, $server, $this->transport, $sapi);
+        return Runtime::fromGlobals($c, $server, $this->transport, $sapi, $profilers, $timers, static fn (): int => $status);
     }
 
     public function testStartAndEnd(): void
     {
-        $rt = $this->runtime([], ['HTTP_X_CORRELATION_ID' => 'corr-1']);
+        $rt = $this->runtime([], ['HTTP_X_CORRELATION_ID' => 'corr-1'], status: 404);
         $rt->start();
         $start = $this->transport->last('start');
         self::assertNotNull($start);
@@ -52,7 +55,7 @@ final class RuntimeTest extends TestCase
 
         $rt->setRoute('/orders/{order}');
         $rt->sql('SELECT 1', 1500000, 1);
-        $rt->sendEnd(404);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertNotNull($end);
         self::assertSame($start['id'], $end['id']);
@@ -69,7 +72,7 @@ final class RuntimeTest extends TestCase
 
     public function testCliEndpoint(): void
     {
-        $rt = $this->runtime([], ['argv' => ['bin/cron/reindex.php', '--all']], 'cli');
+        $rt = $this->runtime([], ['argv' => ['bin/cron/reindex.php', '--all']], 'cli', status: 0);
         $rt->start();
         $start = $this->transport->last('start');
         self::assertSame('CLI', $start['method']);
@@ -77,7 +80,7 @@ final class RuntimeTest extends TestCase
         self::assertSame('bin/cron/reindex.php', $start['uri']);
         self::assertMatchesRegularExpression('/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/', $start['cid']);
         $rt->record->exit = 3;
-        $rt->sendEnd(0);
+        $rt->finish(false);
         self::assertSame(3, $this->transport->last('end')['exit']);
     }
 
@@ -99,7 +102,7 @@ final class RuntimeTest extends TestCase
         for ($i = 0; $i < 5; $i++) {
             $rt->sql("SELECT $i", 1000);
         }
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame(['SELECT 0', 'SELECT 1', 'SELECT 2'], array_column($end['sql'], 'q'));
         self::assertSame(2, $end['sql_dropped']);
@@ -110,7 +113,7 @@ final class RuntimeTest extends TestCase
         $rt = $this->runtime(['sql_max_length' => '64']);
         $rt->sql("UPDATE users SET password = 'hunter2' WHERE id = 1", 1000, 1);
         $rt->sql('SELECT ' . str_repeat('a, ', 100) . 'b FROM t', 1000, 0, true);
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame("UPDATE users SET password = '[REDACTED]' WHERE id = 1", $end['sql'][0]['q']);
         self::assertArrayNotHasKey('trunc', $end['sql'][0]);
@@ -162,7 +165,7 @@ final class RuntimeTest extends TestCase
             restore_error_handler();
             restore_exception_handler();
         }
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame([
             ['type' => 'E_WARNING', 'msg' => 'Undefined array key "x"', 'file' => '/a.php', 'line' => 3],
@@ -178,7 +181,7 @@ final class RuntimeTest extends TestCase
             $rt->onError($i % 2 ? E_NOTICE : E_WARNING, "token=secret$i", '/a.php', $i);
         }
         self::assertSame(['E_WARNING' => 35, 'E_NOTICE' => 35], $rt->record->errorCounts());
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertCount(50, $end['errors']);
         self::assertSame(20, $end['errors_dropped']);
@@ -187,7 +190,7 @@ final class RuntimeTest extends TestCase
 
     public function testExceptionHandlerChainsOrRethrows(): void
     {
-        $rt = $this->runtime();
+        $rt = $this->runtime(status: 500);
         $seen = null;
         set_exception_handler(static function (\Throwable $e) use (&$seen): void {
             $seen = $e;
@@ -211,7 +214,7 @@ final class RuntimeTest extends TestCase
         } catch (\LogicException $caught) {
             self::assertSame($e2, $caught, 'the very same exception, unchanged');
         }
-        $rt->sendEnd(500);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame('DomainException', $end['errors'][0]['type']);
         self::assertSame('no such order password=[REDACTED]', $end['errors'][0]['msg']);
@@ -256,14 +259,14 @@ final class RuntimeTest extends TestCase
         ];
         $fake = new FakeProfiler($profile);
         $args = null;
-        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_period_ms' => '5']);
-        $rt->start(static function (string $setting, float $period, bool $callGraph) use ($fake, &$args) {
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_period_ms' => '5'], profilers: static function (string $setting, float $period, bool $callGraph) use ($fake, &$args) {
             $args = [$setting, $period, $callGraph];
             return $fake;
-        }, static fn (): ?object => null);
+        }, timers: static fn (): ?Timer => null);
+        $rt->start();
         self::assertSame(['excimer', 0.005, false], $args);
         self::assertSame(1, $fake->starts);
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame(1, $fake->stops);
         self::assertSame('excimer', $end['profiler']);
@@ -281,11 +284,11 @@ final class RuntimeTest extends TestCase
             $drawnArgs[] = [$period, $rate, $sample];
             return null;
         };
-        $noTimer = static fn (): ?object => null;
+        $noTimer = static fn (): ?Timer => null;
         foreach (['0' => 0, '1' => 50] as $rate => $want) {
             $calls = 0;
             for ($i = 0; $i < 50; $i++) {
-                $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => (string) $rate])->start($factory, $noTimer);
+                $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => (string) $rate], profilers: $factory, timers: $noTimer)->start();
             }
             self::assertSame($want, $calls, "excimer_request_rate=$rate");
         }
@@ -293,7 +296,7 @@ final class RuntimeTest extends TestCase
         $calls = 0;
         $drawnArgs = [];
         for ($i = 0; $i < 400; $i++) {
-            $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0.5'])->start($factory, $noTimer);
+            $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0.5'], profilers: $factory, timers: $noTimer)->start();
         }
         self::assertGreaterThan(140, $calls);
         self::assertLessThan(260, $calls);
@@ -302,17 +305,17 @@ final class RuntimeTest extends TestCase
         // drawn, told not to sample.
         $calls = 0;
         $drawnArgs = [];
-        $this->runtime(['profiler' => 'tideways', 'excimer_request_rate' => '0', 'force_header_secret' => 's3cret'], ['HTTP_X_BITVILLE_PROFILE' => 's3cret'])
-            ->start($factory, $noTimer);
+        $this->runtime(['profiler' => 'tideways', 'excimer_request_rate' => '0', 'force_header_secret' => 's3cret'], ['HTTP_X_BITVILLE_PROFILE' => 's3cret'], profilers: $factory, timers: $noTimer)
+            ->start();
         self::assertSame([[0.1, 0.0, false]], $drawnArgs);
     }
 
     public function testStacksOnlyForSlowRequests(): void
     {
         $profile = ['fn' => [['n' => 'f', 'self' => 0.001, 'incl' => 0.001]], 'stacks' => [['s' => '{main};f', 'n' => 1]], 'period' => 0.001];
-        $rt = $this->runtime(['profiler' => 'excimer', 'slow_threshold_ms' => '60000']);
-        $rt->start(static fn (): FakeProfiler => new FakeProfiler($profile), static fn (): ?object => null);
-        $rt->sendEnd(200);
+        $rt = $this->runtime(['profiler' => 'excimer', 'slow_threshold_ms' => '60000'], profilers: static fn (): FakeProfiler => new FakeProfiler($profile), timers: static fn (): ?Timer => null);
+        $rt->start();
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertArrayHasKey('fn', $end);
         self::assertArrayNotHasKey('stacks', $end);
@@ -320,28 +323,28 @@ final class RuntimeTest extends TestCase
 
     public function testBrokenProfilerStillEnds(): void
     {
-        $rt = $this->runtime(['profiler' => 'excimer']);
-        $rt->start(static fn (): FakeProfiler => new FakeProfiler([], 'excimer', true), static fn (): ?object => null);
-        $rt->sendEnd(200);
+        $rt = $this->runtime(['profiler' => 'excimer'], profilers: static fn (): FakeProfiler => new FakeProfiler([], 'excimer', true), timers: static fn (): ?Timer => null);
+        $rt->start();
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertSame('none', $end['profiler']);
         self::assertArrayNotHasKey('fn', $end);
 
-        $rt = $this->runtime(['profiler' => 'excimer']);
-        $rt->start(static function (): never {
+        $rt = $this->runtime(['profiler' => 'excimer'], profilers: static function (): never {
             throw new \RuntimeException('factory broke');
-        }, static fn (): ?object => null);
+        }, timers: static fn (): ?Timer => null);
+        $rt->start();
         self::assertNotNull($this->transport->last('start'), 'start is sent anyway');
     }
 
     public function testOffMeansNoProfiler(): void
     {
         $called = false;
-        $rt = $this->runtime(['profiler' => 'off']);
-        $rt->start(static function () use (&$called) {
+        $rt = $this->runtime(['profiler' => 'off'], profilers: static function () use (&$called) {
             $called = true;
             return null;
-        }, static fn (): ?object => null);
+        }, timers: static fn (): ?Timer => null);
+        $rt->start();
         self::assertFalse($called);
     }
 
@@ -366,11 +369,11 @@ final class RuntimeTest extends TestCase
     public function testCallGraphDecision(array $config, array $server, bool $want): void
     {
         $got = null;
-        $rt = $this->runtime($config + ['profiler' => 'tideways'], $server);
-        $rt->start(static function (string $s, float $p, bool $callGraph) use (&$got) {
+        $rt = $this->runtime($config + ['profiler' => 'tideways'], $server, profilers: static function (string $s, float $p, bool $callGraph) use (&$got) {
             $got = $callGraph;
             return null;
-        }, static fn (): ?object => null);
+        }, timers: static fn (): ?Timer => null);
+        $rt->start();
         self::assertSame($want, $got);
     }
 
@@ -378,11 +381,11 @@ final class RuntimeTest extends TestCase
     {
         $sampled = 0;
         for ($i = 0; $i < 2000; $i++) {
-            $rt = $this->runtime(['profiler' => 'tideways', 'sample_rate' => '0.1']);
-            $rt->start(static function (string $s, float $p, bool $callGraph) use (&$sampled) {
+            $rt = $this->runtime(['profiler' => 'tideways', 'sample_rate' => '0.1'], profilers: static function (string $s, float $p, bool $callGraph) use (&$sampled) {
                 $sampled += $callGraph ? 1 : 0;
                 return null;
-            }, static fn (): ?object => null);
+            }, timers: static fn (): ?Timer => null);
+            $rt->start();
         }
         // 2000 draws at p=0.1: mean 200, sd ~13.4; 120..280 is six sd either side
         self::assertGreaterThan(120, $sampled);
@@ -393,12 +396,12 @@ final class RuntimeTest extends TestCase
     {
         $timerArgs = null;
         $tick = null;
-        $rt = $this->runtime(['progress_after_ms' => '2000', 'progress_interval_ms' => '1000']);
-        $rt->start(static fn (): ?object => null, static function (float $after, float $interval, callable $cb) use (&$timerArgs, &$tick) {
+        $rt = $this->runtime(['progress_after_ms' => '2000', 'progress_interval_ms' => '1000'], profilers: static fn (): ?object => null, timers: static function (float $after, float $interval, callable $cb) use (&$timerArgs, &$tick) {
             $timerArgs = [$after, $interval];
             $tick = $cb;
             return null;
         });
+        $rt->start();
         self::assertSame([2.0, 1.0], $timerArgs);
         $rt->setRoute('/orders/{id}');
         $tick(['{main}', 'App\Pricing::recalculate']);
@@ -420,7 +423,7 @@ final class RuntimeTest extends TestCase
 
     public function testDelayedStart(): void
     {
-        $timer = new class () {
+        $timer = new class () implements Timer {
             public int $stops = 0;
 
             public function stop(): void
@@ -430,12 +433,12 @@ final class RuntimeTest extends TestCase
         };
         $args = null;
         $tick = null;
-        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '1', 'progress_interval_ms' => '5000']);
-        $rt->start(static fn (): ?object => null, static function (float $after, float $interval, callable $cb) use ($timer, &$args, &$tick) {
+        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '1', 'progress_interval_ms' => '5000'], profilers: static fn (): ?object => null, timers: static function (float $after, float $interval, callable $cb) use ($timer, &$args, &$tick) {
             $args = [$after, $interval];
             $tick = $cb;
             return $timer;
         });
+        $rt->start();
         self::assertSame([0.1, 5.0], $args, 'one timer: first tick at the delay, then every interval');
         self::assertSame([], $this->transport->messages(), 'no start before the delay');
         usleep(2000);
@@ -449,17 +452,17 @@ final class RuntimeTest extends TestCase
 
     public function testDelayedStartOfAShortRequestIsNeverSent(): void
     {
-        $timer = new class () {
+        $timer = new class () implements Timer {
             public function stop(): void
             {
             }
         };
-        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '0']);
         $args = null;
-        $rt->start(static fn (): ?object => null, static function (float $after, float $interval) use ($timer, &$args) {
+        $rt = $this->runtime(['start_delay_ms' => '100', 'progress_after_ms' => '0'], profilers: static fn (): ?object => null, timers: static function (float $after, float $interval) use ($timer, &$args) {
             $args = [$after, $interval];
             return $timer;
         });
+        $rt->start();
         self::assertSame([0.1, 86400.0], $args, 'progress off: a single tick');
         $rt->finish(false);
         self::assertSame(['end'], array_column($this->transport->messages(), 'type'));
@@ -467,20 +470,68 @@ final class RuntimeTest extends TestCase
 
     public function testDelayedStartWithoutTimersSendsAtOnce(): void
     {
-        $rt = $this->runtime(['start_delay_ms' => '100']);
-        $rt->start(static fn (): ?object => null, static fn (): ?object => null);
+        $rt = $this->runtime(['start_delay_ms' => '100'], profilers: static fn (): ?object => null, timers: static fn (): ?Timer => null);
+        $rt->start();
         self::assertSame(['start'], array_column($this->transport->messages(), 'type'));
     }
 
     public function testProgressOff(): void
     {
         $called = false;
-        $rt = $this->runtime(['progress_after_ms' => '0']);
-        $rt->start(static fn (): ?object => null, static function () use (&$called) {
+        $rt = $this->runtime(['progress_after_ms' => '0'], profilers: static fn (): ?object => null, timers: static function () use (&$called) {
             $called = true;
             return null;
         });
+        $rt->start();
         self::assertFalse($called);
+    }
+
+    /** @return array<string, array{?string, bool, string, bool}> spool_dir, make the derived dir, where the end should be, whether that dir exists after */
+    public static function spoolDirs(): array
+    {
+        return [
+            'derived, exists' => [null, true, 'agent.spool', true],
+            'derived, absent: nothing written' => [null, false, 'agent.spool', false],
+            'off' => ['off', true, 'agent.spool', true],
+            'explicit, created' => ['{dir}/mine/spool', false, 'mine/spool', true],
+        ];
+    }
+
+    /**
+     * An end the daemon does not take goes to the spool: the one derived
+     * from the socket when the daemon made it, or an explicit one.
+     *
+     * @dataProvider spoolDirs
+     */
+    public function testEndSpooledWhenTheDaemonDoesNotTakeIt(?string $spoolDir, bool $makeDerived, string $where, bool $exists): void
+    {
+        $dir = TempDir::create();
+        try {
+            if ($makeDerived) {
+                mkdir($dir . '/agent.spool');
+            }
+            $config = ['socket' => $dir . '/agent.sock'];
+            if ($spoolDir !== null) {
+                $config['spool_dir'] = str_replace('{dir}', $dir, $spoolDir);
+            }
+            $this->transport->refuse = true;
+            $rt = $this->runtime($config);
+            $rt->start();
+            $rt->finish(false);
+            $spooled = $spoolDir === 'off' || (!$makeDerived && $spoolDir === null) ? 0 : 1;
+            self::assertSame($exists, is_dir($dir . '/' . $where));
+            $files = glob($dir . '/' . $where . '/*.json') ?: [];
+            self::assertCount($spooled, $files);
+            if ($spooled === 1) {
+                $end = json_decode((string) file_get_contents($files[0]), true);
+                self::assertSame('end', $end['type']);
+                self::assertSame(1, $end['dropped'], 'with the start that was dropped');
+            }
+            $entries = array_merge(['.', '..'], $makeDerived ? ['agent.spool'] : [], str_starts_with($where, 'mine') ? ['mine'] : []);
+            self::assertSame($entries, scandir($dir), 'nothing else was written');
+        } finally {
+            TempDir::remove($dir);
+        }
     }
 
     public function testFinishOnce(): void

@@ -6,8 +6,10 @@ namespace Bitville\Apm\Tests;
 
 use Bitville\Apm\Agent;
 use Bitville\Apm\Config;
+use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\Tests\Support\MemoryTransport;
+use Bitville\Apm\Tests\Support\RecordingTransport;
 use Bitville\Apm\Transport\UnixDatagramTransport;
 use PHPUnit\Framework\TestCase;
 
@@ -65,7 +67,7 @@ final class SafetyTest extends TestCase
     {
         $t = new MemoryTransport();
         $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
-        $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/a/1', 'HTTP_X_CORRELATION_ID' => 'cid-9'], $t, 'fpm-fcgi');
+        $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/a/1', 'HTTP_X_CORRELATION_ID' => 'cid-9'], $t, 'fpm-fcgi', status: static fn (): int => 200);
         Agent::setRuntime($rt);
         self::assertSame('cid-9', Agent::correlationId());
         self::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', (string) Agent::requestId());
@@ -77,7 +79,7 @@ final class SafetyTest extends TestCase
         $span->stop(5);
         $span->stop(6);
         Agent::setExitCode(2);
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $t->last('end');
         self::assertSame([['q' => 'SELECT 1', 'd' => 0.25, 'rows' => 1, 'err' => true], 'SELECT 2'], [$end['sql'][0], $end['sql'][1]['q']]);
         self::assertSame(5, $end['sql'][1]['rows']);
@@ -91,14 +93,14 @@ final class SafetyTest extends TestCase
         $t->throw = true;
         self::assertInvisible(function () use ($t): void {
             $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
-            $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi');
+            $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi', timers: static fn (): ?Timer => null);
             Agent::setRuntime($rt);
-            $rt->start(null, static fn (): ?object => null);
+            $rt->start();
             $rt->onProgress(['{main}']);
             Agent::recordSql('SELECT 1', 0.1);
             $rt->finish(false);
-            self::assertSame(3, $t->attempts);
-            self::assertSame(3, $rt->channel()->failed);
+            self::assertSame(3, $t->attempts, 'start, progress and end were tried');
+            self::assertSame([], $t->payloads, 'and none got through');
         });
     }
 
@@ -106,10 +108,11 @@ final class SafetyTest extends TestCase
     {
         self::assertInvisible(function (): void {
             $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent/agent.sock', 'profiler' => 'off']);
-            $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], new UnixDatagramTransport('/nonexistent/agent.sock'), 'fpm-fcgi');
-            $rt->start(null, static fn (): ?object => null);
+            $t = new RecordingTransport(new UnixDatagramTransport('/nonexistent/agent.sock'));
+            $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi', timers: static fn (): ?Timer => null);
+            $rt->start();
             $rt->finish(false);
-            self::assertSame(2, $rt->channel()->failed);
+            self::assertSame([false, false], $t->results(), 'start and end failed');
         });
     }
 
@@ -117,10 +120,10 @@ final class SafetyTest extends TestCase
     {
         $t = new MemoryTransport();
         $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer', 'excimer_request_rate' => '1']);
-        $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi');
         // a profiler result that is not what the contract promises
         $bad = new Support\FakeProfiler(['fn' => [7, ['n' => 'f', 'self' => 'x', 'incl' => 1], ['n' => 'g', 'self' => 0.5, 'incl' => 0.1]], 'stacks' => 7, 'period' => 'x']);
-        $rt->start(static fn () => $bad, static fn (): ?object => null);
+        $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi', static fn () => $bad, static fn (): ?Timer => null);
+        $rt->start();
         self::assertInvisible(static fn () => $rt->finish(false));
         $end = $t->last('end');
         self::assertNotNull($end, 'the end is sent with what is valid');

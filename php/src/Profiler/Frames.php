@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace Bitville\Apm\Profiler;
 
+use Bitville\Apm\Messages;
+
 /**
  * Frame names, the agent's own frames, and the size limits of
  * docs/protocol.md for everything the profilers emit.
@@ -17,15 +19,15 @@ namespace Bitville\Apm\Profiler;
 final class Frames
 {
     /** fn[] entries per request. */
-    public const MAX_FUNCTIONS = 500;
+    public const MAX_FUNCTIONS = Messages::MAX_FUNCTIONS;
     /** Bytes of a function or frame name. */
-    public const MAX_NAME_BYTES = 512;
+    public const MAX_NAME_BYTES = Messages::MAX_FUNCTION;
     /** stacks[] entries per request. */
-    public const MAX_STACKS = 200;
+    public const MAX_STACKS = Messages::MAX_STACKS;
     /** Bytes of one collapsed stack. */
-    public const MAX_STACK_BYTES = 8192;
+    public const MAX_STACK_BYTES = Messages::MAX_STACK;
     /** Frames of a progress stack. */
-    public const MAX_PROGRESS_FRAMES = 128;
+    public const MAX_PROGRESS_FRAMES = Messages::MAX_FRAMES;
 
     public const MAIN = '{main}';
     /** Stands for the outer frames that were cut from a too deep stack. */

@@ -18,7 +18,7 @@ namespace Bitville\Apm\Profiler;
  *
  * Keep the returned object: the timer stops when it is destroyed.
  */
-final class ProgressTimer
+final class ProgressTimer implements Timer
 {
     private static bool $inTick = false;
 

@@ -15,11 +15,6 @@ use Bitville\Apm\Encoder;
  */
 final class Channel
 {
-    /** Messages sent, failed, spooled in this request (for tests and debugging). */
-    public int $sent = 0;
-    public int $failed = 0;
-    public int $spooled = 0;
-
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
@@ -44,7 +39,6 @@ final class Channel
     {
         $payload = $this->encoder->encode($message);
         if ($payload === null) {
-            $this->failed++;
             $this->drops->failed();
             return false;
         }
@@ -55,16 +49,13 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->sent++;
             $this->drops->delivered($reported);
             return true;
         }
         if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
-            $this->spooled++;
             $this->drops->delivered($reported);
             return true;
         }
-        $this->failed++;
         $this->drops->failed();
         return false;
     }

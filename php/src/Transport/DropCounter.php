@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace Bitville\Apm\Transport;
 
+use Bitville\Apm\Messages;
+
 /**
  * Messages this worker failed to send since its last successful send: the
  * count travels in the `dropped` field of the next message that gets through
@@ -39,7 +41,16 @@ final class DropCounter
     /** A message could not be sent. */
     public function failed(): void
     {
-        $this->pending = min($this->pending + 1, 2147483648);
+        $this->lost(1);
+    }
+
+    /** $n messages are lost (spooled ones deleted to make room for newer ones). */
+    public function lost(int $n): void
+    {
+        if ($n <= 0) {
+            return;
+        }
+        $this->pending = min($this->pending + $n, Messages::MAX_COUNT);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }

@@ -6,8 +6,9 @@ namespace Bitville\Apm\Transport;
 
 /**
  * A bounded disk spool for end messages the daemon could not take (it was
- * down or its queue full); the daemon replays the directory when it starts
- * (exporters/phpagent/spool.go). Format, fixed with the daemon:
+ * down, stalled, or its queue full); the daemon replays the directory while
+ * it runs and when it starts (exporters/phpagent/spool.go). Format, fixed
+ * with the daemon:
  *
  * - one file per message, named `<unix-nanoseconds>-<pid>-<8 hex random>.json`,
  *   holding exactly the datagram payload that would have been sent;
@@ -22,22 +23,33 @@ namespace Bitville\Apm\Transport;
  * to be spooled and when they were last counted), under an flock taken with
  * LOCK_NB: a worker never waits for another one; if the lock is busy the
  * message is dropped like any other. The daemon deletes replayed files
- * without touching the size file, so the estimate only errs high: when it
- * says "full", the directory is counted again (at most once a second) before
- * the message is dropped.
+ * without touching the size file, so the estimate only errs high. When it
+ * says "full", the directory is counted; if it really is full, the oldest
+ * files are deleted until a quarter of spool_max_bytes (or the message, if
+ * larger) is free, so the listing is paid once per many writes. The newest
+ * messages are kept: they describe the stall that is going on. Each deleted
+ * file is a lost message, counted in the worker's DropCounter (reported in
+ * `dropped` by its next message).
  */
 final class Spool
 {
     public const SIZE_FILE = '.bitville-spool-size';
 
+    /**
+     * $create: make the directory when it is missing (an explicit spool_dir);
+     * false for the default derived from the socket, which only the daemon
+     * creates: without it nothing is written.
+     */
     public function __construct(
         private readonly string $dir,
         private readonly int $maxBytes,
         private readonly int $pid,
+        private readonly DropCounter $drops,
+        private readonly bool $create = true,
     ) {
     }
 
-    /** Writes $payload as one spool file; false when full, locked or failing. Never throws. */
+    /** Writes $payload as one spool file; false when it cannot (no directory, locked, failing). Never throws. */
     public function write(string $payload): bool
     {
         set_error_handler(static fn (): bool => true);
@@ -64,7 +76,7 @@ final class Spool
         if ($len === 0 || $len > $this->maxBytes) {
             return false;
         }
-        if (!is_dir($this->dir) && !mkdir($this->dir, 0770, true) && !is_dir($this->dir)) {
+        if (!is_dir($this->dir) && (!$this->create || (!mkdir($this->dir, 0770, true) && !is_dir($this->dir)))) {
             return false;
         }
         $lock = fopen($this->dir . '/' . self::SIZE_FILE, 'c+');
@@ -76,26 +88,20 @@ final class Spool
                 return false;
             }
             [$size, $countedAt] = $this->readSize($lock);
-            $now = time();
             if ($size + $len > $this->maxBytes) {
-                if ($countedAt >= $now) {
-                    return false; // counted within this second: really full
-                }
-                $size = $this->count();
-                $countedAt = $now;
-                if ($size + $len > $this->maxBytes) {
-                    $this->writeSize($lock, $size, $countedAt);
-                    return false;
-                }
+                $size = $this->makeRoom($len, max($len, intdiv($this->maxBytes, 4)));
+                $countedAt = time();
             }
             $name = sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, bin2hex(random_bytes(4)));
             $tmp = $name . '.tmp';
             if (file_put_contents($tmp, $payload) !== $len) {
                 unlink($tmp);
+                $this->writeSize($lock, $size, $countedAt);
                 return false;
             }
             if (!rename($tmp, $name)) {
                 unlink($tmp);
+                $this->writeSize($lock, $size, $countedAt);
                 return false;
             }
             $this->writeSize($lock, $size + $len, $countedAt);
@@ -104,6 +110,43 @@ final class Spool
             flock($lock, LOCK_UN);
             fclose($lock);
         }
+    }
+
+    /**
+     * Counts the directory and, when $len more bytes do not fit, deletes the
+     * oldest files until $free bytes are free. Returns the bytes left.
+     */
+    private function makeRoom(int $len, int $free): int
+    {
+        $files = $this->files();
+        $sizes = [];
+        $total = 0;
+        foreach ($files as $f) {
+            clearstatcache(true, $f);
+            $n = filesize($f);
+            if (is_int($n)) {
+                $sizes[$f] = $n;
+                $total += $n;
+            }
+        }
+        if ($total + $len <= $this->maxBytes) {
+            return $total; // the daemon replayed enough
+        }
+        $target = $this->maxBytes - $free;
+        $deleted = 0;
+        foreach ($sizes as $f => $n) {
+            if ($total <= $target) {
+                break;
+            }
+            if (unlink($f)) {
+                $deleted++;
+                $total -= $n;
+            } elseif (!file_exists($f)) {
+                $total -= $n; // replayed by the daemon meanwhile: not lost
+            }
+        }
+        $this->drops->lost($deleted);
+        return $total;
     }
 
     /**

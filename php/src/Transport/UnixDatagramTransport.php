@@ -24,8 +24,8 @@ final class UnixDatagramTransport implements Transport
     private $socket = null;
     private readonly bool $useSockets;
 
-    /** Why the last send failed (for tests and debugging): errno or a short text. */
-    public string $lastError = '';
+    /** Why the last send failed: errno or a short text. */
+    private string $lastError = '';
 
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
@@ -43,6 +43,12 @@ final class UnixDatagramTransport implements Transport
         } finally {
             restore_error_handler();
         }
+    }
+
+    /** Why the last send failed (errno or a short text), for diagnostics; empty before any failure. */
+    public function lastError(): string
+    {
+        return $this->lastError;
     }
 
     public function close(): void

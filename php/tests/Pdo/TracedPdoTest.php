@@ -39,7 +39,7 @@ final class TracedPdoTest extends TestCase
     private function runtimeWith(array $config): Runtime
     {
         $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
-        return Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/orders/7'], $this->transport, 'fpm-fcgi');
+        return Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/orders/7'], $this->transport, 'fpm-fcgi', status: static fn (): int => 200);
     }
 
     /** @param array<int, mixed> $options */
@@ -51,7 +51,7 @@ final class TracedPdoTest extends TestCase
     /** @return list<array<string, mixed>> */
     private function statements(): array
     {
-        $this->runtime->sendEnd(200);
+        $this->runtime->finish(false);
         return $this->transport->last('end')['sql'];
     }
 
@@ -197,7 +197,7 @@ final class TracedPdoTest extends TestCase
         Agent::setRuntime($rt);
         self::assertSame(1, $pdo->query('SELECT 1')->fetchColumn());
         self::assertSame(2, $pdo->query('SELECT 2')->fetchColumn());
-        $rt->sendEnd(200);
+        $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertCount(1, $end['sql']);
         self::assertSame(1, $end['sql_dropped']);

@@ -23,7 +23,7 @@ final class DbListenerTest extends TestCase
     {
         $this->transport = new MemoryTransport();
         $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
-        $this->runtime = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $this->transport, 'fpm-fcgi');
+        $this->runtime = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $this->transport, 'fpm-fcgi', status: static fn (): int => 200);
         Agent::setRuntime($this->runtime);
         $this->em = new EventsManager();
         $this->em->attach('db', new DbListener());
@@ -37,7 +37,7 @@ final class DbListenerTest extends TestCase
     /** @return list<array<string, mixed>> */
     private function statements(): array
     {
-        $this->runtime->sendEnd(200);
+        $this->runtime->finish(false);
         return $this->transport->last('end')['sql'];
     }
 

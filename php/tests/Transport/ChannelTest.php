@@ -32,8 +32,8 @@ final class ChannelTest extends TestCase
         self::assertTrue($c->send(self::msg('end', $d), $d));
         self::assertSame(2, $t->messages()[0]['dropped']);
         self::assertSame(0, $c->dropped(), 'reported once');
-        self::assertSame(1, $c->sent);
-        self::assertSame(2, $c->failed);
+        self::assertSame(3, $t->attempts, 'every message was tried');
+        self::assertCount(1, $t->payloads, 'one got through');
     }
 
     public function testAThrowingTransportIsAFailedSend(): void
@@ -51,17 +51,47 @@ final class ChannelTest extends TestCase
         try {
             $t = new MemoryTransport();
             $t->refuse = true;
-            $spool = new Spool($dir, 1 << 20, 7);
-            $c = new Channel($t, new DropCounter(7, false), spool: $spool);
+            $drops = new DropCounter(7, false);
+            $spool = new Spool($dir, 1 << 20, 7, $drops);
+            $c = new Channel($t, $drops, spool: $spool);
             self::assertFalse($c->send(self::msg('start', 0), 0), 'starts are not spooled');
             $d = $c->dropped();
             self::assertSame(1, $d);
             self::assertTrue($c->send(self::msg('end', $d), $d));
-            self::assertSame(1, $c->spooled);
+            self::assertSame([], $t->payloads, 'nothing reached the daemon');
             self::assertSame(0, $c->dropped(), 'the spooled end carries the count');
             $files = $spool->files();
             self::assertCount(1, $files);
             self::assertSame('{"v":1,"type":"end","dropped":1}', file_get_contents($files[0]));
+        } finally {
+            TempDir::remove($dir);
+        }
+    }
+
+    public function testSpooledMessagesDeletedToMakeRoomAreReportedAsDropped(): void
+    {
+        $dir = TempDir::create();
+        try {
+            $t = new MemoryTransport();
+            $t->refuse = true;
+            $drops = new DropCounter(7, false);
+            $c = new Channel($t, $drops, spool: new Spool($dir, 100, 7, $drops));
+            $end = ['v' => 1, 'type' => 'end', 'dropped' => 0, 'pad' => str_repeat('x', 40)];
+            for ($i = 0; $i < 3; $i++) {
+                $d = $c->dropped();
+                self::assertTrue($c->send(['dropped' => $d] + $end, $d), "end $i is spooled");
+            }
+            // each later end deleted the one before it: the first deletion
+            // travels in the spooled third end, the second is pending
+            $files = glob($dir . '/*.json') ?: [];
+            self::assertCount(1, $files);
+            self::assertSame(1, json_decode((string) file_get_contents($files[0]), true)['dropped']);
+            self::assertSame(1, $c->dropped());
+            $t->refuse = false;
+            $d = $c->dropped();
+            self::assertTrue($c->send(self::msg('start', $d), $d));
+            self::assertSame(1, $t->messages()[0]['dropped'], 'and reported by the next message that got through');
+            self::assertSame(0, $c->dropped());
         } finally {
             TempDir::remove($dir);
         }

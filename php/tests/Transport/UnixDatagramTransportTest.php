@@ -37,7 +37,7 @@ final class UnixDatagramTransportTest extends TestCase
         $big = '{"v":1,"pad":"' . str_repeat('x', 65536 - 16) . '"}';
         self::assertSame(65536, strlen($big));
         foreach (['{"v":1,"n":1}', $big, '{"v":1,"n":3}'] as $p) {
-            self::assertTrue($t->send($p), $t->lastError);
+            self::assertTrue($t->send($p), $t->lastError());
         }
         $got = $server->receive(3);
         self::assertSame(['{"v":1,"n":1}', $big, '{"v":1,"n":3}'], $got);
@@ -92,10 +92,10 @@ final class UnixDatagramTransportTest extends TestCase
         self::assertTrue($refused, 'a full queue must refuse, not block');
         self::assertGreaterThan(0, $sent);
         if ($sockets) {
-            self::assertStringContainsString('errno ' . SOCKET_EAGAIN, $t->lastError);
+            self::assertStringContainsString('errno ' . SOCKET_EAGAIN, $t->lastError());
         }
         self::assertCount($sent, $server->drain());
-        self::assertTrue($t->send('{"v":1}'), 'sending works again once the daemon reads: ' . $t->lastError);
+        self::assertTrue($t->send('{"v":1}'), 'sending works again once the daemon reads: ' . $t->lastError());
         self::assertSame(['{"v":1}'], $server->receive(1));
     }
 
@@ -112,7 +112,7 @@ final class UnixDatagramTransportTest extends TestCase
         if (!$sockets && !$ok) {
             $ok = $t->send('{"n":3}'); // the stream reconnects on the send after a failure
         }
-        self::assertTrue($ok, $t->lastError);
+        self::assertTrue($ok, $t->lastError());
         self::assertSame(['{"n":3}'], $server->receive(1));
     }
 
