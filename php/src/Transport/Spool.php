@@ -20,7 +20,10 @@ namespace Bitville\Apm\Transport;
  * restart describes a request that is long over.
  *
  * The size is tracked cheaply in `.bitville-spool-size` (the bytes believed
- * to be spooled and when they were last counted), under an flock taken with
+ * to be spooled, when they were last counted, and how many files were
+ * deleted to make room since the file was made: "<bytes> <time> <evicted>";
+ * the daemon reads the last for bitville_agent_php_spool_evicted_total),
+ * under an flock taken with
  * LOCK_NB: a worker never waits for another one; if the lock is busy the
  * message is dropped like any other. The daemon deletes replayed files
  * without touching the size file, so the estimate only errs high. When it
@@ -87,24 +90,25 @@ final class Spool
             if (!flock($lock, LOCK_EX | LOCK_NB)) {
                 return false;
             }
-            [$size, $countedAt] = $this->readSize($lock);
+            [$size, $countedAt, $evicted] = $this->readSize($lock);
             if ($size + $len > $this->maxBytes) {
-                $size = $this->makeRoom($len, max($len, intdiv($this->maxBytes, 4)));
+                [$size, $deleted] = $this->makeRoom($len, max($len, intdiv($this->maxBytes, 4)));
                 $countedAt = time();
+                $evicted += $deleted;
             }
             $name = sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, bin2hex(random_bytes(4)));
             $tmp = $name . '.tmp';
             if (file_put_contents($tmp, $payload) !== $len) {
                 unlink($tmp);
-                $this->writeSize($lock, $size, $countedAt);
+                $this->writeSize($lock, $size, $countedAt, $evicted);
                 return false;
             }
             if (!rename($tmp, $name)) {
                 unlink($tmp);
-                $this->writeSize($lock, $size, $countedAt);
+                $this->writeSize($lock, $size, $countedAt, $evicted);
                 return false;
             }
-            $this->writeSize($lock, $size + $len, $countedAt);
+            $this->writeSize($lock, $size + $len, $countedAt, $evicted);
             return true;
         } finally {
             flock($lock, LOCK_UN);
@@ -114,9 +118,12 @@ final class Spool
 
     /**
      * Counts the directory and, when $len more bytes do not fit, deletes the
-     * oldest files until $free bytes are free. Returns the bytes left.
+     * oldest files until $free bytes are free. Returns the bytes left and
+     * the files deleted.
+     *
+     * @return array{0: int, 1: int}
      */
-    private function makeRoom(int $len, int $free): int
+    private function makeRoom(int $len, int $free): array
     {
         $files = $this->files();
         $sizes = [];
@@ -130,7 +137,7 @@ final class Spool
             }
         }
         if ($total + $len <= $this->maxBytes) {
-            return $total; // the daemon replayed enough
+            return [$total, 0]; // the daemon replayed enough
         }
         $target = $this->maxBytes - $free;
         $deleted = 0;
@@ -146,29 +153,29 @@ final class Spool
             }
         }
         $this->drops->lost($deleted);
-        return $total;
+        return [$total, $deleted];
     }
 
     /**
      * @param resource $lock
-     * @return array{0: int, 1: int} bytes, unix time of the last count
+     * @return array{0: int, 1: int, 2: int} bytes, unix time of the last count, files evicted
      */
     private function readSize($lock): array
     {
         rewind($lock);
         $s = (string) stream_get_contents($lock);
-        if (preg_match('/^(\d+) (\d+)/', $s, $m) !== 1) {
-            return [$this->count(), time()];
+        if (preg_match('/^(\d+) (\d+)(?: (\d+))?/', $s, $m) !== 1) {
+            return [$this->count(), time(), 0];
         }
-        return [(int) $m[1], (int) $m[2]];
+        return [(int) $m[1], (int) $m[2], (int) ($m[3] ?? 0)];
     }
 
     /** @param resource $lock */
-    private function writeSize($lock, int $size, int $countedAt): void
+    private function writeSize($lock, int $size, int $countedAt, int $evicted): void
     {
         ftruncate($lock, 0);
         rewind($lock);
-        fwrite($lock, $size . ' ' . $countedAt . "\n");
+        fwrite($lock, $size . ' ' . $countedAt . ' ' . $evicted . "\n");
         fflush($lock);
     }
 

@@ -73,11 +73,15 @@ final class SpoolTest extends TestCase
         self::assertSame(3, $drops->pending());
         $first = static fn (array $files): array => array_map(static fn (string $f): string => substr((string) file_get_contents($f), 0, 3), $files);
         self::assertSame(['003', '004', '005', '006', '007', '008', '009', '010'], $first($spool->files()), 'the oldest went');
+        $evicted = static fn (string $dir): string => explode(' ', trim((string) file_get_contents($dir . '/' . Spool::SIZE_FILE)))[2] ?? '';
+        self::assertSame('3', $evicted($this->dir), 'the size file counts the evictions for the daemon');
         // room for two more without deleting anything
         self::assertTrue($spool->write('011' . str_repeat('x', 397)));
         self::assertTrue($spool->write('012' . str_repeat('x', 397)));
         self::assertSame(3, $drops->pending());
         self::assertCount(10, $spool->files());
+        self::assertTrue($spool->write('013' . str_repeat('x', 397)));
+        self::assertSame('6', $evicted($this->dir), 'the count only grows');
     }
 
     public function testSpaceFreedByTheDaemonIsReused(): void
