@@ -23,10 +23,10 @@ namespace Bitville\Apm\Transport;
  * to be spooled, when they were last counted, and how many files were
  * deleted to make room since the file was made: "<bytes> <time> <evicted>";
  * the daemon reads the last for bitville_agent_php_spool_evicted_total),
- * under an flock taken with
- * LOCK_NB: a worker never waits for another one; if the lock is busy the
- * message is dropped like any other. The daemon deletes replayed files
- * without touching the size file, so the estimate only errs high. When it
+ * under an flock taken with LOCK_NB and a short bounded wait (lock()): a
+ * worker never waits long for another one; past the wait it writes its file
+ * outside the estimate. The daemon deletes replayed files without touching
+ * the size file, so the estimate otherwise only errs high. When it
  * says "full", the directory is counted; if it really is full, the oldest
  * files are deleted until a quarter of spool_max_bytes (or the message, if
  * larger) is free, so the listing is paid once per many writes. The newest
@@ -87,8 +87,12 @@ final class Spool
             return false;
         }
         try {
-            if (!flock($lock, LOCK_EX | LOCK_NB)) {
-                return false;
+            if (!self::lock($lock)) {
+                // Another worker holds the lock past the wait (it is making
+                // room): keep the message anyway, outside the size estimate,
+                // which then errs low by one message. The daemon's own bound
+                // (agent.spool-max-bytes) still holds.
+                return $this->put($payload, $len);
             }
             [$size, $countedAt, $evicted] = $this->readSize($lock);
             if ($size + $len > $this->maxBytes) {
@@ -96,23 +100,44 @@ final class Spool
                 $countedAt = time();
                 $evicted += $deleted;
             }
-            $name = sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, bin2hex(random_bytes(4)));
-            $tmp = $name . '.tmp';
-            if (file_put_contents($tmp, $payload) !== $len) {
-                unlink($tmp);
-                $this->writeSize($lock, $size, $countedAt, $evicted);
-                return false;
-            }
-            if (!rename($tmp, $name)) {
-                unlink($tmp);
-                $this->writeSize($lock, $size, $countedAt, $evicted);
-                return false;
-            }
-            $this->writeSize($lock, $size + $len, $countedAt, $evicted);
-            return true;
+            $ok = $this->put($payload, $len);
+            $this->writeSize($lock, $ok ? $size + $len : $size, $countedAt, $evicted);
+            return $ok;
         } finally {
             flock($lock, LOCK_UN);
             fclose($lock);
+        }
+    }
+
+    /** Writes one spool file: the payload under a .tmp name, then renamed. */
+    private function put(string $payload, int $len): bool
+    {
+        $name = sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, bin2hex(random_bytes(4)));
+        $tmp = $name . '.tmp';
+        if (file_put_contents($tmp, $payload) !== $len || !rename($tmp, $name)) {
+            @unlink($tmp);
+            return false;
+        }
+        return true;
+    }
+
+    /**
+     * Takes the lock, waiting a little: in a burst every worker spools at
+     * once, and each holds the lock for tens of microseconds. A worker that
+     * is making room holds it longer; after about 5 ms of waiting, give up.
+     *
+     * @param resource $lock
+     */
+    private static function lock($lock): bool
+    {
+        for ($wait = 50; ; $wait *= 2) {
+            if (flock($lock, LOCK_EX | LOCK_NB)) {
+                return true;
+            }
+            if ($wait > 1600) {
+                return false;
+            }
+            usleep($wait);
         }
     }
 

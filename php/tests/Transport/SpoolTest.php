@@ -111,21 +111,30 @@ final class SpoolTest extends TestCase
         self::assertCount(1, $spool->files());
     }
 
-    public function testBusyLockDropsWithoutWaiting(): void
+    public function testBusyLockWaitsBrieflyThenWritesOutsideTheEstimate(): void
     {
         $spool = new Spool($this->dir, 1 << 20, 1, new DropCounter(1, false));
         self::assertTrue($spool->write('{}'));
-        $lock = fopen($this->dir . '/' . Spool::SIZE_FILE, 'c+');
+        $sizeFile = $this->dir . '/' . Spool::SIZE_FILE;
+        $estimate = (string) file_get_contents($sizeFile);
+        $lock = fopen($sizeFile, 'c+');
         self::assertNotFalse($lock);
         self::assertTrue(flock($lock, LOCK_EX));
         try {
             // flock locks are per open file description: another one conflicts even in this process
-            self::assertFalse($spool->write('{"x":1}'));
+            $t = hrtime(true);
+            self::assertTrue($spool->write('{"x":1}'), 'kept although the lock stayed busy');
+            $waited = (hrtime(true) - $t) / 1e6;
+            self::assertGreaterThan(2.0, $waited, 'it waited for the lock');
+            self::assertLessThan(100.0, $waited, 'but not long');
+            self::assertSame($estimate, (string) file_get_contents($sizeFile), 'outside the estimate');
         } finally {
             flock($lock, LOCK_UN);
             fclose($lock);
         }
-        self::assertTrue($spool->write('{"x":1}'));
+        self::assertCount(2, $spool->files());
+        self::assertTrue($spool->write('{"x":2}'));
+        self::assertCount(3, $spool->files());
     }
 
     public function testUnwritableDirectoryFailsQuietly(): void
