@@ -1,50 +1,38 @@
 package compose
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 )
 
+// promConfig is what the tests read of prometheus.yml themselves; what
+// Prometheus makes of the scrape configurations (targets, relabelling)
+// comes from promtool.
 type promConfig struct {
 	Global struct {
 		ScrapeInterval string `yaml:"scrape_interval"`
 	} `yaml:"global"`
 	RuleFiles     []string `yaml:"rule_files"`
 	ScrapeConfigs []struct {
-		JobName       string `yaml:"job_name"`
-		StaticConfigs []struct {
-			Targets []string          `yaml:"targets"`
-			Labels  map[string]string `yaml:"labels"`
-		} `yaml:"static_configs"`
-		RelabelConfigs []relabelRule `yaml:"relabel_configs"`
+		JobName string `yaml:"job_name"`
 	} `yaml:"scrape_configs"`
-}
-
-type relabelRule struct {
-	SourceLabels []string `yaml:"source_labels"`
-	Separator    *string  `yaml:"separator"`
-	Regex        *string  `yaml:"regex"`
-	TargetLabel  string   `yaml:"target_label"`
-	Replacement  *string  `yaml:"replacement"`
-	Action       string   `yaml:"action"`
 }
 
 // TestPrometheusConfig runs promtool check config on prometheus.yml, with
 // its rule files (container paths) mapped to the repository's files the
-// prometheus service mounts there, and checks the jobs and the instance
-// labels the rules join on.
+// prometheus service mounts there, then promtool check service-discovery
+// on the same file for the jobs the rules select: their targets and the
+// instance labels the rules join on, as Prometheus relabels them.
 func TestPrometheusConfig(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -112,7 +100,9 @@ func TestPrometheusConfig(t *testing.T) {
 		t.Fatalf("promtool check config (prometheus.yml with rule_files mapped to %v): %v\n%s", slices.Sorted(maps.Values(hostRules)), err, res)
 	}
 
-	// The jobs the alerts select, scraping the services on their ports.
+	// The jobs the alerts select, scraping the services on their ports,
+	// and the instance label each target gets from Prometheus's own
+	// relabelling.
 	ports := map[string]string{
 		"node-exporter": "9100",
 		"agent":         listenPort(flagValue(service(t, p, "agent").Command, "web.listen-address")),
@@ -122,38 +112,38 @@ func TestPrometheusConfig(t *testing.T) {
 		ports["node-exporter"] = listenPort(v)
 	}
 	wantJobs := map[string]string{"node": "node-exporter", "bitville-agent": "agent", "bitville-pg-exporter": "pg-exporter"}
-	instances := map[string][]string{}
-	for _, job := range cfg.ScrapeConfigs {
-		svcName, ok := wantJobs[job.JobName]
-		if !ok {
-			continue
-		}
-		for _, sc := range job.StaticConfigs {
-			for _, target := range sc.Targets {
-				if want := svcName + ":" + ports[svcName]; target != want {
-					t.Errorf("job %s scrapes %s; want %s", job.JobName, target, want)
-				}
-				labels := map[string]string{"__address__": target, "job": job.JobName}
-				for k, v := range sc.Labels {
-					labels[k] = v
-				}
-				inst, err := relabelInstance(labels, job.RelabelConfigs)
-				if err != nil {
-					t.Errorf("job %s: %v", job.JobName, err)
-				}
-				instances[job.JobName] = append(instances[job.JobName], inst)
-			}
-		}
+	jobs := slices.Sorted(maps.Keys(wantJobs))
+	var jobNames []string
+	for _, sc := range cfg.ScrapeConfigs {
+		jobNames = append(jobNames, sc.JobName)
 	}
-	for job := range wantJobs {
-		if len(instances[job]) != 1 {
-			t.Errorf("job %s: %d targets; want one (job names must be node, bitville-agent, bitville-pg-exporter)", job, len(instances[job]))
+	for _, job := range jobs {
+		if !slices.Contains(jobNames, job) {
+			t.Errorf("prometheus.yml has no job %s (job names must be node, bitville-agent, bitville-pg-exporter)", job)
 		}
 	}
 	if t.Failed() {
 		return
 	}
-	node, ag, pgx := instances["node"][0], instances["bitville-agent"][0], instances["bitville-pg-exporter"][0]
+	instances := map[string]string{}
+	for job, targets := range discoveredTargets(t, promtool, tmp, jobs) {
+		svcName := wantJobs[job]
+		if len(targets) != 1 {
+			t.Errorf("job %s: %d targets %v; want one, %s:%s", job, len(targets), targets, svcName, ports[svcName])
+			continue
+		}
+		if got, want := targets[0]["__address__"], svcName+":"+ports[svcName]; got != want {
+			t.Errorf("job %s scrapes %s; want %s", job, got, want)
+		}
+		if got := targets[0]["job"]; got != job {
+			t.Errorf("job %s: its target has job=%q", job, got)
+		}
+		instances[job] = targets[0]["instance"]
+	}
+	if t.Failed() {
+		return
+	}
+	node, ag, pgx := instances["node"], instances["bitville-agent"], instances["bitville-pg-exporter"]
 	// node_exporter and the agent describe the same host (the load alert
 	// joins them); PostgreSQL runs on that host too (the database alert
 	// joins the pg-exporter to node_exporter's CPU count).
@@ -164,72 +154,90 @@ func TestPrometheusConfig(t *testing.T) {
 		t.Errorf("instance %q: want a host name without port", node)
 	}
 
-	// The same through Prometheus's own relabeling (promtool 2.38 and
-	// later). Static targets are there at once; promtool waits out
-	// --timeout whatever it found.
-	if help, _ := exec.Command(promtool, "check", "--help").CombinedOutput(); !bytes.Contains(help, []byte("service-discovery")) {
-		t.Logf("this promtool has no check service-discovery: the instance labels were checked by this test's own relabeling only")
-		return
+	// With exporters on several real hosts prometheus.yml says to drop
+	// __host__: then the first rule alone must name each target's host,
+	// its address without the port.
+	var hostless yaml.Node
+	if err := yaml.Unmarshal(out, &hostless); err != nil {
+		t.Fatal(err)
 	}
-	for job := range wantJobs {
-		res, err := exec.Command(promtool, "check", "service-discovery", "--timeout=2s", tmp, job).Output()
-		if err != nil {
-			t.Errorf("promtool check service-discovery %s: %v\n%s", job, err, stderrOf(err))
-			continue
-		}
-		var targets []struct {
-			Labels map[string]string `json:"labels"`
-		}
-		if err := json.Unmarshal(res, &targets); err != nil {
-			t.Errorf("promtool check service-discovery %s: %v\n%s", job, err, res)
-			continue
-		}
-		if len(targets) != 1 || targets[0].Labels["instance"] != node {
-			t.Errorf("promtool check service-discovery %s: %s; want one target with instance %q", job, res, node)
+	if n := deleteKey(&hostless, "__host__"); n != len(jobs) {
+		t.Errorf("prometheus.yml: %d target groups have a __host__ label; want one per job, %d", n, len(jobs))
+	}
+	noHost, err := yaml.Marshal(&hostless)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noHostPath := filepath.Join(filepath.Dir(tmp), "prometheus-no-host.yml")
+	if err := os.WriteFile(noHostPath, noHost, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for job, targets := range discoveredTargets(t, promtool, noHostPath, jobs) {
+		if len(targets) != 1 || targets[0]["instance"] != wantJobs[job] {
+			t.Errorf("job %s without __host__: targets %v; want one with instance %q", job, targets, wantJobs[job])
 		}
 	}
 }
 
-// relabelInstance applies relabel rules (the replace action, the only one
-// used here) to a target's labels as Prometheus does and returns its
-// instance label.
-func relabelInstance(labels map[string]string, rules []relabelRule) (string, error) {
-	for i, r := range rules {
-		if r.Action != "" && r.Action != "replace" {
-			return "", fmt.Errorf("relabel rule %d: action %q: this test evaluates replace rules only", i, r.Action)
+// discoveredTargets runs promtool check service-discovery on the Prometheus
+// configuration config for each job, concurrently, and returns each job's
+// targets: their labels after relabelling, as Prometheus would scrape them.
+// Static targets are there at once; promtool waits out --timeout whatever
+// it found.
+func discoveredTargets(t *testing.T, promtool, config string, jobs []string) map[string][]map[string]string {
+	t.Helper()
+	type result struct {
+		out []byte
+		err error
+	}
+	results := make([]result, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command(promtool, "check", "service-discovery", "--timeout=2s", config, job).Output()
+			results[i] = result{out, err}
+		}()
+	}
+	wg.Wait()
+	targets := map[string][]map[string]string{}
+	for i, job := range jobs {
+		r := results[i]
+		if r.err != nil {
+			t.Fatalf("promtool check service-discovery %s %s (promtool 2.38 or later has it): %v\n%s", filepath.Base(config), job, r.err, stderrOf(r.err))
 		}
-		sep, expr, repl := ";", "(.*)", "$1"
-		if r.Separator != nil {
-			sep = *r.Separator
+		var ts []struct {
+			Labels map[string]string `json:"labels"`
 		}
-		if r.Regex != nil {
-			expr = *r.Regex
+		if err := json.Unmarshal(r.out, &ts); err != nil {
+			t.Fatalf("promtool check service-discovery %s %s: %v\n%s", filepath.Base(config), job, err, r.out)
 		}
-		if r.Replacement != nil {
-			repl = *r.Replacement
-		}
-		re, err := regexp.Compile("^(?:" + expr + ")$")
-		if err != nil {
-			return "", fmt.Errorf("relabel rule %d: %v", i, err)
-		}
-		var vals []string
-		for _, l := range r.SourceLabels {
-			vals = append(vals, labels[l])
-		}
-		val := strings.Join(vals, sep)
-		idx := re.FindStringSubmatchIndex(val)
-		if idx == nil {
-			continue
-		}
-		res := string(re.ExpandString(nil, repl, val, idx))
-		if res == "" {
-			delete(labels, r.TargetLabel)
-		} else {
-			labels[r.TargetLabel] = res
+		targets[job] = []map[string]string{}
+		for _, tg := range ts {
+			targets[job] = append(targets[job], tg.Labels)
 		}
 	}
-	if inst, ok := labels["instance"]; ok {
-		return inst, nil
+	return targets
+}
+
+// deleteKey removes every mapping entry named key from the YAML document
+// and returns how many it removed.
+func deleteKey(n *yaml.Node, key string) int {
+	removed := 0
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				removed++
+				continue
+			}
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
 	}
-	return labels["__address__"], nil
+	for _, c := range n.Content {
+		removed += deleteKey(c, key)
+	}
+	return removed
 }
