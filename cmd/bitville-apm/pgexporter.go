@@ -22,7 +22,8 @@ type PgExporterCmd struct {
 	Queries          int           `name:"limits.queries" default:"500" help:"Query fingerprints per server with series of their own: the heaviest by recent time; the rest are counted as query_fp=\"other\"."`
 	TextCache        int           `name:"pg.text-cache" default:"20000" help:"queryid → fingerprint entries kept per server, so query texts are read only for new queryids."`
 	ActivityInterval time.Duration `name:"pg.activity-interval" default:"1s" help:"How often pg_stat_activity is sampled in the background (active-session history: rate() of bitville_pg_session_samples_total is the average number of active sessions)."`
-	SessionLabels    int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples; more are counted as \"other\"."`
+	SessionLabels    int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples and lock metrics; more are counted as \"other\"."`
+	SessionLabelsTTL time.Duration `name:"limits.session-labels-ttl" default:"1h" help:"A query_fp or endpoint value not seen for this long gives its place under limits.session-labels back, and its session sample series go (0: never, the first values keep their places)."`
 	ListenAddress    string        `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
 }
 
@@ -37,6 +38,7 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	cfg.TextCache = c.TextCache
 	cfg.ActivityInterval = c.ActivityInterval
 	cfg.LabelLimit = c.SessionLabels
+	cfg.LabelTTL = c.SessionLabelsTTL
 	log = log.With("component", "pg-exporter")
 	exp, err := pgexporter.New(cfg, log)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"net/url"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bitville/bitville-apm/internal/labelset"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
 
@@ -49,20 +51,22 @@ type actXactKey struct{ datname, state string }
 type activity struct {
 	interval   time.Duration
 	cacheLimit int
+	labelTTL   time.Duration // idle time after which a query_fp or endpoint value gives its label back; 0: never
 
-	mu        sync.Mutex
-	samples   map[actSampleKey]float64
-	overflow  map[string]float64 // label → overflowed samples
-	fps       *labelValues       // query_fp values with a label of their own
-	endpoints *labelValues       // endpoint values with a label of their own
-	sessions  map[actSessKey]float64
-	oldest    map[actXactKey]float64
-	longest   map[string]float64 // datname → seconds
-	idleXact  map[string]float64 // datname → sessions
-	idleMax   map[string]float64 // datname → seconds
-	ok, errs  float64
-	took      time.Duration
-	lastErr   error
+	mu         sync.Mutex
+	samples    map[actSampleKey]float64
+	fps        *labelset.Set[string, struct{}] // query_fp values with a label of their own
+	endpoints  *labelset.Set[string, struct{}] // endpoint values with a label of their own
+	fpOverflow sampleCount                     // samples whose query_fp was counted as "other"
+	epOverflow sampleCount                     // samples whose endpoint was counted as "other"
+	sessions   map[actSessKey]float64
+	oldest     map[actXactKey]float64
+	longest    map[string]float64 // datname → seconds
+	idleXact   map[string]float64 // datname → sessions
+	idleMax    map[string]float64 // datname → seconds
+	ok, errs   float64
+	took       time.Duration
+	lastErr    error
 
 	// Used by the sampling goroutine only.
 	seed   maphash.Seed
@@ -75,13 +79,35 @@ func newActivity(cfg Config) *activity {
 	if limit < 100 {
 		limit = 100
 	}
-	return &activity{
-		interval: cfg.ActivityInterval, cacheLimit: limit,
-		samples: map[actSampleKey]float64{}, overflow: map[string]float64{},
-		fps: newLabelValues(cfg.LabelLimit), endpoints: newLabelValues(cfg.LabelLimit),
-		seed: maphash.MakeSeed(), byID: map[int64]string{}, byText: map[uint64]string{},
+	a := &activity{
+		interval: cfg.ActivityInterval, cacheLimit: limit, labelTTL: cfg.LabelTTL,
+		samples: map[actSampleKey]float64{},
+		seed:    maphash.MakeSeed(), byID: map[int64]string{}, byText: map[uint64]string{},
 	}
+	// A value that expires takes its sample series along (Expire runs in
+	// fold, with mu held): they are what the label bound is for.
+	a.fps = labelset.New(labelset.Options[string, struct{}]{
+		Limit: cfg.LabelLimit, Overflow: labelset.Other, Overflowed: &a.fpOverflow,
+		New: func(string) struct{} { return struct{}{} },
+		Delete: func(fp string, _ struct{}) {
+			maps.DeleteFunc(a.samples, func(k actSampleKey, _ float64) bool { return k.fp == fp })
+		},
+	})
+	a.endpoints = labelset.New(labelset.Options[string, struct{}]{
+		Limit: cfg.LabelLimit, Overflow: labelset.Other, Overflowed: &a.epOverflow,
+		New: func(string) struct{} { return struct{}{} },
+		Delete: func(ep string, _ struct{}) {
+			maps.DeleteFunc(a.samples, func(k actSampleKey, _ float64) bool { return k.endpoint == ep })
+		},
+	})
+	return a
 }
+
+// sampleCount counts the samples sent to "other" (a labelset.Counter);
+// the activity's lock guards it.
+type sampleCount float64
+
+func (c *sampleCount) Inc() { *c++ }
 
 func (a *activity) name() string { return "activity" }
 
@@ -139,7 +165,7 @@ func (a *activity) sampleOnce(ctx context.Context, srv, scrapes *server, deadlin
 		a.mu.Unlock()
 		return
 	}
-	a.fold(rows, querySize, took)
+	a.fold(rows, querySize, start, took)
 }
 
 // actRow is one session of a sample.
@@ -209,8 +235,8 @@ func readActivity(ctx context.Context, c *pgx.Conn, version int, exclude []uint3
 	return out, size, nil
 }
 
-// fold adds a sample to the counters and replaces the gauges.
-func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
+// fold adds a sample taken at now to the counters and replaces the gauges.
+func (a *activity) fold(rows []actRow, querySize int, now time.Time, took time.Duration) {
 	// Fingerprints are computed outside the lock (collect never waits on
 	// the parser).
 	fps := make([]string, len(rows))
@@ -227,6 +253,11 @@ func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.labelTTL > 0 {
+		cutoff := now.Add(-a.labelTTL)
+		a.fps.Expire(cutoff, nil)
+		a.endpoints.Expire(cutoff, nil)
+	}
 	for i, r := range rows {
 		state := r.state
 		if state == "" {
@@ -248,10 +279,10 @@ func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
 		} else if wait == "" {
 			wait = "none"
 		}
-		fp := a.admit(a.fps, fps[i], "query_fp")
+		fp, _ := a.fps.Get(fps[i], now)
 		ep := eps[i]
 		if ep != "" { // no endpoint takes no slot
-			ep = a.admit(a.endpoints, ep, "endpoint")
+			ep, _ = a.endpoints.Get(ep, now)
 		}
 		a.samples[actSampleKey{r.datname, state, waitType, wait, fp, ep}]++
 		sessions[actSessKey{r.datname, state, waitType}]++
@@ -279,16 +310,6 @@ func (a *activity) fold(rows []actRow, querySize int, took time.Duration) {
 	a.ok++
 	a.took = took
 	a.lastErr = nil
-}
-
-// admit is the label of v, counting a value turned into "other". Called
-// with mu held.
-func (a *activity) admit(values *labelValues, v, label string) string {
-	v, ok := values.label(v)
-	if !ok {
-		a.overflow[label]++
-	}
-	return v
 }
 
 // fingerprint gives the session's query_fp: by query_id when there is one
@@ -371,9 +392,8 @@ func (a *activity) collect(server string, ch chan<- prometheus.Metric) {
 	for k, v := range a.samples {
 		ch <- prometheus.MustNewConstMetric(descActSamples, prometheus.CounterValue, v, server, k.datname, k.state, k.waitType, k.wait, k.fp, k.endpoint)
 	}
-	for _, l := range []string{"query_fp", "endpoint"} {
-		ch <- prometheus.MustNewConstMetric(descActOverflow, prometheus.CounterValue, a.overflow[l], server, l)
-	}
+	ch <- prometheus.MustNewConstMetric(descActOverflow, prometheus.CounterValue, float64(a.fpOverflow), server, "query_fp")
+	ch <- prometheus.MustNewConstMetric(descActOverflow, prometheus.CounterValue, float64(a.epOverflow), server, "endpoint")
 	for k, v := range a.sessions {
 		ch <- prometheus.MustNewConstMetric(descActSessions, prometheus.GaugeValue, v, server, k.datname, k.state, k.waitType)
 	}

@@ -2,6 +2,7 @@ package pgexporter
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,55 @@ func TestActivityLeavesOutScrapeSessions(t *testing.T) {
 	}
 	if err := <-busy; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestActivityLabelsExpire: a query_fp or endpoint value unseen for the
+// label TTL gives its label back, with its sample series; without a TTL
+// the first values keep their labels and later ones stay "other".
+func TestActivityLabelsExpire(t *testing.T) {
+	const ttl = 10 * time.Minute
+	qa := "SELECT a FROM t /*endpoint='GET%20%2Fa'*/"
+	qb := "SELECT b FROM t /*endpoint='GET%20%2Fb'*/"
+	fpA, fpB := sqlfp.Fingerprint(qa).Fingerprint, sqlfp.Fingerprint(qb).Fingerprint
+	row := func(q string) []actRow {
+		return []actRow{{datname: "db", state: "active", query: q}}
+	}
+	// samples returns the session samples as fp/endpoint → count, and the
+	// overflow counters.
+	samples := func(a *activity) (map[string]float64, float64, float64) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		m := map[string]float64{}
+		for k, v := range a.samples {
+			m[k.fp+"/"+k.endpoint] += v
+		}
+		return m, float64(a.fpOverflow), float64(a.epOverflow)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name       string
+		ttl        time.Duration
+		want       map[string]float64
+		fpOverflow float64
+	}{
+		{"ttl", ttl, map[string]float64{"other/other": 1, fpB + "/GET /b": 1}, 1},
+		{"never", 0, map[string]float64{fpA + "/GET /a": 1, "other/other": 2}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.LabelLimit, cfg.LabelTTL = 1, tc.ttl
+			a := newActivity(cfg)
+			a.fold(row(qa), 1024, t0, 0)                      // a gets the labels
+			a.fold(row(qb), 1024, t0.Add(time.Minute), 0)     // b is other
+			a.fold(row(qb), 1024, t0.Add(ttl+time.Second), 0) // a idle for more than the TTL
+			got, fpOver, epOver := samples(a)
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("samples by query_fp/endpoint: got %v; want %v", got, tc.want)
+			}
+			if fpOver != tc.fpOverflow || epOver != tc.fpOverflow {
+				t.Errorf("overflow: got query_fp %v, endpoint %v; want %v each", fpOver, epOver, tc.fpOverflow)
+			}
+		})
 	}
 }

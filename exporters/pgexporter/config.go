@@ -18,7 +18,8 @@ type Config struct {
 	TopQueries       int           // query_fp label values per server; more are counted as "other"
 	TextCache        int           // queryid → fingerprint entries kept per server
 	ActivityInterval time.Duration // pg_stat_activity sampling period (background)
-	LabelLimit       int           // values per label (query_fp, endpoint) of the session samples; more are "other"
+	LabelLimit       int           // values per label (query_fp, endpoint) of the session samples and lock metrics; more are "other"
+	LabelTTL         time.Duration // a value of those labels unseen for this long gives its place back (its series go); 0: never
 }
 
 // DefaultConfig returns the defaults documented in `bitville-apm pg-exporter --help`.
@@ -31,6 +32,7 @@ func DefaultConfig() Config {
 		TextCache:        20000,
 		ActivityInterval: time.Second,
 		LabelLimit:       200,
+		LabelTTL:         time.Hour,
 	}
 }
 
@@ -50,5 +52,6 @@ func (c Config) Validate() error {
 	check(c.TextCache >= 100, "pg.text-cache must be at least 100")
 	check(c.ActivityInterval >= 100*time.Millisecond && c.ActivityInterval <= time.Minute, "pg.activity-interval %s must be between 100ms and 1m", c.ActivityInterval)
 	check(c.LabelLimit >= 1, "limits.session-labels must be at least 1")
+	check(c.LabelTTL == 0 || c.LabelTTL >= time.Minute, "limits.session-labels-ttl %s must be 0 (never) or at least 1m", c.LabelTTL)
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bitville/bitville-apm/internal/labelset"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
 
@@ -26,7 +27,7 @@ import (
 // something is blocked.
 
 func init() {
-	collectorFactories = append(collectorFactories, func(cfg Config) collector { return newLocks(cfg.LabelLimit) })
+	collectorFactories = append(collectorFactories, func(cfg Config) collector { return newLocks(cfg.LabelLimit, cfg.LabelTTL) })
 }
 
 // lockTreesKept is how many lock trees LockTrees returns at most.
@@ -84,8 +85,9 @@ type lockDBFP struct{ datname, fp string }
 
 // locks is the collector's state for one server.
 type locks struct {
-	fps    *labelValues    // query_fp values with a label of their own
-	seenDB map[string]bool // databases that had blocked sessions
+	fps    *labelset.Set[string, struct{}] // query_fp values with a label of their own
+	fpTTL  time.Duration                   // idle time after which a query_fp gives its label back; 0: never
+	seenDB map[string]bool                 // databases that had blocked sessions
 
 	ok          bool // the last update succeeded
 	blocked     map[string]float64
@@ -98,8 +100,12 @@ type locks struct {
 	trees []LockTree // a ring: the oldest first
 }
 
-func newLocks(labelLimit int) *locks {
-	return &locks{fps: newLabelValues(labelLimit), seenDB: map[string]bool{}}
+func newLocks(labelLimit int, labelTTL time.Duration) *locks {
+	fps := labelset.New(labelset.Options[string, struct{}]{
+		Limit: labelLimit, Overflow: labelset.Other,
+		New: func(string) struct{} { return struct{}{} },
+	})
+	return &locks{fps: fps, fpTTL: labelTTL, seenDB: map[string]bool{}}
 }
 
 func (l *locks) name() string { return "locks" }
@@ -136,6 +142,11 @@ func (l *locks) build(all []lockRow, now time.Time) {
 	}
 	l.blocked, l.waitMax = map[string]float64{}, map[string]float64{}
 	l.roots, l.rootAgeMax, l.blockedByFP = map[lockDBState]float64{}, map[string]float64{}, map[lockDBFP]float64{}
+	if l.fpTTL > 0 {
+		// The gauges are rebuilt at every scrape: an expired value
+		// has no series to delete.
+		l.fps.Expire(now.Add(-l.fpTTL), nil)
+	}
 
 	// Each waiter's roots: the blockers reachable through blockers that
 	// wait on a Lock themselves (a cycle, a deadlock about to be broken,
@@ -193,7 +204,7 @@ func (l *locks) build(all []lockRow, now time.Time) {
 		}
 		l.roots[lockDBState{t.Datname, t.RootState}]++
 		l.rootAgeMax[t.Datname] = max(l.rootAgeMax[t.Datname], t.RootAge)
-		l.blockedByFP[lockDBFP{t.Datname, l.fpLabel(t.QueryFP)}] += float64(len(ws))
+		l.blockedByFP[lockDBFP{t.Datname, l.fpLabel(t.QueryFP, now)}] += float64(len(ws))
 		trees = append(trees, t)
 	}
 	l.remember(trees)
@@ -201,11 +212,11 @@ func (l *locks) build(all []lockRow, now time.Time) {
 
 // fpLabel bounds the query_fp values: the first labelLimit fingerprints
 // seen keep their own label, later ones (and none) are "other".
-func (l *locks) fpLabel(fp string) string {
+func (l *locks) fpLabel(fp string, now time.Time) string {
 	if fp == "" {
-		return "other"
+		return labelset.OtherValue
 	}
-	fp, _ = l.fps.label(fp)
+	fp, _ = l.fps.Get(fp, now)
 	return fp
 }
 

@@ -156,7 +156,7 @@ func TestLocks(t *testing.T) {
 }
 
 func TestLocksBuildChainsAndLimits(t *testing.T) {
-	l := newLocks(1)
+	l := newLocks(1, 0)
 	now := time.Now()
 	// 10 (idle in transaction) blocks 11 (waiting), which blocks 12; 20
 	// (active) blocks 21; 30 and 31 wait on each other (a deadlock).
@@ -276,5 +276,43 @@ func TestLocksScrapeWithinDeadline(t *testing.T) {
 	}
 	if v, ok := m["bitville_pg_blocked_sessions{datname=postgres,server="+server+"}"]; ok {
 		t.Errorf("blocked sessions emitted after a failed update: %v", v)
+	}
+}
+
+// TestLocksLabelsExpire: a root blocker's query_fp unseen for the label
+// TTL gives its label back to the next fingerprint.
+func TestLocksLabelsExpire(t *testing.T) {
+	const ttl = 10 * time.Minute
+	tree := func(query string) []lockRow {
+		return []lockRow{
+			{pid: 10, datname: "db", state: "idle in transaction", query: query},
+			{pid: 11, datname: "db", state: "active", waiting: true, blockers: []int32{10}},
+		}
+	}
+	fpA, fpB := sqlfp.Fingerprint("UPDATE a SET x = 1").Fingerprint, sqlfp.Fingerprint("UPDATE b SET x = 1").Fingerprint
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		ttl    time.Duration
+		wantFP string // of b's tree after a was idle for longer than ttl
+	}{
+		{"ttl", ttl, fpB},
+		{"never", 0, "other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLocks(1, tc.ttl)
+			l.build(tree("UPDATE a SET x = 1"), t0)
+			if got := l.blockedByFP[lockDBFP{"db", fpA}]; got != 1 {
+				t.Errorf("the first fingerprint: got %v; want 1 blocked under its own label", got)
+			}
+			l.build(tree("UPDATE b SET x = 1"), t0.Add(time.Minute))
+			if got := l.blockedByFP[lockDBFP{"db", "other"}]; got != 1 {
+				t.Errorf("a second fingerprint past the limit: got %v; want 1 blocked under other", got)
+			}
+			l.build(tree("UPDATE b SET x = 1"), t0.Add(ttl+time.Second))
+			if got := l.blockedByFP[lockDBFP{"db", tc.wantFP}]; got != 1 {
+				t.Errorf("after the first was idle for more than %s: got %v; want 1 blocked under %s (%v)", ttl, got, tc.wantFP, l.blockedByFP)
+			}
+		})
 	}
 }

@@ -235,6 +235,14 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("the same server twice: got %v", err)
 	}
+	cfg.LabelTTL = time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "limits.session-labels-ttl") {
+		t.Errorf("a label TTL of 1s: got %v; want an error naming limits.session-labels-ttl", err)
+	}
+	cfg.LabelTTL = 0
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("a label TTL of 0 (never): got %v", err)
+	}
 }
 
 func dump(m map[string]float64, prefix string) string {

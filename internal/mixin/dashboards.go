@@ -12,7 +12,6 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
-	"github.com/grafana/grafana-foundation-sdk/go/text"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -173,10 +172,6 @@ func top(title, desc, unit, valueName string, w, h uint32, expr string, links ..
 		p = p.DataLinks(links)
 	}
 	return p
-}
-
-func note(title, markdown string, w, h uint32) *text.PanelBuilder {
-	return text.NewPanelBuilder().Title(title).Span(w).Height(h).Content(markdown).Mode(text.TextModeMarkdown)
 }
 
 func row(title string) *dashboard.RowBuilder { return dashboard.NewRowBuilder(title) }
