@@ -353,3 +353,25 @@ func TestShutdownBeforeServe(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// deploy/web-config.example.yml is valid once its certificate paths exist,
+// and its hash is of the password it documents.
+func TestExampleConfigFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "web-config.example.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := webtest.Write(t.TempDir(), "unused", "unused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := strings.NewReplacer("/etc/bitville-apm/tls/server.pem", f.Cert, "/etc/bitville-apm/tls/server-key.pem", f.Key).Replace(string(b))
+	if err := os.WriteFile(f.ConfigFile, []byte(example), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, f.ConfigFile, okHandler)
+	c := f.Client(5 * time.Second)
+	if code, _, _ := get(t, c, "https://"+s.Addr().String()+"/", "prometheus", "change me"); code != http.StatusOK {
+		t.Errorf("example user and password: got %d; want 200", code)
+	}
+}
