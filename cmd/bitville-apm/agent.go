@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/bitville/bitville-apm/exporters/phpagent"
 	"github.com/bitville/bitville-apm/internal/buildinfo"
+	"github.com/bitville/bitville-apm/internal/web"
 )
 
 // AgentCmd runs the per-host agent daemon.
@@ -45,6 +45,7 @@ type AgentCmd struct {
 	EventsBuffer         int              `name:"agent.events-buffer" default:"1000" help:"Recent abandoned and long-running request events kept for /api/v1/events."`
 	NativeHistograms     bool             `name:"metrics.native-histograms" help:"Also expose native histograms (bucket factor 1.1, at most 100 buckets) beside the classic buckets; costs about 7% more per message."`
 	ListenAddress        string           `name:"web.listen-address" default:":19100" placeholder:"ADDR" help:"Address for /, /metrics, /healthz, /readyz and /api/v1/."`
+	WebConfigFile        string           `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 	Projects             int              `name:"limits.projects" default:"20" help:"Distinct projects; more are counted as project=\"other\"."`
 	Endpoints            int              `name:"limits.endpoints" default:"500" help:"Endpoints per project; more are counted as endpoint=\"other\"."`
 	Functions            int              `name:"limits.functions" default:"2000" help:"Functions with a self-time counter per project; more are counted as function=\"other\"."`
@@ -122,6 +123,9 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("invalid agent configuration: %w", err)
 	}
+	if err := web.CheckConfigFile(c.WebConfigFile); err != nil {
+		return err
+	}
 	log = log.With("component", "agent")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -133,10 +137,10 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	srv, err := web.Listen(cfg.ListenAddress, c.WebConfigFile, agent.Handler(reg, bi.Version), log)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("cannot listen on web.listen-address %s: %w", cfg.ListenAddress, err)
+		return err
 	}
 	if err := phpagent.PrepareSpoolDir(cfg); err != nil {
 		// The PHP agents then drop what the socket refuses, as without a
@@ -150,12 +154,11 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	case conn.QueueRaised:
 		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
 	}
-	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
+	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", srv.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
 		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
 
-	srv := &http.Server{Handler: agent.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ln) }()
+	go func() { httpErr <- srv.Serve() }()
 
 	bgDone := make(chan struct{})
 	go func() { agent.RunBackground(ctx); close(bgDone) }()

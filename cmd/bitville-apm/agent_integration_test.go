@@ -57,6 +57,23 @@ func startAgent(t testing.TB, bin string, args ...string) *agentProcess {
 // is ready and stops it when the test ends.
 func runAgent(t testing.TB, cmd *exec.Cmd, socket string) *agentProcess {
 	t.Helper()
+	p := launchDaemon(t, cmd, socket, "http")
+	waitFor(t, 10*time.Second, func() bool {
+		resp, err := http.Get(p.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+// launchDaemon starts cmd (an agent or pg-exporter writing JSON logs to
+// stderr), waits for its start message and stops it when the test ends.
+// base is scheme://ADDR of the HTTP address in that message.
+func launchDaemon(t testing.TB, cmd *exec.Cmd, socket, scheme string) *agentProcess {
+	t.Helper()
 	p := &agentProcess{cmd: cmd, socket: socket, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	if p.cmd.Env == nil {
 		p.cmd.Env = os.Environ()
@@ -92,7 +109,7 @@ func runAgent(t testing.TB, cmd *exec.Cmd, socket string) *agentProcess {
 	})
 	select {
 	case a := <-addr:
-		p.base = "http://" + a
+		p.base = scheme + "://" + a
 	case err := <-p.done:
 		mu.Lock()
 		defer mu.Unlock()
@@ -100,14 +117,6 @@ func runAgent(t testing.TB, cmd *exec.Cmd, socket string) *agentProcess {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("agent did not start in 20s")
 	}
-	waitFor(t, 10*time.Second, func() bool {
-		resp, err := http.Get(p.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	return p
 }
 

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/bitville/bitville-apm/exporters/pgexporter"
+	"github.com/bitville/bitville-apm/internal/web"
 )
 
 // PgExporterCmd runs the PostgreSQL exporter.
@@ -25,10 +24,14 @@ type PgExporterCmd struct {
 	SessionLabels    int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples and lock metrics; more are counted as \"other\"."`
 	SessionLabelsTTL time.Duration `name:"limits.session-labels-ttl" default:"1h" help:"A query_fp or endpoint value not seen for this long gives its place under limits.session-labels back, and its session sample series go (0: never, the first values keep their places)."`
 	ListenAddress    string        `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
+	WebConfigFile    string        `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
 // Run serves the exporter until SIGTERM or SIGINT.
 func (c *PgExporterCmd) Run(log *slog.Logger) error {
+	if err := web.CheckConfigFile(c.WebConfigFile); err != nil {
+		return err
+	}
 	cfg := pgexporter.DefaultConfig()
 	cfg.DSNs = c.DSNs
 	cfg.StatementTimeout = c.StatementTimeout
@@ -51,14 +54,13 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	reg, bi := newRegistry("bitville_pg_exporter_build_info", "Build of the running pg-exporter (value is always 1).")
 	reg.MustRegister(exp)
 
-	ln, err := net.Listen("tcp", c.ListenAddress)
+	srv, err := web.Listen(c.ListenAddress, c.WebConfigFile, exp.Handler(reg, bi.Version), log)
 	if err != nil {
-		return fmt.Errorf("cannot listen on web.listen-address %s: %w", c.ListenAddress, err)
+		return err
 	}
-	log.Info("pg-exporter started", "version", bi.Version, "web", ln.Addr().String(), "servers", len(cfg.DSNs))
-	srv := &http.Server{Handler: exp.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("pg-exporter started", "version", bi.Version, "web", srv.Addr().String(), "servers", len(cfg.DSNs))
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ln) }()
+	go func() { httpErr <- srv.Serve() }()
 	bgCtx, stopBg := context.WithCancel(ctx)
 	bgDone := make(chan struct{})
 	go func() { exp.RunBackground(bgCtx); close(bgDone) }()
