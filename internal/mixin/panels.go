@@ -240,6 +240,10 @@ func agentDashboard() *dashboard.DashboardBuilder {
 			q{expr: `sum by (project) (rate(bitville_agent_php_send_failures_total{instance=~"$instance",project=~"$project"}[$__rate_interval]))`, legend: "send failures {{project}}"},
 			q{expr: `sum by (project) (rate(bitville_agent_php_sql_dropped_total{instance=~"$instance",project=~"$project"}[$__rate_interval]))`, legend: "SQL dropped {{project}}"},
 			q{expr: `sum by (project) (rate(bitville_agent_php_truncated_messages_total{instance=~"$instance",project=~"$project"}[$__rate_interval]))`, legend: "truncated {{project}}"})).
+		WithPanel(graph("Spool", "End messages the socket refused (agent stalled or away), spooled by PHP and taken in by the agent: replayed, waiting, and lost (evicted by PHP from a full spool, or dropped by the agent as too old or past its bound).", "short", 12, 8,
+			q{expr: `sum by (result) (rate(bitville_agent_spool_files_total` + i + `[$__rate_interval]))`, legend: "{{result}}"},
+			q{expr: `sum(rate(bitville_agent_php_spool_evicted_total` + i + `[$__rate_interval]))`, legend: "evicted by PHP"},
+			q{expr: `sum(bitville_agent_spool_backlog_files` + i + `)`, legend: "backlog (files)"})).
 		WithPanel(graph("Datagrams received", "", "short", 12, 8,
 			q{expr: `sum(rate(bitville_agent_datagrams_received_total` + i + `[$__rate_interval]))`, legend: "datagrams/s"},
 			q{expr: `sum(rate(bitville_agent_datagram_bytes_total` + i + `[$__rate_interval]))`, legend: "bytes/s"})).

@@ -237,9 +237,12 @@ func Alerts(c Config) RuleFile {
 			`label_replace(sum by (instance) (increase(bitville_agent_php_send_failures_total[10m])) > 0, "reason", "php_send_failures", "", "")`+
 				` or label_replace(sum by (instance) (increase(bitville_agent_messages_total{result="invalid"}[10m])) > 0, "reason", "invalid_messages", "", "")`+
 				// The agent's and the pg-exporter's overflow on one host, added.
-				` or label_replace(sum by (instance) (increase({__name__=~"bitville_agent_series_overflow_total|bitville_pg_session_label_overflow_total"}[10m])) > 0, "reason", "label_overflow", "", "")`, "", map[string]string{
+				` or label_replace(sum by (instance) (increase({__name__=~"bitville_agent_series_overflow_total|bitville_pg_session_label_overflow_total"}[10m])) > 0, "reason", "label_overflow", "", "")`+
+				// Spooled end messages lost: evicted by the PHP agents from a
+				// full spool, or dropped by the agent (too old, past its bound).
+				` or label_replace(sum by (instance) (increase({__name__=~"bitville_agent_php_spool_evicted_total|bitville_agent_spool_files_total",result=~"|expired|evicted|unreadable"}[10m])) > 0, "reason", "spool", "", "")`, "", map[string]string{
 				"summary":     `{{ $labels.instance }}: measurements dropped or folded ({{ $labels.reason }})`,
-				"description": `{{ $value | printf "%.0f" }} in 10 minutes on {{ $labels.instance }} ({{ $labels.reason }}). php_send_failures: PHP workers could not hand messages to the agent (socket full or agent down). invalid_messages: the agent rejected messages (see bitville_agent_messages_total{result="invalid"} by reason). label_overflow: a label limit was reached and new values are counted as "other".`,
+				"description": `{{ $value | printf "%.0f" }} in 10 minutes on {{ $labels.instance }} ({{ $labels.reason }}). php_send_failures: PHP workers could not hand messages to the agent (socket full or agent down). invalid_messages: the agent rejected messages (see bitville_agent_messages_total{result="invalid"} by reason). label_overflow: a label limit was reached and new values are counted as "other". spool: end messages spooled while the agent was away or stalled were dropped (spool full or too old).`,
 			}),
 	}
 	return RuleFile{Groups: []RuleGroup{
