@@ -7,33 +7,31 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/bitville/bitville-apm/internal/flagdefaults"
 )
 
-// Config is the validated configuration of the exporter.
+// Config is the configuration of the exporter. Its fields are the
+// pg-exporter's flags: name, default and help live in the tags, once (the
+// command embeds Config; DefaultConfig reads the defaults from the tags).
 type Config struct {
-	DSNs             []string      // one per server (and database); libpq URL or key=value
-	StatementTimeout time.Duration // statement_timeout of every query the exporter runs
-	ScrapeTimeout    time.Duration // a scrape answers within this, whatever the database does
-	Connections      int           // connections per server a scrape's collectors share (the sampler has one more)
-	TopQueries       int           // query_fp label values per server; more are counted as "other"
-	TextCache        int           // queryid → fingerprint entries kept per server
-	ActivityInterval time.Duration // pg_stat_activity sampling period (background)
-	LabelLimit       int           // values per label (query_fp, endpoint) of the session samples and lock metrics; more are "other"
-	LabelTTL         time.Duration // a value of those labels unseen for this long gives its place back (its series go); 0: never
+	DSNs             []string      `name:"pg.dsn" placeholder:"DSN" help:"PostgreSQL to read (required; repeatable, or comma-separated in the environment): a libpq URL (postgres://user@host:5432/db?sslmode=disable) or key=value string. Each is one server, labelled server=\"host:port/database\", read over pg.connections connections plus one for the background sampler. The role needs pg_monitor; the database needs CREATE EXTENSION pg_stat_statements (and shared_preload_libraries = pg_stat_statements)."`
+	StatementTimeout time.Duration `name:"pg.statement-timeout" default:"2s" help:"statement_timeout and lock_timeout of every query the exporter runs, and its connect timeout."`
+	ScrapeTimeout    time.Duration `name:"pg.scrape-timeout" default:"8s" help:"A scrape answers within this, however slow or locked the database; collectors that did not finish count as failed."`
+	Connections      int           `name:"pg.connections" default:"2" help:"Connections per server that a scrape's collectors share, run concurrently (1 to 8; 1 runs them one after another). The background sampler has one more."`
+	TopQueries       int           `name:"limits.queries" default:"500" help:"Query fingerprints per server with series of their own: the heaviest by recent time; the rest are counted as query_fp=\"other\"."`
+	TextCache        int           `name:"pg.text-cache" default:"20000" help:"queryid → fingerprint entries kept per server, so query texts are read only for new queryids."`
+	ActivityInterval time.Duration `name:"pg.activity-interval" default:"1s" help:"How often pg_stat_activity is sampled in the background (active-session history: rate() of bitville_pg_session_samples_total is the average number of active sessions)."`
+	LabelLimit       int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples and lock metrics; more are counted as \"other\"."`
+	LabelTTL         time.Duration `name:"limits.session-labels-ttl" default:"1h" help:"A query_fp or endpoint value not seen for this long gives its place under limits.session-labels back, and its session sample series go (0: never, the first values keep their places)."`
 }
 
-// DefaultConfig returns the defaults documented in `bitville-apm pg-exporter --help`.
+// DefaultConfig returns the defaults of the flags (the tags of Config),
+// with no server.
 func DefaultConfig() Config {
-	return Config{
-		StatementTimeout: 2 * time.Second,
-		ScrapeTimeout:    8 * time.Second,
-		Connections:      2,
-		TopQueries:       500,
-		TextCache:        20000,
-		ActivityInterval: time.Second,
-		LabelLimit:       200,
-		LabelTTL:         time.Hour,
-	}
+	var c Config
+	flagdefaults.Must(&c)
+	return c
 }
 
 // Validate reports every invalid setting at once.
