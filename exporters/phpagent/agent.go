@@ -12,6 +12,7 @@ import (
 
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
+	"github.com/bitville/bitville-apm/internal/throttle"
 )
 
 // Agent ties the pieces together: it handles decoded datagrams, runs the
@@ -27,8 +28,8 @@ type Agent struct {
 	fpsCut   *sqlfp.Cache // for texts the PHP agent truncated
 	events   []EventSink
 	ring     *EventRing
-	invalid  *throttle // logs of rejected datagrams
-	readErrs *throttle // logs of socket read errors
+	invalid  *throttle.Throttle // logs of rejected datagrams
+	readErrs *throttle.Throttle // logs of socket read errors
 	now      func() time.Time
 	fpm      *fpmMonitor // php-fpm status pages and slowlogs
 
@@ -47,8 +48,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		fps:      sqlfp.NewCache(cfg.SQLCacheSize),
 		fpsCut:   sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
 		ring:     NewEventRing(cfg.EventsBuffer),
-		invalid:  newThrottle(10 * time.Second),
-		readErrs: newThrottle(10 * time.Second),
+		invalid:  throttle.New(10 * time.Second),
+		readErrs: throttle.New(10 * time.Second),
 		now:      time.Now,
 	}
 	a.events = []EventSink{a.ring}
@@ -89,7 +90,7 @@ func (a *Agent) Handle(b []byte, st *readerState) {
 			de = &protocol.DecodeError{Reason: protocol.ReasonJSON, Detail: err.Error()}
 		}
 		a.self.invalidMessage(de.Type, de.Reason)
-		if n, ok := a.invalid.allow(); ok {
+		if n, ok := a.invalid.Allow(); ok {
 			a.log.Warn("rejected invalid datagram", "err", de, "bytes", len(b), "suppressed_since_last", n)
 		}
 		return
@@ -265,30 +266,4 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fingerprintDesc, prometheus.CounterValue, float64(st.Fallbacks), "fallback")
 	ch <- prometheus.MustNewConstMetric(fingerprintDesc, prometheus.CounterValue, float64(cut.Misses), "truncated")
 	ch <- prometheus.MustNewConstMetric(fingerprintCacheDesc, prometheus.GaugeValue, float64(st.Entries+cut.Entries))
-}
-
-// throttle lets one event through per interval and counts the rest.
-type throttle struct {
-	mu         sync.Mutex
-	every      time.Duration
-	last       time.Time
-	suppressed int
-}
-
-func newThrottle(every time.Duration) *throttle { return &throttle{every: every} }
-
-// allow reports whether to log now, and how many were suppressed since the
-// last time it did.
-func (t *throttle) allow() (suppressed int, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	if now.Sub(t.last) < t.every {
-		t.suppressed++
-		return 0, false
-	}
-	t.last = now
-	n := t.suppressed
-	t.suppressed = 0
-	return n, true
 }

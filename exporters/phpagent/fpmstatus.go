@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bitville/bitville-apm/internal/fastcgi"
+	"github.com/bitville/bitville-apm/internal/throttle"
 )
 
 // The php-fpm pool status collector: it reads each configured pool's status
@@ -270,9 +271,9 @@ type fpmMonitor struct {
 	labelMu sync.Mutex             // guards fpmPool.label
 	errors  *prometheus.CounterVec // pool, reason
 	slow    *slowlogMetrics
-	logs    *throttle // status read failures
+	logs    *throttle.Throttle // status read failures
 	// slowLogs throttles logs of invalid slowlog lines.
-	slowLogs  *throttle
+	slowLogs  *throttle.Throttle
 	slowState slowlogState
 }
 
@@ -285,8 +286,8 @@ func newFPMMonitor(a *Agent, reg prometheus.Registerer) *fpmMonitor {
 			Name: "bitville_fpm_status_errors_total",
 			Help: "php-fpm status page reads that failed, by reason (connect, timeout, fastcgi, http_status, parse).",
 		}, []string{"pool", "reason"}),
-		logs:     newThrottle(time.Minute),
-		slowLogs: newThrottle(time.Minute),
+		logs:     throttle.New(time.Minute),
+		slowLogs: throttle.New(time.Minute),
 	}
 	for _, s := range a.cfg.FPMStatusURIs {
 		t, err := ParseFPMStatusURI(s)
@@ -370,7 +371,7 @@ func (m *fpmMonitor) read(ctx context.Context, p *fpmPool) fpmRead {
 	if r.err != nil {
 		r.err = fmt.Errorf("cannot read php-fpm status %s: %w", p.target.URI, r.err)
 		m.errors.WithLabelValues(m.labels()[slices.Index(m.pools, p)], r.reason).Inc()
-		if n, ok := m.logs.allow(); ok {
+		if n, ok := m.logs.Allow(); ok {
 			m.log.Warn("php-fpm status read failed", "uri", p.target.URI, "reason", r.reason, "err", r.err, "suppressed_since_last", n)
 		}
 	} else if name := truncateUTF8(r.status.Pool, fpmMaxPoolLabel); name != p.label {

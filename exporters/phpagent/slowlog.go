@@ -621,7 +621,7 @@ func (m *fpmMonitor) pollSlowlog(f *slowlogFollower, now time.Time) {
 	}
 	if d := f.parser.invalid - inv; d > 0 {
 		m.slow.errors.WithLabelValues(slowlogErrInvalid).Add(float64(d))
-		if n, ok := m.slowLogs.allow(); ok {
+		if n, ok := m.slowLogs.Allow(); ok {
 			m.log.Warn("slowlog has lines that are not php-fpm slowlog entries", "path", f.path, "lines", d, "suppressed_since_last", n)
 		}
 	}
