@@ -303,10 +303,7 @@ func newFPMMonitor(a *Agent, reg prometheus.Registerer) *fpmMonitor {
 			long:   make(map[fpmRequestKey]bool),
 		})
 	}
-	m.slow = newSlowlogMetrics(a.self)
-	if len(a.cfg.FPMSlowlogs) > 0 {
-		m.slow.startAtZero()
-	}
+	m.slow = newSlowlogMetrics(a.self, len(a.cfg.FPMSlowlogs) > 0)
 	// One collector for everything fpm: the counters a status read updates
 	// are collected after the read, so a scrape shows its own errors.
 	reg.MustRegister(&fpmCollector{m: m})
@@ -383,7 +380,7 @@ func (m *fpmMonitor) read(ctx context.Context, p *fpmPool) fpmRead {
 		for _, reason := range fpmErrReasons {
 			m.errors.WithLabelValues(l, reason)
 		}
-		m.slow.knownPool(name)
+		m.slow.knownPool(name, r.at)
 	}
 	p.last, p.hasRun = r, true
 	if r.err == nil {

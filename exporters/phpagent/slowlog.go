@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bitville/bitville-apm/internal/labelset"
 )
 
 // The slowlog follower: it tails php-fpm's slowlog files, parses each entry
@@ -434,15 +436,25 @@ type slowlogMetrics struct {
 	frames  *prometheus.CounterVec // pool, function
 	errors  *prometheus.CounterVec // reason
 
+	// fnOverflow and fnExpired count function label values past the
+	// limit and idle ones removed.
+	fnOverflow, fnExpired labelset.Counter
+
 	mu    sync.Mutex
-	pools map[string]*slowlogPool
+	pools *labelset.Set[string, *slowlogPool] // guarded by mu
 }
 
+// slowlogPool is one pool label value: its entry counter and its function
+// label values.
 type slowlogPool struct {
-	functions map[string]time.Time // function label value → last seen
+	entries   prometheus.Counter
+	functions *labelset.Set[string, prometheus.Counter]
 }
 
-func newSlowlogMetrics(self *SelfMetrics) *slowlogMetrics {
+// newSlowlogMetrics creates the slowlog counters. With follow (slowlogs are
+// followed) the self-metric series of the slowlog labels start at zero; an
+// agent without slowlogs shows none.
+func newSlowlogMetrics(self *SelfMetrics, follow bool) *slowlogMetrics {
 	s := &slowlogMetrics{
 		self: self,
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -457,21 +469,39 @@ func newSlowlogMetrics(self *SelfMetrics) *slowlogMetrics {
 			Name: "bitville_fpm_slowlog_errors_total",
 			Help: "Slowlog problems, by reason: open (cannot open or read the file), invalid_line, truncated (entry past the agent's bounds).",
 		}, []string{"reason"}),
-		pools: make(map[string]*slowlogPool),
 	}
+	s.fnOverflow = self.overflow.WithLabelValues("slowlog_function")
+	if follow {
+		s.fnExpired = self.expired.WithLabelValues("slowlog_function")
+		self.expired.WithLabelValues("slowlog_pool")
+	}
+	// Pools are never expired: a pool is a piece of configuration, and its
+	// entry counter is created at zero as soon as a status page names it.
+	s.pools = labelset.New(labelset.Options[string, *slowlogPool]{
+		Limit:      slowlogMaxPools,
+		Overflow:   labelset.Other,
+		New:        s.newPool,
+		Overflowed: self.overflow.WithLabelValues("slowlog_pool"),
+	})
 	for _, r := range []string{slowlogErrOpen, slowlogErrInvalid, slowlogErrTruncated} {
 		s.errors.WithLabelValues(r)
 	}
 	return s
 }
 
-// startAtZero creates the self-metric series of the slowlog labels, so that
-// their rates start at zero. Only when slowlogs are followed: an agent
-// without them shows no slowlog series.
-func (s *slowlogMetrics) startAtZero() {
-	for _, l := range []string{"slowlog_pool", "slowlog_function"} {
-		s.self.overflow.WithLabelValues(l)
-		s.self.expired.WithLabelValues(l)
+// newPool creates the entry counter of a pool label value, at zero, and
+// its bounded function dimension.
+func (s *slowlogMetrics) newPool(pool string) *slowlogPool {
+	return &slowlogPool{
+		entries: s.entries.WithLabelValues(pool),
+		functions: labelset.New(labelset.Options[string, prometheus.Counter]{
+			Limit:      slowlogMaxFunctions,
+			Overflow:   labelset.Other,
+			New:        func(fn string) prometheus.Counter { return s.frames.WithLabelValues(pool, fn) },
+			Delete:     func(fn string, _ prometheus.Counter) { s.frames.DeleteLabelValues(pool, fn) },
+			Overflowed: s.fnOverflow,
+			Expired:    s.fnExpired,
+		}),
 	}
 }
 
@@ -491,48 +521,30 @@ func (s *slowlogMetrics) collect(ch chan<- prometheus.Metric) {
 
 // pool returns the label value of name and its state, creating the entry
 // counter at zero. Called with s.mu held.
-func (s *slowlogMetrics) pool(name string) (string, *slowlogPool) {
+func (s *slowlogMetrics) pool(name string, now time.Time) (string, *slowlogPool) {
 	name = truncateUTF8(name, fpmMaxPoolLabel)
 	if name == "" {
 		name = "unknown"
 	}
-	sp, ok := s.pools[name]
-	if !ok {
-		if name != Overflow && len(s.pools) >= slowlogMaxPools {
-			s.self.overflow.WithLabelValues("slowlog_pool").Inc()
-			name = Overflow
-			sp = s.pools[name]
-		}
-		if sp == nil {
-			sp = &slowlogPool{functions: make(map[string]time.Time)}
-			s.pools[name] = sp
-			s.entries.WithLabelValues(name)
-		}
-	}
-	return name, sp
+	return s.pools.Get(name, now)
 }
 
 // knownPool creates the entry counter of a pool at zero, so that the first
 // slowlog entry is an increase Prometheus can see.
-func (s *slowlogMetrics) knownPool(name string) {
+func (s *slowlogMetrics) knownPool(name string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pool(name)
+	s.pool(name, now)
 }
 
 // observe counts e and returns its pool label value.
 func (s *slowlogMetrics) observe(e *SlowlogEntry, now time.Time) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pool, sp := s.pool(e.Pool)
-	s.entries.WithLabelValues(pool).Inc()
-	fn := truncateUTF8(e.TopFunction(), 200)
-	if _, ok := sp.functions[fn]; !ok && fn != Overflow && countable(sp.functions) >= slowlogMaxFunctions {
-		s.self.overflow.WithLabelValues("slowlog_function").Inc()
-		fn = Overflow
-	}
-	sp.functions[fn] = now
-	s.frames.WithLabelValues(pool, fn).Inc()
+	pool, sp := s.pool(e.Pool, now)
+	sp.entries.Inc()
+	_, frames := sp.functions.Get(truncateUTF8(e.TopFunction(), 200), now)
+	frames.Inc()
 	return pool
 }
 
@@ -540,14 +552,8 @@ func (s *slowlogMetrics) observe(e *SlowlogEntry, now time.Time) string {
 func (s *slowlogMetrics) expire(before time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for pool, sp := range s.pools {
-		for fn, seen := range sp.functions {
-			if seen.Before(before) {
-				delete(sp.functions, fn)
-				s.frames.DeleteLabelValues(pool, fn)
-				s.self.expired.WithLabelValues("slowlog_function").Inc()
-			}
-		}
+	for _, sp := range s.pools.All() {
+		sp.functions.Expire(before, nil)
 	}
 }
 
