@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bitville/bitville-apm/exporters/fpm"
 	"github.com/bitville/bitville-apm/exporters/phpagent"
 	"github.com/bitville/bitville-apm/internal/buildinfo"
 )
@@ -81,10 +83,9 @@ func (c *AgentCmd) config() (phpagent.Config, error) {
 	cfg.EventsBuffer = c.EventsBuffer
 	cfg.SpoolDir = c.SpoolDir
 	cfg.NativeBuckets = c.NativeHistograms
-	cfg.FPMStatusURIs = c.FPMStatusURIs
-	cfg.FPMStatusTimeout = c.FPMStatusTimeout
-	cfg.FPMPollInterval = c.FPMPollInterval
-	cfg.FPMSlowlogs = c.FPMSlowlogs
+	cfg.FPM = fpm.Config{
+		StatusURIs: c.FPMStatusURIs, StatusTimeout: c.FPMStatusTimeout, PollInterval: c.FPMPollInterval, Slowlogs: c.FPMSlowlogs,
+	}
 	cfg.Limits = phpagent.Limits{
 		Projects: c.Projects, Endpoints: c.Endpoints, Functions: c.Functions, Queries: c.Queries,
 		EndpointQueries: c.EndpointQueries, EndpointFunctions: c.EndpointFunctions, TopFunctions: c.TopFunctions, TopQueries: c.TopQueries,
@@ -122,7 +123,21 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 
 	reg, bi := newRegistry("bitville_agent_build_info", "Build of the running agent (value is always 1).")
 
+	// The agent and php-fpm's monitor, wired one way: the monitor's events
+	// go to the agent, enriched by what the agent knows of the worker's
+	// request; the monitor never calls back into the agent otherwise.
 	agent := phpagent.New(cfg, log, reg)
+	overflow, expired := agent.SeriesCounters()
+	php := fpm.New(fpm.Options{
+		Config:         cfg.FPM,
+		LongRequest:    cfg.LongRequestThreshold,
+		SeriesTTL:      cfg.SeriesTTL,
+		Log:            log,
+		Sink:           agent.EmitFPM,
+		Lookup:         agent.FPMRequest,
+		SeriesOverflow: overflow,
+		SeriesExpired:  expired,
+	}, reg)
 	conn, err := phpagent.ListenSocket(cfg)
 	if err != nil {
 		return err
@@ -140,14 +155,23 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
 	}
 	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", ln.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
-		"fpm_status", len(cfg.FPMStatusURIs), "fpm_slowlogs", len(cfg.FPMSlowlogs))
+		"fpm_status", len(cfg.FPM.StatusURIs), "fpm_slowlogs", len(cfg.FPM.Slowlogs))
 
-	srv := &http.Server{Handler: agent.Handler(reg, bi.Version), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", agent.Handler(reg, bi.Version))
+	mux.Handle("GET /api/v1/fpm", php.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
 	bgDone := make(chan struct{})
-	go func() { agent.RunBackground(ctx); close(bgDone) }()
+	go func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { agent.RunBackground(ctx) })
+		wg.Go(func() { php.Run(ctx) })
+		wg.Wait()
+		close(bgDone)
+	}()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- agent.Serve(ctx, conn, cfg.Readers) }()

@@ -31,7 +31,6 @@ type Agent struct {
 	invalid  *throttle.Throttle // logs of rejected datagrams
 	readErrs *throttle.Throttle // logs of socket read errors
 	now      func() time.Time
-	fpm      *fpmMonitor // php-fpm status pages and slowlogs
 
 	ready atomic.Bool
 }
@@ -53,13 +52,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		now:      time.Now,
 	}
 	a.events = []EventSink{a.ring}
+	for _, k := range cfg.FPM.EventKinds() {
+		self.events.WithLabelValues(k)
+	}
 	reg.MustRegister(&scrapeCollector{a: a})
-	a.fpm = newFPMMonitor(a, reg)
 	return a
 }
-
-// AddEventSink adds a sink that receives every event from now on.
-func (a *Agent) AddEventSink(s EventSink) { a.events = append(a.events, s) }
 
 // Events returns the recent events, newest first.
 func (a *Agent) Events() []Event { return a.ring.Recent() }
@@ -183,7 +181,7 @@ func (a *Agent) Expire() {
 func (a *Agent) Rank() { a.agg.Rank() }
 
 // RunBackground runs the periodic work until ctx ends: the in-flight sweep,
-// ranking, expiry, and php-fpm's status polling and slowlog following.
+// ranking and expiry.
 func (a *Agent) RunBackground(ctx context.Context) {
 	var wg sync.WaitGroup
 	every := func(d time.Duration, f func()) {
@@ -205,9 +203,6 @@ func (a *Agent) RunBackground(ctx context.Context) {
 	every(a.cfg.SweepInterval, a.Sweep)
 	every(a.cfg.RankInterval, a.Rank)
 	every(min(a.cfg.SeriesTTL/4, time.Minute), a.Expire)
-	wg.Add(2)
-	go func() { defer wg.Done(); a.fpm.poll(ctx, a.cfg.FPMPollInterval) }()
-	go func() { defer wg.Done(); a.fpm.follow(ctx, slowlogPollInterval) }()
 	wg.Wait()
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bitville/bitville-apm/internal/labelset"
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
@@ -269,7 +270,7 @@ func (a *Aggregator) addQueryInfo(fp, normalized string) {
 		qi.refs++
 		return
 	}
-	text := truncateUTF8(normalized, MaxQueryLabelLen)
+	text := labelset.Truncate(normalized, MaxQueryLabelLen)
 	a.infos[fp] = &queryInfo{text: text, refs: 1}
 	a.queryInfo.WithLabelValues(fp, text).Set(1)
 }
@@ -641,16 +642,4 @@ func errorKind(t string) string {
 		return "deprecated"
 	}
 	return "exception"
-}
-
-// truncateUTF8 cuts s to at most max bytes on a rune boundary, marking the cut.
-func truncateUTF8(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	i := max - len("…")
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + "…"
 }

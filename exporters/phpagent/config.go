@@ -6,9 +6,9 @@
 // The pieces, one file each: server.go reads the socket, inflight.go keeps
 // started-but-not-finished requests, aggregate.go owns the series and their
 // limits, selfmetrics.go counts what the daemon itself does, events.go holds
-// abandoned and long-running requests for the raw-trace sink, http.go serves
-// them. fpmstatus.go reads php-fpm's pool status pages over FastCGI and
-// slowlog.go follows php-fpm's slowlogs.
+// abandoned and long-running requests for the raw-trace sink (and takes
+// php-fpm's events from exporters/fpm, which watches php-fpm itself), http.go
+// serves them.
 package phpagent
 
 import (
@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/bitville/bitville-apm/exporters/fpm"
 )
 
 // Config is the validated configuration of the agent daemon.
@@ -43,11 +45,7 @@ type Config struct {
 	SpoolDir      string        // the PHP agents' spool, replayed at start; "" = none
 	NativeBuckets bool          // expose native histograms beside the classic buckets
 
-	// php-fpm itself (fpmstatus.go, slowlog.go).
-	FPMStatusURIs    []string      // status pages: unix:///path.sock;/status or tcp://host:port/status
-	FPMStatusTimeout time.Duration // bound of one status read
-	FPMPollInterval  time.Duration // read the status pages this often besides scrapes; 0: only at scrape and API time
-	FPMSlowlogs      []string      // slowlog files to follow
+	FPM fpm.Config // php-fpm itself: status pages and slowlogs (exporters/fpm)
 
 	Limits Limits
 }
@@ -86,8 +84,7 @@ func DefaultConfig() Config {
 		SQLCacheSize:         20000,
 		RankInterval:         30 * time.Second,
 		EventsBuffer:         1000,
-		FPMStatusTimeout:     2 * time.Second,
-		FPMPollInterval:      10 * time.Second,
+		FPM:                  fpm.DefaultConfig(),
 		Limits: Limits{
 			Projects:          20,
 			Endpoints:         500,
@@ -125,21 +122,8 @@ func (c Config) Validate() error {
 	check(c.SQLCacheSize >= 16, "agent.sql-cache-size must be at least 16")
 	check(c.RankInterval >= 100*time.Millisecond, "agent.rank-interval must be at least 100ms")
 	check(c.EventsBuffer >= 1, "agent.events-buffer must be at least 1")
-	uris := make(map[string]bool, len(c.FPMStatusURIs))
-	for _, u := range c.FPMStatusURIs {
-		if _, err := ParseFPMStatusURI(u); err != nil {
-			errs = append(errs, fmt.Errorf("fpm.status-uri: %w", err))
-		}
-		check(!uris[u], "fpm.status-uri %q is given twice", u)
-		uris[u] = true
-	}
-	check(c.FPMStatusTimeout >= 10*time.Millisecond && c.FPMStatusTimeout <= time.Minute, "fpm.status-timeout %v must be between 10ms and 1m", c.FPMStatusTimeout)
-	check(c.FPMPollInterval == 0 || c.FPMPollInterval >= time.Second, "fpm.poll-interval %v must be 0 (off) or at least 1s", c.FPMPollInterval)
-	logs := make(map[string]bool, len(c.FPMSlowlogs))
-	for _, p := range c.FPMSlowlogs {
-		check(p != "", "fpm.slowlog must not be empty")
-		check(!logs[p], "fpm.slowlog %q is given twice", p)
-		logs[p] = true
+	if err := c.FPM.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	l := c.Limits
 	check(l.Projects >= 1, "limits.projects must be at least 1")
