@@ -93,50 +93,6 @@ func TestParseFPMStatus(t *testing.T) {
 	}
 }
 
-func TestParseStatusURI(t *testing.T) {
-	tests := []struct {
-		in                     string
-		network, address, path string
-		wantErr                string
-	}{
-		{in: "unix:///run/php/php8.2-fpm.sock;/status", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
-		{in: "unix:///run/php/php8.2-fpm.sock", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
-		{in: "unix:///run/php/fpm.sock;/fpm-status", network: "unix", address: "/run/php/fpm.sock", path: "/fpm-status"},
-		{in: "tcp://127.0.0.1:9000/status", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
-		{in: "tcp://127.0.0.1:9000", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
-		{in: "tcp://[::1]:9000/st", network: "tcp", address: "[::1]:9000", path: "/st"},
-		{in: "tcp://php:9000/status", network: "tcp", address: "php:9000", path: "/status"},
-		{in: "unix://relative.sock;/status", wantErr: "absolute"},
-		{in: "unix://;/status", wantErr: "absolute"},
-		{in: "unix:///" + strings.Repeat("x", 120) + ";/status", wantErr: "107 bytes"},
-		{in: "tcp://127.0.0.1/status", wantErr: "host:port"},
-		{in: "tcp://127.0.0.1:9000/status?json", wantErr: "without user, query"},
-		{in: "tcp://127.0.0.1:9000/status#x", wantErr: "without user, query"},
-		{in: "unix:///run/x.sock;status", wantErr: "must start with /"},
-		{in: "unix:///run/x.sock;/status?full", wantErr: "no query"},
-		{in: "http://127.0.0.1/status", wantErr: "want unix://"},
-		{in: "/run/php/fpm.sock", wantErr: "want unix://"},
-		{in: "", wantErr: "want unix://"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseStatusURI(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("got %+v, %v; want an error containing %q", got, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Network != tt.network || got.Address != tt.address || got.Path != tt.path || got.URI != tt.in {
-				t.Errorf("got %+v; want %s %s %s", got, tt.network, tt.address, tt.path)
-			}
-		})
-	}
-}
-
 // fakeFPM is a FastCGI server on a unix socket that answers every request
 // with the current reply, like a php-fpm status page would.
 type fakeFPM struct {
