@@ -67,8 +67,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDecode ./internal/protocol/
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFingerprint ./internal/sqlfp/
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzAgent ./exporters/phpagent/
-	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseFPMStatus ./exporters/phpagent/
-	$(GO) test $(FUZZFLAGS) -fuzz=FuzzSlowlog ./exporters/phpagent/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseFPMStatus ./exporters/fpm/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzSlowlog ./exporters/fpm/
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzResponse ./internal/fastcgi/
 
 clean: ## remove build output

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
+	"github.com/bitville/bitville-apm/internal/throttle"
 )
 
 // Agent ties the pieces together: it handles decoded datagrams, runs the
@@ -27,12 +28,11 @@ type Agent struct {
 	fpsCut     *sqlfp.Cache // for texts the PHP agent truncated
 	events     []EventSink
 	ring       *EventRing
-	invalid    *throttle // logs of rejected datagrams
-	readErrs   *throttle // logs of socket read errors
-	spoolErrs  *throttle // logs of spool files that cannot be taken in
-	phpEvicted uint64    // the PHP agents' eviction count at the last spool pass
+	invalid    *throttle.Throttle // logs of rejected datagrams
+	readErrs   *throttle.Throttle // logs of socket read errors
+	spoolErrs  *throttle.Throttle // logs of spool files that cannot be taken in
+	phpEvicted uint64             // the PHP agents' eviction count at the last spool pass
 	now        func() time.Time
-	fpm        *fpmMonitor // php-fpm status pages and slowlogs
 
 	ready atomic.Bool
 }
@@ -49,19 +49,18 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		fps:       sqlfp.NewCache(cfg.SQLCacheSize),
 		fpsCut:    sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
 		ring:      NewEventRing(cfg.EventsBuffer),
-		invalid:   newThrottle(10 * time.Second),
-		readErrs:  newThrottle(10 * time.Second),
-		spoolErrs: newThrottle(10 * time.Second),
+		invalid:   throttle.New(10 * time.Second),
+		readErrs:  throttle.New(10 * time.Second),
+		spoolErrs: throttle.New(10 * time.Second),
 		now:       time.Now,
 	}
 	a.events = []EventSink{a.ring}
+	for _, k := range cfg.FPM.EventKinds() {
+		self.events.WithLabelValues(k)
+	}
 	reg.MustRegister(&scrapeCollector{a: a})
-	a.fpm = newFPMMonitor(a, reg)
 	return a
 }
-
-// AddEventSink adds a sink that receives every event from now on.
-func (a *Agent) AddEventSink(s EventSink) { a.events = append(a.events, s) }
 
 // Events returns the recent events, newest first.
 func (a *Agent) Events() []Event { return a.ring.Recent() }
@@ -92,7 +91,7 @@ func (a *Agent) Handle(b []byte, st *readerState) {
 			de = &protocol.DecodeError{Reason: protocol.ReasonJSON, Detail: err.Error()}
 		}
 		a.self.invalidMessage(de.Type, de.Reason)
-		if n, ok := a.invalid.allow(); ok {
+		if n, ok := a.invalid.Allow(); ok {
 			a.log.Warn("rejected invalid datagram", "err", de, "bytes", len(b), "suppressed_since_last", n)
 		}
 		return
@@ -185,7 +184,7 @@ func (a *Agent) Expire() {
 func (a *Agent) Rank() { a.agg.Rank() }
 
 // RunBackground runs the periodic work until ctx ends: the in-flight sweep,
-// ranking, expiry, and php-fpm's status polling and slowlog following.
+// ranking and expiry.
 func (a *Agent) RunBackground(ctx context.Context) {
 	var wg sync.WaitGroup
 	every := func(d time.Duration, f func()) {
@@ -211,9 +210,6 @@ func (a *Agent) RunBackground(ctx context.Context) {
 	every(a.cfg.SweepInterval, a.Sweep)
 	every(a.cfg.RankInterval, a.Rank)
 	every(min(a.cfg.SeriesTTL/4, time.Minute), a.Expire)
-	wg.Add(2)
-	go func() { defer wg.Done(); a.fpm.poll(ctx, a.cfg.FPMPollInterval) }()
-	go func() { defer wg.Done(); a.fpm.follow(ctx, slowlogPollInterval) }()
 	wg.Wait()
 }
 
@@ -225,7 +221,7 @@ func (a *Agent) runSpool(ctx context.Context) {
 	for {
 		st, err := a.TakeSpool()
 		if err != nil {
-			if n, ok := a.spoolErrs.allow(); ok {
+			if n, ok := a.spoolErrs.Allow(); ok {
 				a.log.Warn("cannot take in the spool", "err", err, "suppressed_since_last", n)
 			}
 		} else if st != (SpoolStats{}) {
@@ -295,30 +291,4 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fingerprintDesc, prometheus.CounterValue, float64(st.Fallbacks), "fallback")
 	ch <- prometheus.MustNewConstMetric(fingerprintDesc, prometheus.CounterValue, float64(cut.Misses), "truncated")
 	ch <- prometheus.MustNewConstMetric(fingerprintCacheDesc, prometheus.GaugeValue, float64(st.Entries+cut.Entries))
-}
-
-// throttle lets one event through per interval and counts the rest.
-type throttle struct {
-	mu         sync.Mutex
-	every      time.Duration
-	last       time.Time
-	suppressed int
-}
-
-func newThrottle(every time.Duration) *throttle { return &throttle{every: every} }
-
-// allow reports whether to log now, and how many were suppressed since the
-// last time it did.
-func (t *throttle) allow() (suppressed int, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	if now.Sub(t.last) < t.every {
-		t.suppressed++
-		return 0, false
-	}
-	t.last = now
-	n := t.suppressed
-	t.suppressed = 0
-	return n, true
 }

@@ -6,108 +6,92 @@
 // The pieces, one file each: server.go reads the socket, inflight.go keeps
 // started-but-not-finished requests, aggregate.go owns the series and their
 // limits, selfmetrics.go counts what the daemon itself does, events.go holds
-// abandoned and long-running requests for the raw-trace sink, http.go serves
-// them. fpmstatus.go reads php-fpm's pool status pages over FastCGI and
-// slowlog.go follows php-fpm's slowlogs.
+// abandoned and long-running requests for the raw-trace sink (and takes
+// php-fpm's events from exporters/fpm, which watches php-fpm itself), http.go
+// serves them.
 package phpagent
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"time"
 
+	"github.com/alecthomas/units"
+
+	"github.com/bitville/bitville-apm/exporters/fpm"
+	"github.com/bitville/bitville-apm/internal/flagdefaults"
 	"github.com/bitville/bitville-apm/internal/protocol"
 )
 
-// Config is the validated configuration of the agent daemon.
+// Config is the configuration of the agent daemon. Its fields are the
+// agent's flags: name, default and help are written once, in the tags (the
+// command embeds Config, and DefaultConfig reads the defaults from the
+// tags). Validate checks it as a whole.
 type Config struct {
-	Socket        string        // path of the unix datagram socket
-	SocketMode    fs.FileMode   // permission bits of the socket file
-	SocketGroup   string        // group name or numeric gid that owns the socket; "" keeps the daemon's
-	Readers       int           // goroutines reading the socket
-	ReceiveBuffer int           // SO_RCVBUF in bytes
-	MinQueueLen   int           // raise net.unix.max_dgram_qlen to this when lower and permitted; 0 leaves it
-	ReadPause     time.Duration // least time between two drains of the socket; 0 reads each datagram as it comes
+	Socket               string           `name:"agent.socket" default:"/run/bitville-apm/agent.sock" placeholder:"PATH" help:"Unix datagram socket the PHP agent sends to. A stale socket file is replaced."`
+	SocketMode           FileMode         `name:"agent.socket-mode" default:"0660" placeholder:"OCTAL" help:"Permission bits of the socket file; the PHP workers' user needs write access."`
+	SocketGroup          string           `name:"agent.socket-group" placeholder:"GROUP" help:"Group (name or gid) to own the socket file and the spool, e.g. the php-fpm pool's group. Empty keeps the daemon's group."`
+	Readers              int              `name:"agent.readers" default:"2" help:"Goroutines reading the socket."`
+	ReceiveBuffer        units.Base2Bytes `name:"agent.receive-buffer" default:"8MiB" help:"Socket receive buffer (SO_RCVBUF, forced past net.core.rmem_max when running as root). Absorbs bursts while readers are busy."`
+	MinQueueLen          int              `name:"agent.min-queue-length" default:"1024" help:"Raise net.unix.max_dgram_qlen to at least this before opening the socket, when running as root. The kernel queues at most that many datagrams per socket whatever the receive buffer (default 10): below it the PHP workers drop messages as soon as the daemon falls behind. 0 leaves it alone."`
+	ReadPause            time.Duration    `name:"agent.read-pause" default:"20ms" help:"Least time between two drains of the socket: each drain reads every queued datagram, so a busy host wakes the daemon about 50 times a second instead of twice per PHP request. Shortened, or skipped, when the socket's queue or a PHP worker's send buffer could fill meanwhile. 0 reads each datagram as it arrives."`
+	LongRequestThreshold time.Duration    `name:"agent.long-request-threshold" default:"10s" help:"A request in flight for longer is counted as long running and reported once as an event with its latest stack."`
+	CheckPIDs            bool             `name:"agent.check-pids" default:"true" negatable:"" help:"Abandon in-flight requests whose worker process is gone (killed by request_terminate_timeout, crashed). Disable when PHP runs in another PID namespace."`
+	InflightMaxAge       time.Duration    `name:"agent.inflight-max-age" default:"1h" help:"Abandon an in-flight request not heard of (start or progress) for this long."`
+	SweepInterval        time.Duration    `name:"agent.sweep-interval" default:"1s" help:"How often in-flight requests are checked for gone workers, age and the long-running threshold."`
+	InflightMax          int              `name:"agent.inflight-max" default:"65536" help:"Most requests tracked in flight; beyond it new ones are counted in bitville_agent_inflight_rejected_total."`
+	SeriesTTL            time.Duration    `name:"agent.series-ttl" default:"30m" help:"Remove endpoint, function and query series idle for this long."`
+	SQLCacheSize         int              `name:"agent.sql-cache-size" default:"20000" help:"SQL texts whose fingerprint is cached."`
+	RankInterval         time.Duration    `name:"agent.rank-interval" default:"30s" help:"How often the top functions and queries (those with histograms) are re-ranked by recent time."`
+	SpoolDir             string           `name:"agent.spool-dir" placeholder:"DIR" help:"The PHP agents' spool (their spool_dir): end messages the socket refused, taken in while running and at start, then removed. Empty: beside the socket, its name less .sock plus .spool (/run/bitville-apm/agent.spool), which the PHP agent finds by itself; the daemon creates it for the socket's group. off: no spool."`
+	SpoolInterval        time.Duration    `name:"agent.spool-interval" default:"1s" help:"How often the spool is taken in."`
+	SpoolMaxAge          time.Duration    `name:"agent.spool-max-age" default:"1h" help:"Spooled messages older than this are dropped (counted in bitville_agent_spool_files_total{result=\"expired\"}); 0 keeps them."`
+	SpoolMaxBytes        units.Base2Bytes `name:"agent.spool-max-bytes" default:"64MiB" help:"Past this size the oldest spooled messages are dropped (result=\"evicted\"). The PHP agents stop at their own spool_max_bytes, by default the same."`
+	EventsBuffer         int              `name:"agent.events-buffer" default:"1000" help:"Recent abandoned and long-running request events kept for /api/v1/events."`
+	NativeBuckets        bool             `name:"metrics.native-histograms" help:"Also expose native histograms (bucket factor 1.1, at most 100 buckets) beside the classic buckets; costs about 7% more per message."`
+	ListenAddress        string           `name:"web.listen-address" default:":19100" placeholder:"ADDR" help:"Address for /, /metrics, /healthz, /readyz and /api/v1/."`
 
-	ListenAddress string // HTTP address for /metrics
-
-	LongRequestThreshold time.Duration // a request running longer is "long running"
-	CheckPIDs            bool          // end in-flight requests whose worker pid is gone
-	InflightMaxAge       time.Duration // an in-flight request silent for longer is abandoned
-	InflightMax          int           // most requests tracked in flight
-	SweepInterval        time.Duration // how often the in-flight table is checked
-
-	SeriesTTL     time.Duration // series idle for longer are removed
-	SQLCacheSize  int           // fingerprint cache entries
-	RankInterval  time.Duration // how often the top-K functions and queries are re-ranked
-	EventsBuffer  int           // recent events kept for /api/v1/events
-	SpoolDir      string        // the PHP agents' spool; "" = DerivedSpoolDir(Socket), SpoolOff = none
-	SpoolInterval time.Duration // how often the spool is taken in
-	SpoolMaxAge   time.Duration // spooled messages older are dropped; 0 keeps them
-	SpoolMaxBytes int64         // past this the oldest spooled messages are dropped
-	NativeBuckets bool          // expose native histograms beside the classic buckets
-
-	// php-fpm itself (fpmstatus.go, slowlog.go).
-	FPMStatusURIs    []string      // status pages: unix:///path.sock;/status or tcp://host:port/status
-	FPMStatusTimeout time.Duration // bound of one status read
-	FPMPollInterval  time.Duration // read the status pages this often besides scrapes; 0: only at scrape and API time
-	FPMSlowlogs      []string      // slowlog files to follow
-
-	Limits Limits
+	Limits Limits     `embed:""`
+	FPM    fpm.Config `embed:""` // php-fpm itself: status pages and slowlogs (exporters/fpm)
 }
 
 // Limits bound the label values the agent creates, per project.
 type Limits struct {
-	Projects        int // distinct projects
-	Endpoints       int // endpoints per project
-	Functions       int // functions with a self-time counter, per project
-	Queries         int // query fingerprints per project
-	EndpointQueries int // (endpoint, query) pairs per project
-	// EndpointFunctions bounds the (endpoint, function) pairs per project
-	// of bitville_php_endpoint_function_self_seconds_total.
-	EndpointFunctions int
-	TopFunctions      int // functions that also get a duration histogram, per project
-	TopQueries        int // queries that also get a duration histogram, per project
+	Projects          int `name:"limits.projects" default:"20" help:"Distinct projects; more are counted as project=\"other\"."`
+	Endpoints         int `name:"limits.endpoints" default:"500" help:"Endpoints per project; more are counted as endpoint=\"other\"."`
+	Functions         int `name:"limits.functions" default:"2000" help:"Functions with a self-time counter per project; more are counted as function=\"other\"."`
+	Queries           int `name:"limits.queries" default:"1000" help:"Query fingerprints per project; more are counted as query_fp=\"other\"."`
+	EndpointQueries   int `name:"limits.endpoint-queries" default:"10000" help:"(endpoint, query) pairs per project for bitville_php_sql_seconds_total; more are counted as query_fp=\"other\"."`
+	EndpointFunctions int `name:"limits.endpoint-functions" default:"10000" help:"(endpoint, function) pairs per project for bitville_php_endpoint_function_self_seconds_total (each request's 10 heaviest functions); more are counted as function=\"other\"."`
+	TopFunctions      int `name:"limits.top-functions" default:"100" help:"Functions per project that also get a duration histogram (the heaviest by recent self time)."`
+	TopQueries        int `name:"limits.top-queries" default:"200" help:"Queries per project that also get a duration histogram (the heaviest by recent time)."`
 }
 
-// DefaultConfig returns the defaults documented in `bitville-apm agent --help`
-// and docs/agent.md.
+// DefaultConfig returns the defaults of the agent's flags (the tags of
+// Config).
 func DefaultConfig() Config {
-	return Config{
-		Socket:               "/run/bitville-apm/agent.sock",
-		SocketMode:           0o660,
-		Readers:              2,
-		ReceiveBuffer:        8 << 20,
-		MinQueueLen:          1024,
-		ReadPause:            20 * time.Millisecond,
-		ListenAddress:        ":19100",
-		LongRequestThreshold: 10 * time.Second,
-		CheckPIDs:            true,
-		InflightMaxAge:       time.Hour,
-		InflightMax:          65536,
-		SweepInterval:        time.Second,
-		SeriesTTL:            30 * time.Minute,
-		SQLCacheSize:         20000,
-		RankInterval:         30 * time.Second,
-		EventsBuffer:         1000,
-		SpoolInterval:        time.Second,
-		SpoolMaxAge:          time.Hour,
-		SpoolMaxBytes:        64 << 20,
-		FPMStatusTimeout:     2 * time.Second,
-		FPMPollInterval:      10 * time.Second,
-		Limits: Limits{
-			Projects:          20,
-			Endpoints:         500,
-			Functions:         2000,
-			Queries:           1000,
-			EndpointQueries:   10000,
-			EndpointFunctions: 10000,
-			TopFunctions:      100,
-			TopQueries:        200,
-		},
-	}
+	var c Config
+	flagdefaults.Must(&c)
+	return c
 }
+
+// FileMode is a file's permission bits, written in octal (0660).
+type FileMode fs.FileMode
+
+// UnmarshalText parses an octal mode.
+func (m *FileMode) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 8, 32)
+	if err != nil {
+		return fmt.Errorf("cannot parse %q as an octal file mode: %w", b, err)
+	}
+	*m = FileMode(v)
+	return nil
+}
+
+// String is the mode in octal.
+func (m FileMode) String() string { return fmt.Sprintf("%#o", uint32(m)) }
 
 // SpoolPath is the spool directory in use, "" when the spool is off.
 func (c Config) SpoolPath() string {
@@ -158,21 +142,8 @@ func (c Config) Validate() error {
 	check(c.SpoolInterval >= 10*time.Millisecond && c.SpoolInterval <= time.Minute, "agent.spool-interval %v must be between 10ms and 1m", c.SpoolInterval)
 	check(c.SpoolMaxAge >= 0, "agent.spool-max-age must not be negative")
 	check(c.SpoolMaxBytes >= protocol.MaxDatagramSize, "agent.spool-max-bytes %d must be at least one datagram (%d bytes)", c.SpoolMaxBytes, protocol.MaxDatagramSize)
-	uris := make(map[string]bool, len(c.FPMStatusURIs))
-	for _, u := range c.FPMStatusURIs {
-		if _, err := ParseFPMStatusURI(u); err != nil {
-			errs = append(errs, fmt.Errorf("fpm.status-uri: %w", err))
-		}
-		check(!uris[u], "fpm.status-uri %q is given twice", u)
-		uris[u] = true
-	}
-	check(c.FPMStatusTimeout >= 10*time.Millisecond && c.FPMStatusTimeout <= time.Minute, "fpm.status-timeout %v must be between 10ms and 1m", c.FPMStatusTimeout)
-	check(c.FPMPollInterval == 0 || c.FPMPollInterval >= time.Second, "fpm.poll-interval %v must be 0 (off) or at least 1s", c.FPMPollInterval)
-	logs := make(map[string]bool, len(c.FPMSlowlogs))
-	for _, p := range c.FPMSlowlogs {
-		check(p != "", "fpm.slowlog must not be empty")
-		check(!logs[p], "fpm.slowlog %q is given twice", p)
-		logs[p] = true
+	if err := c.FPM.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	l := c.Limits
 	check(l.Projects >= 1, "limits.projects must be at least 1")

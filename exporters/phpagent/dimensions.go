@@ -194,7 +194,7 @@ func (a *Aggregator) addQueryInfo(fp, normalized string) {
 		qi.refs++
 		return
 	}
-	text := truncateUTF8(normalized, MaxQueryLabelLen)
+	text := labelset.Truncate(normalized, MaxQueryLabelLen)
 	a.infos[fp] = &queryInfo{text: text, refs: 1}
 	a.queryInfo.WithLabelValues(fp, text).Set(1)
 }

@@ -3,13 +3,16 @@ package phpagent
 import (
 	"sync"
 	"time"
+
+	"github.com/bitville/bitville-apm/exporters/fpm"
 )
 
-// Event kinds. EventFPMLongRunning (fpmstatus.go) and EventFPMSlowlog
-// (slowlog.go) come from php-fpm itself.
+// Event kinds. The fpm ones come from php-fpm itself, through EmitFPM.
 const (
-	EventAbandoned   = "abandoned"    // a request started and never finished
-	EventLongRunning = "long_running" // a request crossed the long-running threshold
+	EventAbandoned      = "abandoned"          // a request started and never finished
+	EventLongRunning    = "long_running"       // a request crossed the long-running threshold
+	EventFPMLongRunning = fpm.EventLongRunning // a php-fpm worker ran one request past the threshold
+	EventFPMSlowlog     = fpm.EventSlowlog     // php-fpm wrote a slowlog entry
 )
 
 // Event is a notable request the raw-trace sink ships (Loki, later GELF).
@@ -22,9 +25,33 @@ type Event struct {
 	Seconds float64         `json:"seconds"`          // how long the request had been running (0 when unknown)
 	Request InflightRequest `json:"request"`          // for php-fpm events: what the PHP agent reported for that worker pid, else pool, pid and what php-fpm knows
 	// Slowlog is the entry of an EventFPMSlowlog.
-	Slowlog *SlowlogEntry `json:"slowlog,omitempty"`
+	Slowlog *fpm.SlowlogEntry `json:"slowlog,omitempty"`
 	// FPMWorker is the status page's worker of an EventFPMLongRunning.
-	FPMWorker *FPMWorker `json:"fpm_worker,omitempty"`
+	FPMWorker *fpm.Worker `json:"fpm_worker,omitempty"`
+}
+
+// EmitFPM keeps an event of php-fpm's like the agent's own: it is the Sink
+// of the fpm.Monitor. The event's request is the in-flight request
+// FPMRequest gave it, or what php-fpm knows of it.
+func (a *Agent) EmitFPM(e fpm.Event) {
+	req, ok := e.Request.Detail.(InflightRequest)
+	if !ok {
+		r := e.Request
+		req = InflightRequest{Pool: r.Pool, PID: r.PID, Method: r.Method, URI: r.URI, Started: r.Started, LastSeen: r.LastSeen}
+	}
+	a.emit(Event{Kind: e.Kind, Time: e.Time, Seconds: e.Seconds, Request: req, Slowlog: e.Slowlog, FPMWorker: e.Worker})
+}
+
+// FPMRequest returns the request in flight on worker pid, to enrich
+// php-fpm's events with what the PHP agent reported about the same
+// request: it is the Lookup of the fpm.Monitor. Detail is the
+// InflightRequest, a copy the caller owns.
+func (a *Agent) FPMRequest(pid int) (fpm.Request, bool) {
+	r, ok := a.inflight.Get(pid)
+	if !ok {
+		return fpm.Request{}, false
+	}
+	return fpm.Request{Pool: r.Pool, PID: r.PID, Method: r.Method, URI: r.URI, Started: r.Started, LastSeen: r.LastSeen, Detail: r}, true
 }
 
 // EventSink receives events. Emit must not block: it is called from the

@@ -26,7 +26,8 @@ var landing = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
 `))
 
 // Handler returns the agent's HTTP handler: /, /metrics (from g),
-// /healthz, /readyz, /api/v1/inflight, /api/v1/events and /api/v1/fpm.
+// /healthz, /readyz, /api/v1/inflight and /api/v1/events. The command
+// serves exporters/fpm's /api/v1/fpm beside it; the landing page links it.
 func (a *Agent) Handler(g prometheus.Gatherer, version string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metricsHandler(g))
@@ -60,10 +61,6 @@ func (a *Agent) Handler(g prometheus.Gatherer, version string) http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"events": a.Events()})
-	})
-	mux.HandleFunc("GET /api/v1/fpm", func(w http.ResponseWriter, r *http.Request) {
-		pools := a.FPMView(r.Context())
-		writeJSON(w, map[string]any{"time": a.now().UTC().Format(time.RFC3339Nano), "pools": pools, "slowlogs": a.SlowlogViews()})
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -345,6 +345,19 @@ func (t *InflightTable) Snapshot() []InflightRequest {
 	return out
 }
 
+// Get returns a copy of the entry of pid.
+func (t *InflightTable) Get(pid int) (InflightRequest, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.byPID[pid]
+	if !ok {
+		return InflightRequest{}, false
+	}
+	c := *r
+	c.Stack = slices.Clone(r.Stack)
+	return c, true
+}
+
 // Len is the number of entries.
 func (t *InflightTable) Len() int {
 	t.mu.Lock()

@@ -54,15 +54,3 @@ func errorKind(t string) string {
 	}
 	return "exception"
 }
-
-// truncateUTF8 cuts s to at most max bytes on a rune boundary, marking the cut.
-func truncateUTF8(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	i := max - len("…")
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + "…"
-}

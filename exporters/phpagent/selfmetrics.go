@@ -84,9 +84,6 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 		s.overflow.WithLabelValues(l)
 		s.expired.WithLabelValues(l)
 	}
-	for _, l := range []string{"slowlog_function", "slowlog_pool"} {
-		s.overflow.WithLabelValues(l)
-	}
 	for _, r := range []string{AbandonSuperseded, AbandonPIDGone, AbandonExpired} {
 		s.inflightEnded.WithLabelValues(r)
 	}
@@ -97,6 +94,14 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 		s.events.WithLabelValues(k)
 	}
 	return s
+}
+
+// SeriesCounters returns the counters of label values sent to "other"
+// (bitville_agent_series_overflow_total) and removed when idle
+// (bitville_agent_series_expired_total), by label, for the parts of the
+// agent that bound labels of their own (exporters/fpm's slowlog).
+func (a *Agent) SeriesCounters() (overflow, expired *prometheus.CounterVec) {
+	return a.self.overflow, a.self.expired
 }
 
 func (s *SelfMetrics) invalidMessage(t protocol.Type, r protocol.Reason) {

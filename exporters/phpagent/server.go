@@ -83,7 +83,7 @@ func (a *Agent) read(conn *net.UnixConn) {
 
 func (a *Agent) readError(err error) {
 	a.self.readErrors.Inc()
-	if n, ok := a.readErrs.allow(); ok {
+	if n, ok := a.readErrs.Allow(); ok {
 		a.log.Error("cannot read the agent socket", "err", err, "suppressed_since_last", n)
 	}
 	time.Sleep(10 * time.Millisecond) // a persistent error must not spin a core

@@ -3,6 +3,7 @@ package phpagent
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/user"
@@ -95,10 +96,10 @@ func ListenSocket(cfg Config) (*Socket, error) {
 			return fail(fmt.Errorf("cannot give socket %s to group %s: %w", path, cfg.SocketGroup, err))
 		}
 	}
-	if err := os.Chmod(path, cfg.SocketMode); err != nil {
+	if err := os.Chmod(path, fs.FileMode(cfg.SocketMode)); err != nil {
 		return fail(fmt.Errorf("cannot set mode %o on socket %s: %w", cfg.SocketMode, path, err))
 	}
-	setReceiveBuffer(conn, cfg.ReceiveBuffer)
+	setReceiveBuffer(conn, int(cfg.ReceiveBuffer))
 	return sock, nil
 }
 

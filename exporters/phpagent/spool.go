@@ -157,7 +157,7 @@ func (a *Agent) TakeSpool() (SpoolStats, error) {
 		switch {
 		case a.cfg.SpoolMaxAge > 0 && !f.at.IsZero() && now.Sub(f.at) > a.cfg.SpoolMaxAge:
 			result = spoolExpired
-		case total > a.cfg.SpoolMaxBytes:
+		case total > int64(a.cfg.SpoolMaxBytes):
 			result = spoolEvicted
 		default:
 			if b, err = readSpoolFile(path); err != nil {
@@ -183,7 +183,7 @@ func (a *Agent) TakeSpool() (SpoolStats, error) {
 		case spoolReplayed, spoolInvalid:
 			a.Handle(b, &rs) // an invalid one is counted with its reason
 		case spoolUnreadable:
-			if n, ok := a.spoolErrs.allow(); ok {
+			if n, ok := a.spoolErrs.Allow(); ok {
 				a.log.Warn("cannot take in spool file", "file", path, "err", err, "suppressed_since_last", n)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/units"
 )
 
 // spoolName is a spool file name for a message written at t.
@@ -91,7 +93,7 @@ func TestTakeSpoolBounds(t *testing.T) {
 		c.SpoolMaxAge = time.Hour
 		c.SpoolMaxBytes = 64 << 10
 	})
-	a.cfg.SpoolMaxBytes = 6 * size // below what Validate accepts, to keep the test small
+	a.cfg.SpoolMaxBytes = units.Base2Bytes(6 * size) // below what Validate accepts, to keep the test small
 	st, err := a.TakeSpool()
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +187,7 @@ func TestDerivedSpoolDir(t *testing.T) {
 			t.Errorf("DerivedSpoolDir(%q) = %q; want %q", ex.Socket, got, ex.Dir)
 		}
 	}
-	if got := DefaultConfig().SpoolMaxBytes; got != limits.Spool.MaxBytes {
+	if got := int64(DefaultConfig().SpoolMaxBytes); got != limits.Spool.MaxBytes {
 		t.Errorf("agent.spool-max-bytes default %d; want the PHP agent's spool_max_bytes default %d", got, limits.Spool.MaxBytes)
 	}
 	for _, tc := range []struct{ dir, want string }{

@@ -1,4 +1,4 @@
-package phpagent
+package fpm
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,18 +27,9 @@ import (
 	"github.com/bitville/bitville-apm/internal/stack"
 )
 
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestParseFPMStatus(t *testing.T) {
 	t.Run("running", func(t *testing.T) {
-		st, err := parseFPMStatus(readTestdata(t, "fpm-status-running.json"))
+		st, err := parseStatus(readTestdata(t, "fpm-status-running.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +51,7 @@ func TestParseFPMStatus(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		st, err := parseFPMStatus(readTestdata(t, "fpm-status-idle.json"))
+		st, err := parseStatus(readTestdata(t, "fpm-status-idle.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +61,7 @@ func TestParseFPMStatus(t *testing.T) {
 		}
 	})
 	t.Run("queue", func(t *testing.T) {
-		st, err := parseFPMStatus(readTestdata(t, "fpm-status-queue.json"))
+		st, err := parseStatus(readTestdata(t, "fpm-status-queue.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,53 +85,9 @@ func TestParseFPMStatus(t *testing.T) {
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseFPMStatus([]byte(tt.in))
+			_, err := parseStatus([]byte(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v; want an error containing %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseFPMStatusURI(t *testing.T) {
-	tests := []struct {
-		in                     string
-		network, address, path string
-		wantErr                string
-	}{
-		{in: "unix:///run/php/php8.2-fpm.sock;/status", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
-		{in: "unix:///run/php/php8.2-fpm.sock", network: "unix", address: "/run/php/php8.2-fpm.sock", path: "/status"},
-		{in: "unix:///run/php/fpm.sock;/fpm-status", network: "unix", address: "/run/php/fpm.sock", path: "/fpm-status"},
-		{in: "tcp://127.0.0.1:9000/status", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
-		{in: "tcp://127.0.0.1:9000", network: "tcp", address: "127.0.0.1:9000", path: "/status"},
-		{in: "tcp://[::1]:9000/st", network: "tcp", address: "[::1]:9000", path: "/st"},
-		{in: "tcp://php:9000/status", network: "tcp", address: "php:9000", path: "/status"},
-		{in: "unix://relative.sock;/status", wantErr: "absolute"},
-		{in: "unix://;/status", wantErr: "absolute"},
-		{in: "unix:///" + strings.Repeat("x", 120) + ";/status", wantErr: "107 bytes"},
-		{in: "tcp://127.0.0.1/status", wantErr: "host:port"},
-		{in: "tcp://127.0.0.1:9000/status?json", wantErr: "without user, query"},
-		{in: "tcp://127.0.0.1:9000/status#x", wantErr: "without user, query"},
-		{in: "unix:///run/x.sock;status", wantErr: "must start with /"},
-		{in: "unix:///run/x.sock;/status?full", wantErr: "no query"},
-		{in: "http://127.0.0.1/status", wantErr: "want unix://"},
-		{in: "/run/php/fpm.sock", wantErr: "want unix://"},
-		{in: "", wantErr: "want unix://"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseFPMStatusURI(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("got %+v, %v; want an error containing %q", got, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Network != tt.network || got.Address != tt.address || got.Path != tt.path || got.URI != tt.in {
-				t.Errorf("got %+v; want %s %s %s", got, tt.network, tt.address, tt.path)
 			}
 		})
 	}
@@ -245,24 +193,13 @@ func (f *fakeFPM) serve(c net.Conn, done <-chan struct{}) {
 	_, _ = c.Write(b.Bytes())
 }
 
-// clock is a settable time source for the agent.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestFPMCollectorCache(t *testing.T) {
 	f := newFakeFPM(t, readTestdata(t, "fpm-status-idle.json"))
-	a, reg := newTestAgent(t, func(c *Config) { c.FPMStatusURIs = []string{"unix://" + f.path + ";/fpm-status"} })
 	clk := &clock{now: t0}
-	a.now = clk.Now
+	m, reg, _ := newTestMonitor(t, func(o *Options) {
+		o.Config.StatusURIs = []string{"unix://" + f.path + ";/fpm-status"}
+		o.Now = clk.Now
+	})
 
 	got := series(t, reg, "bitville_fpm_")
 	want := map[string]float64{
@@ -299,11 +236,11 @@ func TestFPMCollectorCache(t *testing.T) {
 
 	// A second scrape and an API call within the cache TTL reach php-fpm once.
 	series(t, reg, "bitville_fpm_")
-	a.FPMView(context.Background())
+	m.Pools(context.Background())
 	if n := f.requests.Load(); n != 1 {
-		t.Errorf("got %d status requests for reads within %v; want 1", n, fpmCacheTTL)
+		t.Errorf("got %d status requests for reads within %v; want 1", n, cacheTTL)
 	}
-	clk.Add(fpmCacheTTL)
+	clk.Add(cacheTTL)
 	series(t, reg, "bitville_fpm_")
 	if n := f.requests.Load(); n != 2 {
 		t.Errorf("got %d status requests after the TTL; want 2", n)
@@ -322,9 +259,9 @@ func TestFPMCollectorDown(t *testing.T) {
 	text := newFakeFPM(t, []byte("pool: www\n"))
 	good := newFakeFPM(t, readTestdata(t, "fpm-status-queue.json"))
 	uris := []string{"unix://" + missing + ";/status", "unix://" + hung.path, "unix://" + notFound.path, "unix://" + text.path, "unix://" + good.path}
-	a, reg := newTestAgent(t, func(c *Config) {
-		c.FPMStatusURIs = uris
-		c.FPMStatusTimeout = 300 * time.Millisecond
+	m, reg, _ := newTestMonitor(t, func(o *Options) {
+		o.Config.StatusURIs = uris
+		o.Config.StatusTimeout = 300 * time.Millisecond
 	})
 
 	done := make(chan map[string]float64, 1)
@@ -351,7 +288,7 @@ func TestFPMCollectorDown(t *testing.T) {
 	if got[`bitville_fpm_up{pool=api}`] != 1 || got[`bitville_fpm_listen_queue{pool=api}`] != 1 {
 		t.Errorf("the reachable pool: got %v", got)
 	}
-	views := a.FPMView(context.Background())
+	views := m.Pools(context.Background())
 	if len(views) != 5 || views[0].Up || !strings.Contains(views[0].Error, "missing.sock") || !views[4].Up {
 		t.Errorf("got views %+v", views)
 	}
@@ -364,60 +301,51 @@ func TestFPMDuplicatePoolNames(t *testing.T) {
 	one := newFakeFPM(t, readTestdata(t, "fpm-status-idle.json"))
 	two := newFakeFPM(t, readTestdata(t, "fpm-status-running.json")) // also pool www
 	second := "unix://" + two.path + ";/status"
-	_, reg := newTestAgent(t, func(c *Config) { c.FPMStatusURIs = []string{"unix://" + one.path, second} })
+	_, reg, _ := newTestMonitor(t, func(o *Options) { o.Config.StatusURIs = []string{"unix://" + one.path, second} })
 	got := series(t, reg, "bitville_fpm_up")
 	if got[`bitville_fpm_up{pool=www}`] != 1 || got[`bitville_fpm_up{pool=www@`+second+`}`] != 1 {
 		t.Errorf("got %v; want www and www@%s apart", got, second)
 	}
 }
 
-func fpmEvents(a *Agent) []Event {
-	var out []Event
-	for _, e := range a.Events() {
-		if e.Kind == EventFPMLongRunning {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 func TestFPMLongRunningEvents(t *testing.T) {
 	body := readTestdata(t, "fpm-status-running.json")
 	f := newFakeFPM(t, body)
-	a, reg := newTestAgent(t, func(c *Config) {
-		c.FPMStatusURIs = []string{"unix://" + f.path}
-		c.LongRequestThreshold = time.Second
-	})
 	clk := &clock{now: t0}
-	a.now = clk.Now
-	// The PHP agent reported the request of worker 26788.
-	if _, err := a.inflight.Start(startMsg(26788, "req-1", "GET /report", t0.Add(-1500*time.Millisecond)), "GET /report", t0); err != nil {
-		t.Fatal(err)
-	}
+	_, reg, p := newTestMonitor(t, func(o *Options) {
+		o.Config.StatusURIs = []string{"unix://" + f.path}
+		o.LongRequest = time.Second
+		o.Now = clk.Now
+	})
+	// The PHP agent reported the request of worker 26788, and one of
+	// worker 26787 in another pool (another php-fpm master): not the same
+	// request.
+	p.start(Request{PID: 26788, Started: t0.Add(-1500 * time.Millisecond), Detail: "req-1"})
+	p.start(Request{PID: 26787, Pool: "api", Detail: "req-of-api"})
 
 	got := series(t, reg, "bitville_fpm_requests_long_running")
 	if v := got[`bitville_fpm_requests_long_running{pool=www}`]; v != 2 {
 		t.Errorf("got %v long-running workers; want the 2 running for 1.5s", v)
 	}
-	ev := fpmEvents(a)
+	ev := p.Events(EventLongRunning)
 	if len(ev) != 2 {
 		t.Fatalf("got %d fpm_long_running events; want 2: %+v", len(ev), ev)
 	}
 	byPID := map[int]Event{}
 	for _, e := range ev {
-		byPID[e.FPMWorker.PID] = e
+		byPID[e.Worker.PID] = e
 	}
-	if e := byPID[26787]; e.Request.Pool != "www" || e.Request.URI != `/tmp/gfpm/sleepy.php?s=3&q=a"b\c</x>é` || e.Seconds != 1.50115 || !e.Request.Started.Equal(t0.Add(-1501150*time.Microsecond)) {
+	if e := byPID[26787]; e.Request.Detail != nil || e.Request.Pool != "www" || e.Request.URI != `/tmp/gfpm/sleepy.php?s=3&q=a"b\c</x>é` || e.Seconds != 1.50115 || !e.Request.Started.Equal(t0.Add(-1501150*time.Microsecond)) {
 		t.Errorf("got event %+v", e)
 	}
-	if e := byPID[26788]; e.Request.Project != "shop" || e.Request.ID != "req-1" || e.Request.Endpoint != "GET /report" {
+	if e := byPID[26788]; e.Request.Detail != "req-1" || e.Request.PID != 26788 {
 		t.Errorf("got event %+v; want it enriched with the PHP agent's in-flight request", e.Request)
 	}
 
 	// Read again: still running, not reported again.
 	clk.Add(2 * time.Second)
 	series(t, reg, "bitville_fpm_")
-	if n := len(fpmEvents(a)); n != 2 {
+	if n := len(p.Events(EventLongRunning)); n != 2 {
 		t.Errorf("got %d events after a second read; want still 2", n)
 	}
 	// Worker 26787 finished and started another long request.
@@ -425,11 +353,8 @@ func TestFPMLongRunningEvents(t *testing.T) {
 		[]byte(`"pid":26787,"state":"Running","start time":1795839787,"start since":9,"requests":3`), 1))
 	clk.Add(2 * time.Second)
 	series(t, reg, "bitville_fpm_")
-	if ev := fpmEvents(a); len(ev) != 3 || ev[0].FPMWorker.PID != 26787 || ev[0].FPMWorker.Requests != 3 {
-		t.Errorf("got %d events, newest %+v; want a third for 26787's next request", len(ev), ev[0].FPMWorker)
-	}
-	if v := series(t, reg, "bitville_agent_events_total")[`bitville_agent_events_total{kind=fpm_long_running}`]; v != 3 {
-		t.Errorf("got bitville_agent_events_total{kind=fpm_long_running} %v; want 3", v)
+	if ev := p.Events(EventLongRunning); len(ev) != 3 || ev[0].Worker.PID != 26787 || ev[0].Worker.Requests != 3 {
+		t.Errorf("got %d events, newest %+v; want a third for 26787's next request", len(ev), ev[0].Worker)
 	}
 }
 
@@ -480,20 +405,20 @@ func TestFPMEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = fpm.Stop() })
 
-	a, reg := newTestAgent(t, func(c *Config) {
-		c.FPMStatusURIs = []string{"unix://" + fpm.Socket + ";" + fpm.StatusPath}
-		c.FPMSlowlogs = []string{fpm.SlowlogPath}
-		c.LongRequestThreshold = time.Second
-		c.FPMPollInterval = time.Second
+	m, reg, p := newTestMonitor(t, func(o *Options) {
+		o.Config.StatusURIs = []string{"unix://" + fpm.Socket + ";" + fpm.StatusPath}
+		o.Config.Slowlogs = []string{fpm.SlowlogPath}
+		o.LongRequest = time.Second
+		o.Config.PollInterval = time.Second
 	})
 	bg, stopBG := context.WithCancel(context.Background())
 	bgDone := make(chan struct{})
-	go func() { a.RunBackground(bg); close(bgDone) }()
+	go func() { m.Run(bg); close(bgDone) }()
 	t.Cleanup(func() { stopBG(); <-bgDone })
 	// The follower starts at the end of the slowlog; let it open the file
 	// before the slow request is made.
 	waitUntil(t, 10*time.Second, func() bool {
-		v := a.SlowlogViews()
+		v := m.Slowlogs()
 		return len(v) == 1 && v[0].Error == ""
 	})
 
@@ -520,14 +445,14 @@ func TestFPMEndToEnd(t *testing.T) {
 	}
 
 	// The running view, over HTTP.
-	srv := httptest.NewServer(a.Handler(reg, "test"))
+	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/api/v1/fpm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var view struct {
-		Pools    []FPMPoolView `json:"pools"`
+		Pools    []PoolView    `json:"pools"`
 		Slowlogs []SlowlogView `json:"slowlogs"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&view)
@@ -548,15 +473,18 @@ func TestFPMEndToEnd(t *testing.T) {
 
 	// Events: the slow worker once as long running, its slowlog entry once.
 	var long, slow []Event
-	for _, e := range a.Events() {
+	p.mu.Lock()
+	events := slices.Clone(p.events)
+	p.mu.Unlock()
+	for _, e := range events {
 		switch e.Kind {
-		case EventFPMLongRunning:
+		case EventLongRunning:
 			long = append(long, e)
-		case EventFPMSlowlog:
+		case EventSlowlog:
 			slow = append(slow, e)
 		}
 	}
-	if len(long) != 1 || long[0].FPMWorker.URI != script+"?id=42" || long[0].Request.Pool != "shop" {
+	if len(long) != 1 || long[0].Worker.URI != script+"?id=42" || long[0].Request.Pool != "shop" {
 		t.Errorf("got long-running events %+v; want the slow request once", long)
 	}
 	// The trace stops the worker wherever it is: almost always in usleep,
@@ -597,24 +525,13 @@ func TestFPMEndToEnd(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // FuzzParseFPMStatus checks that no body makes the status parser panic.
 func FuzzParseFPMStatus(f *testing.F) {
 	f.Add(readTestdata(f, "fpm-status-running.json"))
 	f.Add(readTestdata(f, "fpm-status-queue.json"))
 	f.Add([]byte(`{"pool":"x","processes":[{"pid":-1,"request duration":18446744073709551615}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := parseFPMStatus(b)
+		st, err := parseStatus(b)
 		if err == nil && st.Pool == "" {
 			t.Fatal("accepted a status without a pool name")
 		}
@@ -626,23 +543,23 @@ func TestFPMReadAbandoned(t *testing.T) {
 	f.mu.Lock()
 	f.hang = true
 	f.mu.Unlock()
-	a, _ := newTestAgent(t, func(c *Config) {
-		c.FPMStatusURIs = []string{"unix://" + f.path}
-		c.FPMStatusTimeout = time.Minute
+	m, _, _ := newTestMonitor(t, func(o *Options) {
+		o.Config.StatusURIs = []string{"unix://" + f.path}
+		o.Config.StatusTimeout = time.Minute
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		waitUntil(t, 10*time.Second, func() bool { return f.requests.Load() == 1 })
 		cancel()
 	}()
-	views := a.FPMView(ctx) // an API client that goes away
+	views := m.Pools(ctx) // an API client that goes away
 	if views[0].Up || !strings.Contains(views[0].Error, "abandoned") {
 		t.Errorf("got %+v; want an abandoned read", views[0])
 	}
 	// (A scrape here would read again and wait for the hung server.)
-	for _, reason := range fpmErrReasons {
+	for _, reason := range errReasons {
 		var d dto.Metric
-		if err := a.fpm.errors.WithLabelValues("unix://"+f.path, reason).Write(&d); err != nil || d.GetCounter().GetValue() != 0 {
+		if err := m.errors.WithLabelValues("unix://"+f.path, reason).Write(&d); err != nil || d.GetCounter().GetValue() != 0 {
 			t.Errorf("got %v errors with reason %s for an abandoned read; want 0", d.GetCounter().GetValue(), reason)
 		}
 	}
@@ -651,7 +568,7 @@ func TestFPMReadAbandoned(t *testing.T) {
 	f.hang = false
 	f.body = readTestdata(t, "fpm-status-idle.json")
 	f.mu.Unlock()
-	if v := a.FPMView(context.Background()); !v[0].Up || f.requests.Load() != 2 {
+	if v := m.Pools(context.Background()); !v[0].Up || f.requests.Load() != 2 {
 		t.Errorf("got %+v after %d requests; want a fresh successful read", v[0], f.requests.Load())
 	}
 }

@@ -1,4 +1,4 @@
-package phpagent
+package fpm
 
 import (
 	"bytes"
@@ -338,8 +338,8 @@ func TestFollowerGarbage(t *testing.T) {
 }
 
 func TestSlowlogMetrics(t *testing.T) {
-	a, reg := newTestAgent(t, func(c *Config) { c.FPMSlowlogs = []string{"/nonexistent/slow.log"} })
-	s := a.fpm.slow
+	m, reg, _ := newTestMonitor(t, func(o *Options) { o.Config.Slowlogs = []string{"/nonexistent/slow.log"} })
+	s := m.slow
 	for i := 0; i < slowlogMaxFunctions+5; i++ {
 		e := SlowlogEntry{Pool: "www", PID: i, Frames: []SlowlogFrame{{Function: fmt.Sprintf("fn%d", i)}}}
 		s.observe(&e, t0)
@@ -387,30 +387,30 @@ func TestSlowlogMetrics(t *testing.T) {
 func TestSlowlogEvents(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "slow.log")
 	appendFile(t, path, "")
-	a, reg := newTestAgent(t, func(c *Config) { c.FPMSlowlogs = []string{path} })
 	clk := &clock{now: t0}
-	a.now = clk.Now
+	m, reg, p := newTestMonitor(t, func(o *Options) {
+		o.Config.Slowlogs = []string{path}
+		o.Now = clk.Now
+	})
 	f := newSlowlogFollower(path)
 	t.Cleanup(f.close)
-	a.fpm.pollSlowlog(f, clk.Now())
+	m.pollSlowlog(f, clk.Now())
 	// The PHP agent reported the request of worker 26786.
-	if _, err := a.inflight.Start(startMsg(26786, "req-9", "GET /include", t0.Add(-2*time.Second)), "GET /include", t0); err != nil {
-		t.Fatal(err)
-	}
+	p.start(Request{PID: 26786, Pool: "www", Started: t0.Add(-2 * time.Second), Detail: "req-9"})
 	appendFile(t, path, entryA+entryB+"not a slowlog line\n")
 	clk.Add(slowlogQuiet)
-	a.fpm.pollSlowlog(f, clk.Now()) // entry A, completed by B
+	m.pollSlowlog(f, clk.Now()) // entry A, completed by B
 	clk.Add(slowlogQuiet)
-	a.fpm.pollSlowlog(f, clk.Now()) // entry B, after a quiet period
-	ev := a.Events()
+	m.pollSlowlog(f, clk.Now()) // entry B, after a quiet period
+	ev := p.Events(EventSlowlog)
 	if len(ev) != 2 {
 		t.Fatalf("got %d events; want 2: %+v", len(ev), ev)
 	}
 	b, old := ev[0], ev[1] // newest first
-	if old.Kind != EventFPMSlowlog || old.Slowlog == nil || old.Slowlog.PID != 26788 || old.Request.Pool != "www" || old.Request.PID != 26788 || old.Seconds != 0 {
+	if old.Kind != EventSlowlog || old.Slowlog == nil || old.Slowlog.PID != 26788 || old.Request.Pool != "www" || old.Request.PID != 26788 || old.Seconds != 0 {
 		t.Errorf("got event %+v", old)
 	}
-	if b.Slowlog == nil || b.Request.ID != "req-9" || b.Request.Project != "shop" || b.Seconds != 4 {
+	if b.Slowlog == nil || b.Request.Detail != "req-9" || b.Seconds != 4 {
 		t.Errorf("got event %+v; want it enriched with the in-flight request (running 4s)", b)
 	}
 	if !old.Time.Equal(time.Date(2026, 11, 28, 4, 23, 16, 0, time.Local)) {
@@ -418,19 +418,18 @@ func TestSlowlogEvents(t *testing.T) {
 	}
 	got := series(t, reg, "bitville_")
 	if got[`bitville_fpm_slowlog_entries_total{pool=www}`] != 2 || got[`bitville_fpm_slowlog_frames_total{function=sleep,pool=www}`] != 1 ||
-		got[`bitville_fpm_slowlog_frames_total{function=usleep,pool=www}`] != 1 || got[`bitville_fpm_slowlog_errors_total{reason=invalid_line}`] != 1 ||
-		got[`bitville_agent_events_total{kind=fpm_slowlog}`] != 2 {
+		got[`bitville_fpm_slowlog_frames_total{function=usleep,pool=www}`] != 1 || got[`bitville_fpm_slowlog_errors_total{reason=invalid_line}`] != 1 {
 		t.Errorf("got %v", got)
 	}
 }
 
 func TestSlowlogOpenError(t *testing.T) {
 	dir := t.TempDir() // a directory opens but cannot be read as a file
-	a, reg := newTestAgent(t, func(c *Config) { c.FPMSlowlogs = []string{dir} })
+	m, reg, _ := newTestMonitor(t, func(o *Options) { o.Config.Slowlogs = []string{dir} })
 	f := newSlowlogFollower(dir)
 	t.Cleanup(f.close)
 	for i := 0; i < 3; i++ {
-		a.fpm.pollSlowlog(f, t0.Add(time.Duration(i)*time.Second))
+		m.pollSlowlog(f, t0.Add(time.Duration(i)*time.Second))
 	}
 	if v := series(t, reg, "bitville_fpm_slowlog_errors_total")[`bitville_fpm_slowlog_errors_total{reason=open}`]; v != 1 {
 		t.Errorf("got %v open errors for three polls of the same problem; want 1", v)
