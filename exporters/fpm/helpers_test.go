@@ -3,14 +3,13 @@ package fpm
 import (
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/bitville/bitville-apm/internal/promtest"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -105,36 +104,8 @@ func newTestMonitor(t testing.TB, mutate func(*Options)) (*Monitor, *prometheus.
 	return New(o, reg), reg, p
 }
 
-// series returns "name{k=v,...}" → value for every sample of the families
-// whose name starts with prefix.
-func series(t testing.TB, g prometheus.Gatherer, prefix string) map[string]float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), prefix) {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, lp := range m.GetLabel() {
-				ls = append(ls, lp.GetName()+"="+lp.GetValue())
-			}
-			sort.Strings(ls)
-			key := "{" + strings.Join(ls, ",") + "}"
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[mf.GetName()+key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[mf.GetName()+key] = m.GetGauge().GetValue()
-			}
-		}
-	}
-	return out
-}
+// series is promtest.Series.
+var series = promtest.Series
 
 func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bitville/bitville-apm/internal/fastcgi"
 	"github.com/bitville/bitville-apm/internal/labelset"
+	"github.com/bitville/bitville-apm/internal/periodic"
 )
 
 // cacheTTL is how long a status read is reused: two scrapes (or a scrape
@@ -204,14 +205,5 @@ func (m *Monitor) poll(ctx context.Context, every time.Duration) {
 	if len(m.pools) == 0 || every <= 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.readAll(ctx)
-		}
-	}
+	periodic.Every(ctx, every, func() { m.readAll(ctx) })
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bitville/bitville-apm/internal/labelset"
+	"github.com/bitville/bitville-apm/internal/periodic"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
 
@@ -121,19 +122,10 @@ func (a *activity) run(ctx context.Context, srv, scrapes *server) {
 	if a.interval <= 0 {
 		return
 	}
-	t := time.NewTicker(a.interval)
-	defer t.Stop()
 	// A sample may take up to the statement timeout (the first one also
 	// connects); the ticks it overlaps are skipped.
 	deadline := max(a.interval, srv.timeout)
-	for {
-		a.sampleOnce(ctx, srv, scrapes, deadline)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	periodic.Run(ctx, a.interval, func() { a.sampleOnce(ctx, srv, scrapes, deadline) })
 }
 
 // sampleOnce takes a sample on srv, leaving out the sessions of the

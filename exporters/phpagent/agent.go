@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bitville/bitville-apm/internal/periodic"
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 	"github.com/bitville/bitville-apm/internal/throttle"
@@ -184,55 +185,30 @@ func (a *Agent) Expire() {
 func (a *Agent) Rank() { a.agg.Rank() }
 
 // RunBackground runs the periodic work until ctx ends: the in-flight sweep,
-// ranking and expiry.
+// ranking, expiry, and taking in the spool (at once, then every spool
+// interval).
 func (a *Agent) RunBackground(ctx context.Context) {
 	var wg sync.WaitGroup
-	every := func(d time.Duration, f func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(d)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					f()
-				}
-			}
-		}()
-	}
 	if a.cfg.SpoolPath() != "" {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.runSpool(ctx) }()
+		wg.Go(func() { periodic.Run(ctx, a.cfg.SpoolInterval, a.takeSpoolLogged) })
 	}
-	every(a.cfg.SweepInterval, a.Sweep)
-	every(a.cfg.RankInterval, a.Rank)
-	every(min(a.cfg.SeriesTTL/4, time.Minute), a.Expire)
+	wg.Go(func() { periodic.Every(ctx, a.cfg.SweepInterval, a.Sweep) })
+	wg.Go(func() { periodic.Every(ctx, a.cfg.RankInterval, a.Rank) })
+	wg.Go(func() { periodic.Every(ctx, min(a.cfg.SeriesTTL/4, time.Minute), a.Expire) })
 	wg.Wait()
 }
 
-// runSpool takes the spool in at once (what was spooled while the daemon
-// was down), then every spool interval until ctx ends.
-func (a *Agent) runSpool(ctx context.Context) {
-	t := time.NewTicker(a.cfg.SpoolInterval)
-	defer t.Stop()
-	for {
-		st, err := a.TakeSpool()
-		if err != nil {
-			if n, ok := a.spoolErrs.Allow(); ok {
-				a.log.Warn("cannot take in the spool", "err", err, "suppressed_since_last", n)
-			}
-		} else if st != (SpoolStats{}) {
-			a.log.Info("spool taken in", "dir", a.cfg.SpoolPath(), "replayed", st.Replayed, "skipped", st.Skipped, "invalid", st.Invalid,
-				"unreadable", st.Unreadable, "expired", st.Expired, "evicted", st.Evicted)
+// takeSpoolLogged takes the spool in once, logging what it found.
+func (a *Agent) takeSpoolLogged() {
+	st, err := a.TakeSpool()
+	switch {
+	case err != nil:
+		if n, ok := a.spoolErrs.Allow(); ok {
+			a.log.Warn("cannot take in the spool", "err", err, "suppressed_since_last", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	case st != (SpoolStats{}):
+		a.log.Info("spool taken in", "dir", a.cfg.SpoolPath(), "replayed", st.Replayed, "skipped", st.Skipped, "invalid", st.Invalid,
+			"unreadable", st.Unreadable, "expired", st.Expired, "evicted", st.Evicted)
 	}
 }
 

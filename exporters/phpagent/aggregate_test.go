@@ -2,14 +2,13 @@ package phpagent
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/bitville/bitville-apm/internal/promtest"
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
@@ -22,39 +21,8 @@ func newTestAggregator(t testing.TB, l Limits) (*Aggregator, *prometheus.Registr
 	return NewAggregator(l, false, self, reg), reg
 }
 
-// series returns "name{k=v,...}" → value for every sample of the families
-// whose name starts with prefix; histograms give name_count and name_sum.
-func series(t testing.TB, g prometheus.Gatherer, prefix string) map[string]float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), prefix) {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, lp := range m.GetLabel() {
-				ls = append(ls, lp.GetName()+"="+lp.GetValue())
-			}
-			sort.Strings(ls)
-			key := "{" + strings.Join(ls, ",") + "}"
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[mf.GetName()+key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[mf.GetName()+key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[mf.GetName()+"_count"+key] = float64(m.GetHistogram().GetSampleCount())
-				out[mf.GetName()+"_sum"+key] = m.GetHistogram().GetSampleSum()
-			}
-		}
-	}
-	return out
-}
+// series is promtest.Series.
+var series = promtest.Series
 
 func fpsOf(m *protocol.Message) []sqlfp.Result {
 	out := make([]sqlfp.Result, len(m.SQL))

@@ -18,9 +18,15 @@ func spoolName(t time.Time, pid int, tag string) string {
 	return fmt.Sprintf("%019d-%d-%s.json", t.UnixNano(), pid, tag)
 }
 
+// writeSpool writes a spool file the way the PHP agent does: under a
+// .tmp name, then renamed, so a running daemon never reads half of it.
 func writeSpool(t *testing.T, dir, name, body string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path+".tmp", []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
 	}
 }
