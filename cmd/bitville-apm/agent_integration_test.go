@@ -120,6 +120,22 @@ func launchDaemon(t testing.TB, cmd *exec.Cmd, socket, scheme string) *agentProc
 	return p
 }
 
+// stopDaemon sends SIGTERM and expects a clean exit.
+func stopDaemon(t *testing.T, p *agentProcess) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("no exit within 15s of SIGTERM")
+	}
+}
+
 func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -266,17 +282,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// SIGTERM stops it cleanly and removes the socket file.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("agent exited with %v after SIGTERM; want 0\n%s", err, p.logs)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("agent did not stop within 10s of SIGTERM")
-	}
+	stopDaemon(t, p)
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("socket file still there after stop: %v", err)
 	}

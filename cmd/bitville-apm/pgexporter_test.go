@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,15 +60,5 @@ func TestPgExporterEndToEnd(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, b)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, p.logs)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("pg-exporter did not stop within 15s of SIGTERM")
-	}
+	stopDaemon(t, p)
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,22 +81,6 @@ func checkWebSecurity(t *testing.T, p *agentProcess, f webtest.Files, want map[s
 				t.Errorf("%s with %s: body contains %q: %v; want %v", path, tc.name, body, has, code == http.StatusOK)
 			}
 		}
-	}
-}
-
-// stopDaemon sends SIGTERM and expects a clean exit.
-func stopDaemon(t *testing.T, p *agentProcess) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, p.logs)
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("no exit within 15s of SIGTERM")
 	}
 }
 
