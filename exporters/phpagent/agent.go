@@ -38,6 +38,10 @@ type Agent struct {
 	ready atomic.Bool
 }
 
+// logEvery is how often a repeated problem on a per-datagram or per-file
+// path is logged at most; the rest are counted in the next line.
+const logEvery = 10 * time.Second
+
 // New creates an agent whose metrics are registered on reg.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 	self := NewSelfMetrics(reg)
@@ -50,9 +54,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		fps:       sqlfp.NewCache(cfg.SQLCacheSize),
 		fpsCut:    sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
 		ring:      NewEventRing(cfg.EventsBuffer),
-		invalid:   throttle.New(10 * time.Second),
-		readErrs:  throttle.New(10 * time.Second),
-		spoolErrs: throttle.New(10 * time.Second),
+		invalid:   throttle.New(logEvery),
+		readErrs:  throttle.New(logEvery),
+		spoolErrs: throttle.New(logEvery),
 		now:       time.Now,
 	}
 	a.events = []EventSink{a.ring}

@@ -87,20 +87,30 @@ func ListenSocket(cfg Config) (*Socket, error) {
 		sock.Close()
 		return nil, err
 	}
-	if cfg.SocketGroup != "" {
-		gid, err := lookupGroup(cfg.SocketGroup)
-		if err != nil {
-			return fail(err)
-		}
-		if err := os.Chown(path, -1, gid); err != nil {
-			return fail(fmt.Errorf("cannot give socket %s to group %s: %w", path, cfg.SocketGroup, err))
-		}
-	}
-	if err := os.Chmod(path, fs.FileMode(cfg.SocketMode)); err != nil {
-		return fail(fmt.Errorf("cannot set mode %o on socket %s: %w", cfg.SocketMode, path, err))
+	if err := shareWithGroup("socket", path, cfg.SocketGroup, fs.FileMode(cfg.SocketMode)); err != nil {
+		return fail(err)
 	}
 	setReceiveBuffer(conn, int(cfg.ReceiveBuffer))
 	return sock, nil
+}
+
+// shareWithGroup gives path (the socket or the spool, named by what) to
+// group, unless it is empty, and sets its mode: what the PHP workers may
+// write to is theirs through the group.
+func shareWithGroup(what, path, group string, mode fs.FileMode) error {
+	if group != "" {
+		gid, err := lookupGroup(group)
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fmt.Errorf("cannot give %s %s to group %s: %w", what, path, group, err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("cannot set mode %o on %s %s: %w", mode.Perm(), what, path, err)
+	}
+	return nil
 }
 
 func removeStaleSocket(path string) error {

@@ -90,23 +90,11 @@ func PrepareSpoolDir(cfg Config) error {
 	if err := os.MkdirAll(dir, 0o770); err != nil {
 		return fmt.Errorf("cannot create spool dir %s: %w", dir, err)
 	}
-	if cfg.SocketGroup != "" {
-		gid, err := lookupGroup(cfg.SocketGroup)
-		if err != nil {
-			return err
-		}
-		if err := os.Chown(dir, -1, gid); err != nil {
-			return fmt.Errorf("cannot give spool dir %s to group %s: %w", dir, cfg.SocketGroup, err)
-		}
-	}
 	mode := fs.ModeSetgid | 0o770
 	if cfg.SocketMode&0o002 != 0 {
 		mode |= 0o007 // the socket is world-writable: so is its spool
 	}
-	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("cannot set mode %o on spool dir %s: %w", mode.Perm(), dir, err)
-	}
-	return nil
+	return shareWithGroup("spool dir", dir, cfg.SocketGroup, mode)
 }
 
 type spoolFile struct {
