@@ -21,20 +21,11 @@ import (
 // the status and body.
 func authGet(t *testing.T, c *http.Client, url, user, password string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
+	code, body, _, err := webtest.Get(c, url, user, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, body
 }
 
 // checkWebSecurity checks a daemon started with f's web configuration:

@@ -58,20 +58,11 @@ func start(t *testing.T, configFile string, h http.Handler) *Server {
 
 func get(t *testing.T, c *http.Client, url, user, password string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
+	code, body, header, err := webtest.Get(c, url, user, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	return code, body, header
 }
 
 func TestServeTLSAndBasicAuth(t *testing.T) {

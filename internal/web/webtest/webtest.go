@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -125,4 +126,26 @@ func (f Files) Client(timeout time.Duration) *http.Client {
 			DisableKeepAlives: true,
 		},
 	}
+}
+
+// Get requests url with c, with basic authentication unless user is "",
+// and returns the status, the body and the headers of the answer.
+func Get(c *http.Client, url, user, password string) (status int, body string, header http.Header, err error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, "", resp.Header, fmt.Errorf("GET %s: cannot read the body: %w", url, err)
+	}
+	return resp.StatusCode, string(b), resp.Header, nil
 }
