@@ -27,7 +27,6 @@ type Agent struct {
 	inflight   *InflightTable
 	fps        *sqlfp.Cache
 	fpsCut     *sqlfp.Cache // for texts the PHP agent truncated
-	events     []EventSink
 	ring       *EventRing
 	invalid    *throttle.Throttle // logs of rejected datagrams
 	readErrs   *throttle.Throttle // logs of socket read errors
@@ -59,7 +58,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		spoolErrs: throttle.New(logEvery),
 		now:       time.Now,
 	}
-	a.events = []EventSink{a.ring}
 	for _, k := range cfg.FPM.EventKinds() {
 		self.events.WithLabelValues(k)
 	}
@@ -162,9 +160,7 @@ func (a *Agent) abandon(r *InflightRequest, reason string, now time.Time) {
 
 func (a *Agent) emit(e Event) {
 	a.self.events.WithLabelValues(e.Kind).Inc()
-	for _, s := range a.events {
-		s.Emit(e)
-	}
+	a.ring.Emit(e)
 }
 
 // Sweep runs the in-flight checks once.

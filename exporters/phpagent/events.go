@@ -54,14 +54,9 @@ func (a *Agent) FPMRequest(pid int) (fpm.Request, bool) {
 	return fpm.Request{Pool: r.Pool, PID: r.PID, Method: r.Method, URI: r.URI, Started: r.Started, LastSeen: r.LastSeen, Detail: r}, true
 }
 
-// EventSink receives events. Emit must not block: it is called from the
-// datagram readers and the in-flight sweep.
-type EventSink interface {
-	Emit(Event)
-}
-
-// EventRing keeps the most recent events. Safe for concurrent use; Recent
-// returns copies the caller owns.
+// EventRing keeps the most recent events. Safe for concurrent use (Emit is
+// called from the datagram readers and the in-flight sweep and never
+// blocks for long); Recent returns copies the caller owns.
 type EventRing struct {
 	mu   sync.Mutex
 	buf  []Event
