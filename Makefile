@@ -70,6 +70,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseFPMStatus ./exporters/fpm/
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzSlowlog ./exporters/fpm/
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzResponse ./internal/fastcgi/
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseStat ./exporters/host/
 
 clean: ## remove build output
 	rm -rf bin $(RUN_DIR)
