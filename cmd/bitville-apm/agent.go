@@ -16,16 +16,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/bitville/bitville-apm/exporters/fpm"
+	"github.com/bitville/bitville-apm/exporters/host"
 	"github.com/bitville/bitville-apm/exporters/phpagent"
 	"github.com/bitville/bitville-apm/internal/buildinfo"
 	"github.com/bitville/bitville-apm/internal/web"
 )
 
 // AgentCmd runs the per-host agent daemon. Its flags are those of
-// phpagent.Config (and fpm.Config within it), where each is declared once.
+// phpagent.Config (and fpm.Config within it) and host.Config, where each is
+// declared once.
 type AgentCmd struct {
 	phpagent.Config `embed:""`
-	WebConfigFile   string `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
+	Host            host.Config `embed:""` // the host's processes and pressure (exporters/host)
+	WebConfigFile   string      `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
 // newRegistry returns the registry of a daemon: the Go and process
@@ -49,7 +52,7 @@ func newRegistry(name, help string) (*prometheus.Registry, buildinfo.Info) {
 // reading, lets in-progress scrapes finish and exits.
 func (c *AgentCmd) Run(log *slog.Logger) error {
 	cfg := c.Config
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), c.Host.Validate()); err != nil {
 		return fmt.Errorf("invalid agent configuration: %w", err)
 	}
 	if err := web.CheckConfigFile(c.WebConfigFile); err != nil {
@@ -76,6 +79,16 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		SeriesOverflow: overflow,
 		SeriesExpired:  expired,
 	}, reg)
+	var procs *host.Collector
+	if c.Host.Enabled {
+		procs = host.New(host.Options{
+			Config:         c.Host,
+			SeriesTTL:      cfg.SeriesTTL,
+			Log:            log,
+			SeriesOverflow: overflow,
+			SeriesExpired:  expired,
+		}, reg)
+	}
 	conn, err := phpagent.ListenSocket(cfg)
 	if err != nil {
 		return err
@@ -101,7 +114,7 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
 	}
 	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", srv.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
-		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPM.StatusURIs), "fpm_slowlogs", len(cfg.FPM.Slowlogs))
+		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPM.StatusURIs), "fpm_slowlogs", len(cfg.FPM.Slowlogs), "host", c.Host.Enabled)
 
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve() }()
@@ -111,6 +124,9 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { agent.RunBackground(ctx) })
 		wg.Go(func() { php.Run(ctx) })
+		if procs != nil {
+			wg.Go(func() { procs.Run(ctx) })
+		}
 		wg.Wait()
 		close(bgDone)
 	}()

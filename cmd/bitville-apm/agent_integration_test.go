@@ -220,7 +220,9 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	l.Close() // a datagram conn does not unlink its file on close: the file stays, stale
 
-	p := startAgent(t, bin, "--no-agent.check-pids", "--agent.socket="+stale)
+	// The host collector's series depend on the machine: off here, checked
+	// on a fixture tree by TestAgentHost and exporters/host.
+	p := startAgent(t, bin, "--no-agent.check-pids", "--no-host.enabled", "--agent.socket="+stale)
 	p.socket = stale
 
 	valid := [][]byte{readGolden(t, "start.json"), readGolden(t, "progress.json"), readGolden(t, "end.json"), readGolden(t, "end-cli.json")}
