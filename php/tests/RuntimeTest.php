@@ -425,10 +425,17 @@ final class RuntimeTest extends TestCase
     {
         $timer = new class () implements Timer {
             public int $stops = 0;
+            /** @var list<array{float, float}> */
+            public array $restarts = [];
 
             public function stop(): void
             {
                 $this->stops++;
+            }
+
+            public function restart(float $afterSec, float $intervalSec): void
+            {
+                $this->restarts[] = [$afterSec, $intervalSec];
             }
         };
         $args = null;
@@ -454,6 +461,10 @@ final class RuntimeTest extends TestCase
     {
         $timer = new class () implements Timer {
             public function stop(): void
+            {
+            }
+
+            public function restart(float $afterSec, float $intervalSec): void
             {
             }
         };
