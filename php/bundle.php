@@ -38,11 +38,20 @@ interface Profiler
     public function start(): void;
 
     /**
+     * From now on, samples every $periodSec on the CPU and the real-time
+     * clock, each sample standing for $periodSec (a request still running
+     * after profile_long_ms); what was taken before keeps its weights.
+     * Never throws.
+     */
+    public function fullRate(float $periodSec): void;
+
+    /**
      * Stops and returns ['fn' => list<array{n:string,self:float,incl:float,calls?:int}> heaviest self first,
      * 'stacks' => list<array{s:string,n:int}> most samples first (frames outermost first joined by ';'),
-     * 'period' => ?float seconds]. Never throws.
+     * 'period' => ?float seconds, and 'wall' => list<array{n:string,c:string,s:float}> when the real-time clock was
+     * sampled (WallProfile)]. Never throws.
      *
-     * @return array{fn: list<array{n:string,self:float,incl:float,calls?:int}>, stacks: list<array{s:string,n:int}>, period: ?float}
+     * @return array{fn: list<array{n:string,self:float,incl:float,calls?:int}>, stacks: list<array{s:string,n:int}>, period: ?float, wall?: list<array{n:string,c:string,s:float}>}
      */
     public function stop(): array;
 }
@@ -60,6 +69,12 @@ interface Timer
 {
     /** Stops the timer; no callback runs afterwards. Safe to call twice. */
     public function stop(): void;
+
+    /**
+     * Re-arms the timer: the next callback after $afterSec, then every
+     * $intervalSec. Safe to call from the callback.
+     */
+    public function restart(float $afterSec, float $intervalSec): void;
 }
 
 // ---- src/Agent.php
@@ -223,6 +238,14 @@ final class Config
 
     /** The excimer sampling period used when excimer_period_ms is not set. */
     public const DEFAULT_EXCIMER_PERIOD_MS = 100.0;
+    /**
+     * The real-clock sampling period (excimer_wall_period_ms): a blocking
+     * call is one sample however long it lasts, so a coarse period costs
+     * little and still measures long waits to ± one period.
+     */
+    public const DEFAULT_EXCIMER_WALL_PERIOD_MS = 1000;
+    /** Requests still running after this long are profiled at the full rate (profile_long_ms). */
+    public const DEFAULT_PROFILE_LONG_MS = 1000;
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
@@ -251,6 +274,8 @@ final class Config
         'slow_threshold_ms' => '0',
         'excimer_period_ms' => '',
         'excimer_request_rate' => '0.1',
+        'excimer_wall_period_ms' => '1000',
+        'profile_long_ms' => '1000',
         'progress_after_ms' => '5000',
         'progress_interval_ms' => '5000',
         'force_header_secret' => '',
@@ -280,6 +305,8 @@ final class Config
         'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
         'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
         'excimer_request_rate' => 'BITVILLE_APM_EXCIMER_REQUEST_RATE',
+        'excimer_wall_period_ms' => 'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS',
+        'profile_long_ms' => 'BITVILLE_APM_PROFILE_LONG_MS',
         'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
         'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
         'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
@@ -315,6 +342,8 @@ final class Config
         public readonly int $slowThresholdMs = 0,
         public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
         public readonly float $excimerRequestRate = 0.1,
+        public readonly int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS,
+        public readonly int $profileLongMs = self::DEFAULT_PROFILE_LONG_MS,
         public readonly int $progressAfterMs = 5000,
         public readonly int $progressIntervalMs = 5000,
         public readonly string $forceHeaderSecret = '',
@@ -482,6 +511,8 @@ final class Config
         'slow_threshold_ms' => ['slowThresholdMs', 'int', 0, 86400000],
         'excimer_period_ms' => ['excimerPeriodMs', 'special'],
         'excimer_request_rate' => ['excimerRequestRate', 'float', 0.0, 1.0],
+        'excimer_wall_period_ms' => ['excimerWallPeriodMs', 'int', 1, 60000],
+        'profile_long_ms' => ['profileLongMs', 'int', 0, 86400000],
         'progress_after_ms' => ['progressAfterMs', 'int', 0, 86400000],
         'progress_interval_ms' => ['progressIntervalMs', 'int', 0, 86400000],
         'force_header_secret' => ['forceHeaderSecret', 'string'],
@@ -854,6 +885,13 @@ final class Runtime
     private bool $startPending = false;
     private bool $finished = false;
     private bool $handlersInstalled = false;
+    /** Milliseconds after the start: the long-request mark (0: passed or off). */
+    private int $longAtMs = 0;
+    /** The next progress message (0: progress off). */
+    private int $progressAtMs = 0;
+    /** When the timer ticks next on its own, and its period. */
+    private int $tickAtMs = 0;
+    private int $timerPeriodMs = 0;
 
     /** @var callable|null */
     private $previousErrorHandler = null;
@@ -877,8 +915,9 @@ final class Runtime
      *
      * @param float $t0 microtime(true) at prepend time
      * @param int $h0 hrtime(true) at prepend time
-     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
-     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request)
+     * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
+     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request,
+     *        real-clock period in seconds)
      * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
      *        (first tick after, then every, in seconds; the tick)
      * @param (\Closure(): int)|null $status the response status at the end
@@ -905,7 +944,7 @@ final class Runtime
      * closures are the constructor's (null: production).
      *
      * @param array<string, mixed> $server $_SERVER
-     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
      * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
      * @param (\Closure(): int)|null $status
      */
@@ -981,10 +1020,17 @@ final class Runtime
     }
 
     /**
-     * Starts measuring: the profiler, the progress timer, the start message.
-     * The profiler and timer factories are the constructor's, by default
+     * Starts measuring: the timer, the start message, the profiler. The
+     * profiler and timer factories are the constructor's, by default
      * ProfilerFactory::create() and ProgressTimer::start() when the classes
      * exist.
+     *
+     * One timer serves every deadline of the request: the delayed start
+     * (start_delay_ms), the long-request mark (profile_long_ms) and the
+     * progress messages (progress_after_ms, then progress_interval_ms). It
+     * first fires at the earliest of them; each tick does what is due and
+     * re-arms the timer for the next one if its period would miss it. A
+     * request shorter than the earliest deadline pays for that timer only.
      */
     public function start(): void
     {
@@ -992,31 +1038,30 @@ final class Runtime
             return;
         }
         $this->started = true;
-        // With start_delay_ms, the start is sent by the timer's first tick,
-        // so requests shorter than the delay send one datagram, not two.
         $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
-        $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
         $delay = $this->config->startDelayMs;
-        try {
-            if ($delay > 0 && $timers !== null) {
-                $this->startPending = true;
-                $this->progress = self::timer($timers, $delay, $after > 0 ? $interval : 86400000, [$this, 'onProgress']);
-                if ($this->progress === null) {
-                    $this->startPending = false;
-                }
+        $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
+        $this->progressAtMs = $after;
+        $this->longAtMs = $long;
+        // With start_delay_ms, the start is sent by the timer's first tick,
+        // so requests shorter than the delay send one datagram, not two.
+        $first = min($delay > 0 ? $delay : PHP_INT_MAX, $long > 0 ? $long : PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : PHP_INT_MAX);
+        if ($first < PHP_INT_MAX && $timers !== null) {
+            try {
+                $this->startPending = $delay > 0;
+                $this->tickAtMs = $first;
+                $this->timerPeriodMs = $after > 0 ? $this->progressIntervalMs() : 86400000;
+                $this->progress = self::timer($timers, $first, $this->timerPeriodMs, [$this, 'onProgress']);
+            } catch (\Throwable) {
+                $this->progress = null;
             }
-        } catch (\Throwable) {
-            $this->startPending = false;
+            if ($this->progress === null) {
+                $this->startPending = false;
+            }
         }
         if (!$this->startPending) {
             $this->sendStart();
-            try {
-                if ($after > 0 && $timers !== null) {
-                    $this->progress = self::timer($timers, $after, $interval, [$this, 'onProgress']);
-                }
-            } catch (\Throwable) {
-            }
         }
         // The profiler starts last, so its samples do not include the
         // agent's own start-up work (sending the start, arming the timer).
@@ -1025,7 +1070,7 @@ final class Runtime
                 $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
-                        $this->config->excimerRequestRate, $this->excimerDrawn);
+                        $this->config->excimerRequestRate, $this->excimerDrawn, $this->config->excimerWallPeriodMs / 1000);
                     if ($p instanceof Profiler) {
                         $p->start();
                         $this->profiler = $p;
@@ -1036,6 +1081,34 @@ final class Runtime
         } catch (\Throwable) {
             $this->profiler = null;
             $this->profilerName = 'none';
+        }
+    }
+
+    private function progressIntervalMs(): int
+    {
+        return $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $this->config->progressAfterMs;
+    }
+
+    /**
+     * The long-request mark: from now on the request is profiled at the
+     * full rate, on both clocks, whether or not it was drawn.
+     */
+    private function profileLong(): void
+    {
+        try {
+            $period = ProfilerFactory::period($this->config->excimerPeriodMs / 1000);
+            if ($this->profiler !== null) {
+                $this->profiler->fullRate($period);
+                return;
+            }
+            $profilers = $this->profilers ?? ProfilerFactory::create(...);
+            $p = $profilers($this->config->profiler, $period, false, 1.0, true, $period);
+            if ($p instanceof Profiler) {
+                $p->start();
+                $this->profiler = $p;
+                $this->profilerName = $p->name();
+            }
+        } catch (\Throwable) {
         }
     }
 
@@ -1208,9 +1281,14 @@ final class Runtime
         $this->channel->send($end, $dropped);
     }
 
+    /** A tick earlier than its deadline by less than this still counts (ms). */
+    private const TICK_SLACK_MS = 5;
+
     /**
-     * The progress timer's tick: sends the current stack, memory and CPU of
-     * a request that is still running.
+     * The timer's tick: sends the delayed start, starts the long-request
+     * profile, or sends the current stack, memory and CPU of a request that
+     * is still running — whatever is due — then re-arms the timer when its
+     * period would miss the next deadline.
      *
      * @param list<string> $stack outermost frame first
      */
@@ -1220,29 +1298,63 @@ final class Runtime
             return;
         }
         try {
+            $now = (int) ((hrtime(true) - $this->h0) / 1e6);
+            $handled = false;
             if ($this->startPending) {
                 $this->startPending = false;
                 $this->sendStart();
-                $after = $this->config->progressAfterMs;
-                if ($after <= 0 || (hrtime(true) - $this->h0) / 1e6 < $after) {
-                    return;
-                }
+                $handled = true;
             }
-            $elapsed = (hrtime(true) - $this->h0) / 1e9;
-            [$user, $sys] = self::cpu();
-            $dropped = $this->channel->dropped();
-            $this->channel->send($this->messages->progress(
-                $this->record,
-                $this->t0 + $elapsed,
-                $dropped,
-                $this->t0 - $this->record->started + $elapsed,
-                ++$this->seq,
-                memory_get_usage(),
-                max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
-                $stack,
-            ), $dropped);
+            if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
+                $this->longAtMs = 0;
+                $this->profileLong();
+                $handled = true;
+            }
+            // A tick nothing else was due for is a progress tick.
+            if ($this->progressAtMs > 0 && ($now >= $this->progressAtMs - self::TICK_SLACK_MS || !$handled)) {
+                $interval = $this->progressIntervalMs();
+                while ($this->progressAtMs <= $now + self::TICK_SLACK_MS) {
+                    $this->progressAtMs += $interval;
+                }
+                $this->sendProgress($stack);
+            }
+            $this->reschedule($now);
         } catch (\Throwable) {
         }
+    }
+
+    /** Re-arms the timer when its own next tick is not the next deadline. */
+    private function reschedule(int $now): void
+    {
+        $next = min($this->longAtMs > 0 ? $this->longAtMs : PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : PHP_INT_MAX);
+        $natural = $this->tickAtMs + $this->timerPeriodMs;
+        while ($natural <= $now) {
+            $natural += $this->timerPeriodMs;
+        }
+        if ($next === PHP_INT_MAX || abs($natural - $next) <= self::TICK_SLACK_MS) {
+            $this->tickAtMs = $natural;
+            return;
+        }
+        $this->tickAtMs = max($next, $now + 1);
+        $this->progress?->restart(($this->tickAtMs - $now) / 1000, $this->timerPeriodMs / 1000);
+    }
+
+    /** @param list<string> $stack */
+    private function sendProgress(array $stack): void
+    {
+        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        [$user, $sys] = self::cpu();
+        $dropped = $this->channel->dropped();
+        $this->channel->send($this->messages->progress(
+            $this->record,
+            $this->t0 + $elapsed,
+            $dropped,
+            $this->t0 - $this->record->started + $elapsed,
+            ++$this->seq,
+            memory_get_usage(),
+            max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
+            $stack,
+        ), $dropped);
     }
 
     /** Records a statement; $ns is its duration in nanoseconds. Never throws. */
@@ -1640,7 +1752,7 @@ namespace Bitville\Apm;
  * messages only when non-zero; `pool` and `host` only when known; `exit` only
  * when known; `errors_dropped` only when there are errors or drops; `fn`,
  * `stacks` and `period` only when a profiler ran (`stacks` only for requests
- * at least slow_threshold_ms long); `sql_dropped`, `errors`, `fatal` and
+ * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
  * `truncated` always.
  */
 final class Messages
@@ -1656,6 +1768,14 @@ final class Messages
     public const MAX_FUNCTION = 512;
     public const MAX_FUNCTIONS = 500;
     public const MAX_STACKS = 200;
+    /** Entries of the end message's wall-time list (WALL_KEY). */
+    public const MAX_WALL = 500;
+    /**
+     * The end message's list of where the worker spent wall time:
+     * [{n: function or blocking call, c: caller, s: seconds}], heaviest
+     * first. (`wall` itself is the request's wall time.)
+     */
+    public const WALL_KEY = 'wall_fn';
     public const MAX_STACK = 8192;
     public const MAX_FRAMES = 128;
     public const MAX_PROFILER = 16;
@@ -1769,6 +1889,10 @@ final class Messages
             if ($wall * 1000 >= $this->slowThresholdMs) {
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
+            }
+            $wallFn = $profile['wall'] ?? null;
+            if (is_array($wallFn) && $wallFn !== []) {
+                $m[self::WALL_KEY] = self::wallEntries($wallFn);
             }
             $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
@@ -1892,6 +2016,33 @@ final class Messages
                 $e['calls'] = max(0, min(self::MAX_COUNT, (int) $f['calls']));
             }
             $out[] = $e;
+        }
+        return $out;
+    }
+
+    /**
+     * The wall-time entries, held to the protocol: at most MAX_WALL, `n`
+     * 1–512 bytes, `c` 0–512 bytes, `s` a duration.
+     *
+     * @param list<array<string, mixed>> $entries
+     * @return list<array{n: string, c: string, s: float}>
+     */
+    private static function wallEntries(array $entries): array
+    {
+        if (count($entries) > self::MAX_WALL) {
+            $entries = array_slice($entries, 0, self::MAX_WALL);
+        }
+        $out = [];
+        foreach ($entries as $e) {
+            if (!is_array($e) || !is_string($e['n'] ?? null) || $e['n'] === '' || !is_numeric($e['s'] ?? null)) {
+                continue;
+            }
+            $c = $e['c'] ?? '';
+            $out[] = [
+                'n' => Text::sanitize($e['n'], self::MAX_FUNCTION),
+                'c' => is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
+                's' => self::seconds((float) $e['s']),
+            ];
         }
         return $out;
     }
@@ -2407,12 +2558,14 @@ namespace Bitville\Apm;
  * docs/protocol.md "Size and truncation", each step only as far as needed,
  * naming what it touched in `truncated`:
  *   1. `stacks`: the stacks with the fewest samples first;
- *   2. `fn`: the functions with the least self time first;
- *   3. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
+ *   2. Messages::WALL_KEY (wall time by function): the entries with the
+ *      least seconds first;
+ *   3. `fn`: the functions with the least self time first;
+ *   4. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
  *      marked "trunc";
- *   4. `sql`: the statements list cut to its first entries, the rest counted
+ *   5. `sql`: the statements list cut to its first entries, the rest counted
  *      in sql_dropped;
- *   5. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
+ *   6. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
  *      the rest counted in errors_dropped.
  * Identity, timing, CPU, memory and status are never removed. The encoded
  * size is measured once per attempt; a list is cut by the exact encoded size
@@ -2482,7 +2635,20 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 2. fn, least self time first
+        // 2. wall time by function, least seconds first
+        $wallKey = Messages::WALL_KEY;
+        if (!empty($m[$wallKey])) {
+            $wall = $m[$wallKey];
+            usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
+            $m[$wallKey] = $this->cutList($wall, $over($json) + $this->markCost($truncated, $wallKey), $removed);
+            $mark($wallKey);
+            $m['truncated'] = $truncated;
+            if (($json = $this->fits($m)) !== null) {
+                return $json;
+            }
+            $json = (string) self::json($m);
+        }
+        // 3. fn, least self time first
         if (!empty($m['fn'])) {
             $fn = $m['fn'];
             usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
@@ -2494,7 +2660,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 3. statement texts to 1024 bytes, then to 256
+        // 4. statement texts to 1024 bytes, then to 256
         if (!empty($m['sql'])) {
             foreach ([1024, 256] as $limit) {
                 $changed = false;
@@ -2514,7 +2680,7 @@ final class Encoder
                 }
             }
             $json = (string) self::json($m);
-            // 4. the statements list, its first entries kept
+            // 5. the statements list, its first entries kept
             $m['sql'] = $this->cutList($m['sql'], $over($json) + $this->markCost($truncated, 'sql') + 11, $removed);
             $m['sql_dropped'] = (int) ($m['sql_dropped'] ?? 0) + $removed;
             $mark('sql');
@@ -2524,7 +2690,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 5. error messages to 256 bytes, then the list
+        // 6. error messages to 256 bytes, then the list
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {
@@ -2930,14 +3096,14 @@ final class ProfilerFactory
      * $setting = config `profiler` (excimer|tideways|xhprof|off); $periodSec = excimer sampling period;
      * $callGraph = true on sampled/forced requests. Returns null when nothing is available/enabled. Never throws.
      */
-    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true): ?Profiler
+    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
         try {
             return self::createFor($setting, $periodSec, $callGraph, [
                 'excimer' => \extension_loaded('excimer'),
                 'tideways' => \function_exists('tideways_xhprof_enable'),
                 'xhprof' => \function_exists('xhprof_enable'),
-            ], $requestRate, $sample);
+            ], $requestRate, $sample, $wallPeriodSec);
         } catch (\Throwable) {
             return null;
         }
@@ -2950,12 +3116,14 @@ final class ProfilerFactory
      * among them when $sample): they are sampled $requestRate times as
      * often, and each sample stands for the period divided by the rate, so
      * per-function totals over many requests stay what profiling every
-     * request at $periodSec would give.
+     * request at $periodSec would give. $wallPeriodSec > 0 adds the
+     * real-clock profiler, drawn the same way (period × rate, each sample
+     * standing for $wallPeriodSec).
      *
      * @internal
      * @param array{excimer?:bool,tideways?:bool,xhprof?:bool} $loaded
      */
-    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true): ?Profiler
+    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
         $setting = strtolower(trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
@@ -2965,7 +3133,9 @@ final class ProfilerFactory
         if ($sample && ($loaded['excimer'] ?? false)) {
             $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
             $period = self::period(self::period($periodSec) * $rate);
-            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate);
+            $wall = $wallPeriodSec > 0.0 && is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
+            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate,
+                $wall > 0.0 ? self::period($wall * $rate) : 0.0, $wall);
         }
         if ($callGraph && $setting !== 'excimer' && ($loaded[$setting] ?? false)) {
             return new CallGraphProfiler($setting, $sampler);
@@ -3007,6 +3177,16 @@ namespace Bitville\Apm\Profiler;
  * its tick (CONFIG_HZ: 250 Hz here), so periods below 4 ms arrive as one
  * sample per tick weighted with the periods it covers.
  *
+ * Beside it, with $wallPeriod > 0, a second Excimer profiler samples the
+ * real-time clock: where the request's worker spent wall time, blocked calls
+ * included (WallProfile), for the `wall` list of the end message.
+ *
+ * fullRate() starts a second phase (a request still running after
+ * profile_long_ms): both profilers restart at the given period, each sample
+ * standing for that period; what the first phase took keeps its weights.
+ * stop() merges the phases: fn and the wall list in seconds, stacks with
+ * counts rescaled to the smallest weight used (the message's `period`).
+ *
  * Excimer staggers the first sample uniformly within the first period, so a
  * request using c CPU seconds gets c/period samples on average however short
  * it is: per-function totals summed over many requests are unbiased even
@@ -3025,19 +3205,35 @@ final class SamplingProfiler implements Profiler
     public const WALL_CLOCK = 0;
 
     private ?\ExcimerProfiler $excimer = null;
+    private ?\ExcimerProfiler $wallExcimer = null;
+    private bool $started = false;
     private bool $stopped = false;
 
     /** Seconds one sample stands for. */
     private float $weight;
+    private float $wallWeight;
+
+    /** @var list<array{0: float, 1: string}> finished phases: weight, collapsed stacks */
+    private array $phases = [];
+    /** @var list<array<string, float>> WallProfile::collect() of finished phases */
+    private array $wallParts = [];
 
     /**
      * @param int $eventType CPU_CLOCK (default) or WALL_CLOCK
      * @param float $weight seconds one sample stands for, when only a share
      *                      of requests is profiled (0: the period)
+     * @param float $wallPeriod period of the real-clock profiler beside it (0: none)
+     * @param float $wallWeight seconds one real-clock sample stands for (0: its period)
      */
-    public function __construct(private float $period, private int $eventType = self::CPU_CLOCK, float $weight = 0.0)
-    {
+    public function __construct(
+        private float $period,
+        private int $eventType = self::CPU_CLOCK,
+        float $weight = 0.0,
+        private float $wallPeriod = 0.0,
+        float $wallWeight = 0.0,
+    ) {
         $this->weight = $weight > 0.0 && is_finite($weight) ? $weight : $period;
+        $this->wallWeight = $wallWeight > 0.0 && is_finite($wallWeight) ? $wallWeight : $wallPeriod;
     }
 
     public function name(): string
@@ -3053,46 +3249,130 @@ final class SamplingProfiler implements Profiler
 
     public function start(): void
     {
-        if ($this->excimer !== null || $this->stopped) {
+        if ($this->started || $this->stopped) {
+            return;
+        }
+        $this->started = true;
+        $this->excimer = self::excimer($this->eventType, $this->period);
+        if ($this->wallPeriod > 0.0) {
+            $this->wallExcimer = self::excimer(self::WALL_CLOCK, $this->wallPeriod);
+        }
+    }
+
+    public function fullRate(float $period): void
+    {
+        if (!$this->started || $this->stopped || !($period > 0.0) || !is_finite($period)) {
             return;
         }
         try {
-            $p = new \ExcimerProfiler();
-            $p->setEventType($this->eventType);
-            $p->setPeriod($this->period); // also re-draws the random first tick
-            $p->setMaxDepth(self::MAX_DEPTH);
-            @$p->start();
-            $this->excimer = $p;
+            $this->endPhase();
+            $this->period = $this->weight = $period;
+            $this->wallPeriod = $this->wallWeight = $period;
+            $this->excimer = self::excimer($this->eventType, $period);
+            $this->wallExcimer = self::excimer(self::WALL_CLOCK, $period);
         } catch (\Throwable) {
-            $this->excimer = null;
+            // keep what we have
         }
     }
 
     public function stop(): array
     {
         $result = ['fn' => [], 'stacks' => [], 'period' => $this->weight];
-        $p = $this->excimer;
-        if ($p === null) {
+        if (!$this->started || $this->stopped) {
             return $result;
         }
-        $this->excimer = null;
         $this->stopped = true;
         try {
-            @$p->stop();
+            $this->endPhase();
             if (\PHP_SAPI === 'cli') {
                 ExcimerExit::guard(); // not even loaded under php-fpm
             }
-            $log = $p->getLog();
-            if (\count($log) === 0) {
-                return $result; // the common case for short requests: no work at all
+            $wall = WallProfile::rank($this->wallParts);
+            if ($wall !== []) {
+                $result['wall'] = $wall;
             }
-            $profile = CollapsedProfile::build($log->formatCollapsed(), $this->weight);
-            $result['fn'] = $profile['fn'];
-            $result['stacks'] = $profile['stacks'];
+            if (\count($this->phases) === 1) {
+                [$weight, $collapsed] = $this->phases[0];
+                if ($collapsed !== '') {
+                    $profile = CollapsedProfile::build($collapsed, $weight);
+                    $result['fn'] = $profile['fn'];
+                    $result['stacks'] = $profile['stacks'];
+                }
+                $result['period'] = $weight;
+            } elseif ($this->phases !== []) {
+                $result = self::merge($this->phases) + $result;
+            }
         } catch (\Throwable) {
-            // keep the empty result
+            // keep what we have
         }
+        $this->phases = [];
+        $this->wallParts = [];
         return $result;
+    }
+
+    /** Stops the running profilers and keeps what they took. */
+    private function endPhase(): void
+    {
+        $cpu = $this->excimer;
+        $wall = $this->wallExcimer;
+        $this->excimer = $this->wallExcimer = null;
+        if ($cpu !== null) {
+            @$cpu->stop();
+            $log = $cpu->getLog();
+            // the common case for short requests: no samples, no work
+            $this->phases[] = [$this->weight, \count($log) === 0 ? '' : $log->formatCollapsed()];
+        }
+        if ($wall !== null) {
+            @$wall->stop();
+            $log = $wall->getLog();
+            if (\count($log) > 0) {
+                $this->wallParts[] = WallProfile::collect($log, $this->wallWeight);
+            }
+        }
+    }
+
+    /**
+     * fn and stacks of several phases: seconds add up; stack counts are
+     * rescaled to the smallest weight (rounded, at least 1).
+     *
+     * @param list<array{0: float, 1: string}> $phases
+     * @return array{fn: list<array{n:string,self:float,incl:float}>, stacks: list<array{s:string,n:int}>, period: float}
+     */
+    private static function merge(array $phases): array
+    {
+        $min = min(array_column($phases, 0));
+        $fn = [];
+        $stacks = [];
+        foreach ($phases as [$weight, $collapsed]) {
+            if ($collapsed === '') {
+                continue;
+            }
+            $p = CollapsedProfile::build($collapsed, $weight);
+            foreach ($p['fn'] as $f) {
+                $e = $fn[$f['n']] ?? ['n' => $f['n'], 'self' => 0.0, 'incl' => 0.0];
+                $e['self'] = round($e['self'] + $f['self'], 6);
+                $e['incl'] = round($e['incl'] + $f['incl'], 6);
+                $fn[$f['n']] = $e;
+            }
+            foreach ($p['stacks'] as $st) {
+                $stacks[$st['s']] = ($stacks[$st['s']] ?? 0) + max(1, (int) round($st['n'] * $weight / $min));
+            }
+        }
+        return ['fn' => Frames::rankFunctions(array_values($fn)), 'stacks' => Frames::rankStacks($stacks), 'period' => $min];
+    }
+
+    private static function excimer(int $eventType, float $period): ?\ExcimerProfiler
+    {
+        try {
+            $p = new \ExcimerProfiler();
+            $p->setEventType($eventType);
+            $p->setPeriod($period); // also re-draws the random first tick
+            $p->setMaxDepth(self::MAX_DEPTH);
+            @$p->start();
+            return $p;
+        } catch (\Throwable) {
+            return null;
+        }
     }
 }
 
@@ -3164,6 +3444,20 @@ final class ProgressTimer implements Timer
             return new self($timer);
         } catch (\Throwable) {
             return null;
+        }
+    }
+
+    public function restart(float $afterSec, float $intervalSec): void
+    {
+        if ($this->timer === null || !is_finite($afterSec) || !is_finite($intervalSec)) {
+            return;
+        }
+        try {
+            $this->timer->setInterval(max($afterSec, 0.001));
+            $this->timer->setPeriod(max($intervalSec, 0.001));
+            @$this->timer->start(); // a running timer is re-armed
+        } catch (\Throwable) {
+            // nothing to do
         }
     }
 

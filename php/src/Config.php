@@ -23,6 +23,14 @@ final class Config
 
     /** The excimer sampling period used when excimer_period_ms is not set. */
     public const DEFAULT_EXCIMER_PERIOD_MS = 100.0;
+    /**
+     * The real-clock sampling period (excimer_wall_period_ms): a blocking
+     * call is one sample however long it lasts, so a coarse period costs
+     * little and still measures long waits to ± one period.
+     */
+    public const DEFAULT_EXCIMER_WALL_PERIOD_MS = 1000;
+    /** Requests still running after this long are profiled at the full rate (profile_long_ms). */
+    public const DEFAULT_PROFILE_LONG_MS = 1000;
 
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
@@ -51,6 +59,8 @@ final class Config
         'slow_threshold_ms' => '0',
         'excimer_period_ms' => '',
         'excimer_request_rate' => '0.1',
+        'excimer_wall_period_ms' => '1000',
+        'profile_long_ms' => '1000',
         'progress_after_ms' => '5000',
         'progress_interval_ms' => '5000',
         'force_header_secret' => '',
@@ -80,6 +90,8 @@ final class Config
         'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
         'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
         'excimer_request_rate' => 'BITVILLE_APM_EXCIMER_REQUEST_RATE',
+        'excimer_wall_period_ms' => 'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS',
+        'profile_long_ms' => 'BITVILLE_APM_PROFILE_LONG_MS',
         'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
         'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
         'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
@@ -115,6 +127,8 @@ final class Config
         public readonly int $slowThresholdMs = 0,
         public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
         public readonly float $excimerRequestRate = 0.1,
+        public readonly int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS,
+        public readonly int $profileLongMs = self::DEFAULT_PROFILE_LONG_MS,
         public readonly int $progressAfterMs = 5000,
         public readonly int $progressIntervalMs = 5000,
         public readonly string $forceHeaderSecret = '',
@@ -282,6 +296,8 @@ final class Config
         'slow_threshold_ms' => ['slowThresholdMs', 'int', 0, 86400000],
         'excimer_period_ms' => ['excimerPeriodMs', 'special'],
         'excimer_request_rate' => ['excimerRequestRate', 'float', 0.0, 1.0],
+        'excimer_wall_period_ms' => ['excimerWallPeriodMs', 'int', 1, 60000],
+        'profile_long_ms' => ['profileLongMs', 'int', 0, 86400000],
         'progress_after_ms' => ['progressAfterMs', 'int', 0, 86400000],
         'progress_interval_ms' => ['progressIntervalMs', 'int', 0, 86400000],
         'force_header_secret' => ['forceHeaderSecret', 'string'],

@@ -11,12 +11,14 @@ namespace Bitville\Apm;
  * docs/protocol.md "Size and truncation", each step only as far as needed,
  * naming what it touched in `truncated`:
  *   1. `stacks`: the stacks with the fewest samples first;
- *   2. `fn`: the functions with the least self time first;
- *   3. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
+ *   2. Messages::WALL_KEY (wall time by function): the entries with the
+ *      least seconds first;
+ *   3. `fn`: the functions with the least self time first;
+ *   4. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
  *      marked "trunc";
- *   4. `sql`: the statements list cut to its first entries, the rest counted
+ *   5. `sql`: the statements list cut to its first entries, the rest counted
  *      in sql_dropped;
- *   5. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
+ *   6. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
  *      the rest counted in errors_dropped.
  * Identity, timing, CPU, memory and status are never removed. The encoded
  * size is measured once per attempt; a list is cut by the exact encoded size
@@ -86,7 +88,20 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 2. fn, least self time first
+        // 2. wall time by function, least seconds first
+        $wallKey = Messages::WALL_KEY;
+        if (!empty($m[$wallKey])) {
+            $wall = $m[$wallKey];
+            usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
+            $m[$wallKey] = $this->cutList($wall, $over($json) + $this->markCost($truncated, $wallKey), $removed);
+            $mark($wallKey);
+            $m['truncated'] = $truncated;
+            if (($json = $this->fits($m)) !== null) {
+                return $json;
+            }
+            $json = (string) self::json($m);
+        }
+        // 3. fn, least self time first
         if (!empty($m['fn'])) {
             $fn = $m['fn'];
             usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
@@ -98,7 +113,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 3. statement texts to 1024 bytes, then to 256
+        // 4. statement texts to 1024 bytes, then to 256
         if (!empty($m['sql'])) {
             foreach ([1024, 256] as $limit) {
                 $changed = false;
@@ -118,7 +133,7 @@ final class Encoder
                 }
             }
             $json = (string) self::json($m);
-            // 4. the statements list, its first entries kept
+            // 5. the statements list, its first entries kept
             $m['sql'] = $this->cutList($m['sql'], $over($json) + $this->markCost($truncated, 'sql') + 11, $removed);
             $m['sql_dropped'] = (int) ($m['sql_dropped'] ?? 0) + $removed;
             $mark('sql');
@@ -128,7 +143,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 5. error messages to 256 bytes, then the list
+        // 6. error messages to 256 bytes, then the list
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {

@@ -16,7 +16,7 @@ namespace Bitville\Apm;
  * messages only when non-zero; `pool` and `host` only when known; `exit` only
  * when known; `errors_dropped` only when there are errors or drops; `fn`,
  * `stacks` and `period` only when a profiler ran (`stacks` only for requests
- * at least slow_threshold_ms long); `sql_dropped`, `errors`, `fatal` and
+ * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
  * `truncated` always.
  */
 final class Messages
@@ -32,6 +32,14 @@ final class Messages
     public const MAX_FUNCTION = 512;
     public const MAX_FUNCTIONS = 500;
     public const MAX_STACKS = 200;
+    /** Entries of the end message's wall-time list (WALL_KEY). */
+    public const MAX_WALL = 500;
+    /**
+     * The end message's list of where the worker spent wall time:
+     * [{n: function or blocking call, c: caller, s: seconds}], heaviest
+     * first. (`wall` itself is the request's wall time.)
+     */
+    public const WALL_KEY = 'wall_fn';
     public const MAX_STACK = 8192;
     public const MAX_FRAMES = 128;
     public const MAX_PROFILER = 16;
@@ -145,6 +153,10 @@ final class Messages
             if ($wall * 1000 >= $this->slowThresholdMs) {
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
+            }
+            $wallFn = $profile['wall'] ?? null;
+            if (is_array($wallFn) && $wallFn !== []) {
+                $m[self::WALL_KEY] = self::wallEntries($wallFn);
             }
             $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
@@ -268,6 +280,33 @@ final class Messages
                 $e['calls'] = max(0, min(self::MAX_COUNT, (int) $f['calls']));
             }
             $out[] = $e;
+        }
+        return $out;
+    }
+
+    /**
+     * The wall-time entries, held to the protocol: at most MAX_WALL, `n`
+     * 1–512 bytes, `c` 0–512 bytes, `s` a duration.
+     *
+     * @param list<array<string, mixed>> $entries
+     * @return list<array{n: string, c: string, s: float}>
+     */
+    private static function wallEntries(array $entries): array
+    {
+        if (count($entries) > self::MAX_WALL) {
+            $entries = array_slice($entries, 0, self::MAX_WALL);
+        }
+        $out = [];
+        foreach ($entries as $e) {
+            if (!is_array($e) || !is_string($e['n'] ?? null) || $e['n'] === '' || !is_numeric($e['s'] ?? null)) {
+                continue;
+            }
+            $c = $e['c'] ?? '';
+            $out[] = [
+                'n' => Text::sanitize($e['n'], self::MAX_FUNCTION),
+                'c' => is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
+                's' => self::seconds((float) $e['s']),
+            ];
         }
         return $out;
     }

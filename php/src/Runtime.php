@@ -46,6 +46,13 @@ final class Runtime
     private bool $startPending = false;
     private bool $finished = false;
     private bool $handlersInstalled = false;
+    /** Milliseconds after the start: the long-request mark (0: passed or off). */
+    private int $longAtMs = 0;
+    /** The next progress message (0: progress off). */
+    private int $progressAtMs = 0;
+    /** When the timer ticks next on its own, and its period. */
+    private int $tickAtMs = 0;
+    private int $timerPeriodMs = 0;
 
     /** @var callable|null */
     private $previousErrorHandler = null;
@@ -69,8 +76,9 @@ final class Runtime
      *
      * @param float $t0 microtime(true) at prepend time
      * @param int $h0 hrtime(true) at prepend time
-     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
-     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request)
+     * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
+     *        (setting, period in seconds, call graph, excimer_request_rate, sample this request,
+     *        real-clock period in seconds)
      * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
      *        (first tick after, then every, in seconds; the tick)
      * @param (\Closure(): int)|null $status the response status at the end
@@ -97,7 +105,7 @@ final class Runtime
      * closures are the constructor's (null: production).
      *
      * @param array<string, mixed> $server $_SERVER
-     * @param (\Closure(string, float, bool, float, bool): ?Profiler)|null $profilers
+     * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
      * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
      * @param (\Closure(): int)|null $status
      */
@@ -173,10 +181,17 @@ final class Runtime
     }
 
     /**
-     * Starts measuring: the profiler, the progress timer, the start message.
-     * The profiler and timer factories are the constructor's, by default
+     * Starts measuring: the timer, the start message, the profiler. The
+     * profiler and timer factories are the constructor's, by default
      * ProfilerFactory::create() and ProgressTimer::start() when the classes
      * exist.
+     *
+     * One timer serves every deadline of the request: the delayed start
+     * (start_delay_ms), the long-request mark (profile_long_ms) and the
+     * progress messages (progress_after_ms, then progress_interval_ms). It
+     * first fires at the earliest of them; each tick does what is due and
+     * re-arms the timer for the next one if its period would miss it. A
+     * request shorter than the earliest deadline pays for that timer only.
      */
     public function start(): void
     {
@@ -184,31 +199,30 @@ final class Runtime
             return;
         }
         $this->started = true;
-        // With start_delay_ms, the start is sent by the timer's first tick,
-        // so requests shorter than the delay send one datagram, not two.
         $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
-        $interval = $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $after;
         $delay = $this->config->startDelayMs;
-        try {
-            if ($delay > 0 && $timers !== null) {
-                $this->startPending = true;
-                $this->progress = self::timer($timers, $delay, $after > 0 ? $interval : 86400000, [$this, 'onProgress']);
-                if ($this->progress === null) {
-                    $this->startPending = false;
-                }
+        $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
+        $this->progressAtMs = $after;
+        $this->longAtMs = $long;
+        // With start_delay_ms, the start is sent by the timer's first tick,
+        // so requests shorter than the delay send one datagram, not two.
+        $first = min($delay > 0 ? $delay : PHP_INT_MAX, $long > 0 ? $long : PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : PHP_INT_MAX);
+        if ($first < PHP_INT_MAX && $timers !== null) {
+            try {
+                $this->startPending = $delay > 0;
+                $this->tickAtMs = $first;
+                $this->timerPeriodMs = $after > 0 ? $this->progressIntervalMs() : 86400000;
+                $this->progress = self::timer($timers, $first, $this->timerPeriodMs, [$this, 'onProgress']);
+            } catch (\Throwable) {
+                $this->progress = null;
             }
-        } catch (\Throwable) {
-            $this->startPending = false;
+            if ($this->progress === null) {
+                $this->startPending = false;
+            }
         }
         if (!$this->startPending) {
             $this->sendStart();
-            try {
-                if ($after > 0 && $timers !== null) {
-                    $this->progress = self::timer($timers, $after, $interval, [$this, 'onProgress']);
-                }
-            } catch (\Throwable) {
-            }
         }
         // The profiler starts last, so its samples do not include the
         // agent's own start-up work (sending the start, arming the timer).
@@ -217,7 +231,7 @@ final class Runtime
                 $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
-                        $this->config->excimerRequestRate, $this->excimerDrawn);
+                        $this->config->excimerRequestRate, $this->excimerDrawn, $this->config->excimerWallPeriodMs / 1000);
                     if ($p instanceof Profiler) {
                         $p->start();
                         $this->profiler = $p;
@@ -228,6 +242,34 @@ final class Runtime
         } catch (\Throwable) {
             $this->profiler = null;
             $this->profilerName = 'none';
+        }
+    }
+
+    private function progressIntervalMs(): int
+    {
+        return $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $this->config->progressAfterMs;
+    }
+
+    /**
+     * The long-request mark: from now on the request is profiled at the
+     * full rate, on both clocks, whether or not it was drawn.
+     */
+    private function profileLong(): void
+    {
+        try {
+            $period = ProfilerFactory::period($this->config->excimerPeriodMs / 1000);
+            if ($this->profiler !== null) {
+                $this->profiler->fullRate($period);
+                return;
+            }
+            $profilers = $this->profilers ?? ProfilerFactory::create(...);
+            $p = $profilers($this->config->profiler, $period, false, 1.0, true, $period);
+            if ($p instanceof Profiler) {
+                $p->start();
+                $this->profiler = $p;
+                $this->profilerName = $p->name();
+            }
+        } catch (\Throwable) {
         }
     }
 
@@ -400,9 +442,14 @@ final class Runtime
         $this->channel->send($end, $dropped);
     }
 
+    /** A tick earlier than its deadline by less than this still counts (ms). */
+    private const TICK_SLACK_MS = 5;
+
     /**
-     * The progress timer's tick: sends the current stack, memory and CPU of
-     * a request that is still running.
+     * The timer's tick: sends the delayed start, starts the long-request
+     * profile, or sends the current stack, memory and CPU of a request that
+     * is still running — whatever is due — then re-arms the timer when its
+     * period would miss the next deadline.
      *
      * @param list<string> $stack outermost frame first
      */
@@ -412,29 +459,63 @@ final class Runtime
             return;
         }
         try {
+            $now = (int) ((hrtime(true) - $this->h0) / 1e6);
+            $handled = false;
             if ($this->startPending) {
                 $this->startPending = false;
                 $this->sendStart();
-                $after = $this->config->progressAfterMs;
-                if ($after <= 0 || (hrtime(true) - $this->h0) / 1e6 < $after) {
-                    return;
-                }
+                $handled = true;
             }
-            $elapsed = (hrtime(true) - $this->h0) / 1e9;
-            [$user, $sys] = self::cpu();
-            $dropped = $this->channel->dropped();
-            $this->channel->send($this->messages->progress(
-                $this->record,
-                $this->t0 + $elapsed,
-                $dropped,
-                $this->t0 - $this->record->started + $elapsed,
-                ++$this->seq,
-                memory_get_usage(),
-                max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
-                $stack,
-            ), $dropped);
+            if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
+                $this->longAtMs = 0;
+                $this->profileLong();
+                $handled = true;
+            }
+            // A tick nothing else was due for is a progress tick.
+            if ($this->progressAtMs > 0 && ($now >= $this->progressAtMs - self::TICK_SLACK_MS || !$handled)) {
+                $interval = $this->progressIntervalMs();
+                while ($this->progressAtMs <= $now + self::TICK_SLACK_MS) {
+                    $this->progressAtMs += $interval;
+                }
+                $this->sendProgress($stack);
+            }
+            $this->reschedule($now);
         } catch (\Throwable) {
         }
+    }
+
+    /** Re-arms the timer when its own next tick is not the next deadline. */
+    private function reschedule(int $now): void
+    {
+        $next = min($this->longAtMs > 0 ? $this->longAtMs : PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : PHP_INT_MAX);
+        $natural = $this->tickAtMs + $this->timerPeriodMs;
+        while ($natural <= $now) {
+            $natural += $this->timerPeriodMs;
+        }
+        if ($next === PHP_INT_MAX || abs($natural - $next) <= self::TICK_SLACK_MS) {
+            $this->tickAtMs = $natural;
+            return;
+        }
+        $this->tickAtMs = max($next, $now + 1);
+        $this->progress?->restart(($this->tickAtMs - $now) / 1000, $this->timerPeriodMs / 1000);
+    }
+
+    /** @param list<string> $stack */
+    private function sendProgress(array $stack): void
+    {
+        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        [$user, $sys] = self::cpu();
+        $dropped = $this->channel->dropped();
+        $this->channel->send($this->messages->progress(
+            $this->record,
+            $this->t0 + $elapsed,
+            $dropped,
+            $this->t0 - $this->record->started + $elapsed,
+            ++$this->seq,
+            memory_get_usage(),
+            max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
+            $stack,
+        ), $dropped);
     }
 
     /** Records a statement; $ns is its duration in nanoseconds. Never throws. */

@@ -106,6 +106,30 @@ final class EncoderTest extends TestCase
         self::assertSame($sorted, $selfs);
     }
 
+    public function testWallTimeGoesBetweenStacksAndFunctionsLeastSecondsFirst(): void
+    {
+        $wall = [];
+        for ($i = 0; $i < Messages::MAX_WALL; $i++) {
+            $wall[] = ['n' => sprintf('w%03d_', $i) . str_repeat('h', 150), 'c' => 'App\\Caller', 's' => (Messages::MAX_WALL - $i) / 1000];
+        }
+        shuffle($wall);
+        $m = (new Messages(new Redactor(), 8192))->end(self::record(), 1764294513.0, 0, 0.9, 0.5, 0.1, 8 << 20, 200,
+            ['fn' => self::functions(10, 10), 'stacks' => self::stacks(50, 100), 'period' => 0.01, 'wall' => $wall], 'excimer');
+        self::assertCount(Messages::MAX_WALL, $m[Messages::WALL_KEY]);
+        $out = self::decode((new Encoder())->encode($m));
+        self::assertSame(['stacks', Messages::WALL_KEY], $out['truncated']);
+        self::assertSame([], $out['stacks']);
+        self::assertCount(10, $out['fn'], 'fn is untouched');
+        $seconds = array_column($out[Messages::WALL_KEY], 's');
+        self::assertNotEmpty($seconds);
+        self::assertLessThan(Messages::MAX_WALL, count($seconds));
+        self::assertSame(0.5, $seconds[0], 'the heaviest entry is kept');
+        $sorted = $seconds;
+        rsort($sorted);
+        self::assertSame($sorted, $seconds);
+        self::assertIdentityKept($out);
+    }
+
     public function testSqlTextsThenTheList(): void
     {
         $r = self::record();

@@ -84,7 +84,7 @@ final class GoldenTest extends TestCase
         foreach ($golden['errors'] as $e) {
             $r->addError($e['type'], $e['msg'], $e['file'], $e['line']);
         }
-        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => $golden['period']];
+        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => $golden['period'], 'wall' => $golden[Messages::WALL_KEY] ?? []];
         $m = (new Messages(new Redactor()))->end($r, 1764294512.168011, 0, 0.04801, 0.031, 0.004, 6291456, 200, $profile, 'excimer');
         self::assertGolden('end', self::emitted($m));
     }
@@ -109,7 +109,7 @@ final class GoldenTest extends TestCase
         $r->addSql("UPDATE search_index SET doc = to_tsvector('english', 'red shoes') WHERE product_id = 42", 0.003, 1);
         // the third statement is longer than sql_max_length (117 here) and is cut
         $r->addSql("INSERT INTO search_log (product_id, terms, took_ms) VALUES (42, 'red shoes size 44 wide fit leather', 12), (43, 'blue suede shoes', 9)", 0.0015, 2);
-        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => 0.01];
+        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => 0.01, 'wall' => $golden[Messages::WALL_KEY] ?? []];
         $m = (new Messages(new Redactor(), 117))->end($r, 1764294600.5, 0, 60.25, 41.5, 2.25, 134217728, 0, $profile, 'excimer');
         self::assertGolden('end-cli', self::emitted($m));
     }

@@ -29,6 +29,7 @@ final class LimitsTest extends TestCase
         'max_function_bytes' => ['Bitville\Apm\Messages::MAX_FUNCTION', 'Bitville\Apm\Profiler\Frames::MAX_NAME_BYTES'],
         'max_functions' => ['Bitville\Apm\Messages::MAX_FUNCTIONS', 'Bitville\Apm\Profiler\Frames::MAX_FUNCTIONS'],
         'max_stacks' => ['Bitville\Apm\Messages::MAX_STACKS', 'Bitville\Apm\Profiler\Frames::MAX_STACKS'],
+        'max_wall' => ['Bitville\Apm\Messages::MAX_WALL'],
         'max_stack_bytes' => ['Bitville\Apm\Messages::MAX_STACK', 'Bitville\Apm\Profiler\Frames::MAX_STACK_BYTES'],
         'max_stack_frames' => ['Bitville\Apm\Messages::MAX_FRAMES', 'Bitville\Apm\Profiler\Frames::MAX_PROGRESS_FRAMES'],
         'max_errors' => ['Bitville\Apm\RequestRecord::MAX_ERRORS'],

@@ -6,6 +6,7 @@ namespace Bitville\Apm\Tests;
 
 use Bitville\Apm\Agent;
 use Bitville\Apm\Config;
+use Bitville\Apm\Messages;
 use Bitville\Apm\Profiler\Timer;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\Tests\Support\FakeProfiler;
@@ -310,6 +311,108 @@ final class RuntimeTest extends TestCase
         self::assertSame([[0.1, 0.0, false]], $drawnArgs);
     }
 
+    public function testWallTimeInTheEnd(): void
+    {
+        $profile = [
+            'fn' => [['n' => 'App\Cart::show', 'self' => 0.01, 'incl' => 0.02]],
+            'stacks' => [['s' => '{main};App\Cart::show', 'n' => 1]],
+            'period' => 0.1,
+            'wall' => [['n' => 'session_start', 'c' => 'App\Cart::show', 's' => 2.0], ['n' => "bad\x01name", 'c' => '', 's' => 1.0], ['n' => '', 'c' => 'x', 's' => 1.0]],
+        ];
+        $args = null;
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_wall_period_ms' => '500'], profilers: static function (string $setting, float $period, bool $callGraph, float $rate, bool $sample, float $wallPeriod) use ($profile, &$args): FakeProfiler {
+            $args = [$period, $rate, $sample, $wallPeriod];
+            return new FakeProfiler($profile);
+        }, timers: static fn (): ?Timer => null);
+        $rt->start();
+        self::assertSame([0.1, 1.0, true, 0.5], $args, 'the real-clock period is handed to the profiler');
+        $rt->finish(false);
+        $end = $this->transport->last('end');
+        self::assertSame([['n' => 'session_start', 'c' => 'App\Cart::show', 's' => 2.0], ['n' => 'bad?name', 'c' => '', 's' => 1.0]], $end[Messages::WALL_KEY]);
+        self::assertIsFloat($end['wall'], 'the request\'s wall time stays what it was');
+
+        unset($profile['wall']);
+        $rt = $this->runtime(['profiler' => 'excimer'], profilers: static fn (): FakeProfiler => new FakeProfiler($profile), timers: static fn (): ?Timer => null);
+        $rt->start();
+        $rt->finish(false);
+        self::assertArrayNotHasKey(Messages::WALL_KEY, $this->transport->last('end'), 'no wall samples, no list');
+    }
+
+    /**
+     * The long-request mark is one more deadline of the one timer: the
+     * first tick comes at the earliest deadline, and each tick re-arms the
+     * timer for the next one when its period would miss it.
+     */
+    public function testLongRequestsAreProfiledAtTheFullRate(): void
+    {
+        $timer = new class () implements Timer {
+            /** @var list<array{float, float}> */
+            public array $restarts = [];
+
+            public function stop(): void
+            {
+            }
+
+            public function restart(float $afterSec, float $intervalSec): void
+            {
+                $this->restarts[] = [$afterSec, $intervalSec];
+            }
+        };
+        $calls = [];
+        $fake = new FakeProfiler(['fn' => [], 'stacks' => [], 'period' => 0.1]);
+        $factory = static function (string $setting, float $period, bool $callGraph, float $rate, bool $sample, float $wallPeriod) use (&$calls, $fake): FakeProfiler {
+            $calls[] = [$period, $rate, $sample, $wallPeriod];
+            return $fake;
+        };
+        $args = [];
+        $tick = null;
+        $timers = static function (float $after, float $interval, callable $cb) use ($timer, &$args, &$tick): Timer {
+            $args[] = [$after, $interval];
+            $tick = $cb;
+            return $timer;
+        };
+
+        // Not drawn: nothing at start, the profiler comes at the mark.
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0', 'profile_long_ms' => '20', 'progress_after_ms' => '5000'], profilers: $factory, timers: $timers);
+        $rt->start();
+        self::assertSame([[0.02, 5.0]], $args, 'one timer, first at the mark');
+        self::assertSame([], $calls, 'no profiler for a request not drawn');
+        usleep(25000);
+        $tick(['{main}', 'f']);
+        self::assertSame([[0.1, 1.0, true, 0.1]], $calls, 'full rate on both clocks: excimer_period_ms');
+        self::assertSame(1, $fake->starts);
+        self::assertCount(1, $timer->restarts, 're-armed for the first progress (its period would tick at 5.02 s)');
+        self::assertLessThan(5.0, $timer->restarts[0][0]);
+        self::assertGreaterThan(0.0, $timer->restarts[0][0]);
+        self::assertSame(5.0, $timer->restarts[0][1]);
+        self::assertSame(['start'], array_column($this->transport->messages(), 'type'), 'the mark is no progress');
+        $rt->finish(false);
+        self::assertSame('excimer', $this->transport->last('end')['profiler']);
+
+        // Drawn: the running profiler goes to the full rate.
+        $args = $calls = [];
+        $fake->fullRates = [];
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '1', 'profile_long_ms' => '1', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        self::assertSame([[0.001, 86400.0]], $args, 'progress off: the timer is there for the mark');
+        self::assertCount(1, $calls);
+        usleep(2000);
+        $tick(['{main}']);
+        self::assertSame([0.1], $fake->fullRates);
+        self::assertCount(1, $calls, 'no second profiler');
+        $rt->finish(false);
+
+        // Off: no timer at all without progress.
+        $args = [];
+        $rt = $this->runtime(['profiler' => 'excimer', 'profile_long_ms' => '0', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        self::assertSame([], $args);
+        // profiler off: no mark either
+        $rt = $this->runtime(['profiler' => 'off', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        self::assertSame([], $args);
+    }
+
     public function testStacksOnlyForSlowRequests(): void
     {
         $profile = ['fn' => [['n' => 'f', 'self' => 0.001, 'incl' => 0.001]], 'stacks' => [['s' => '{main};f', 'n' => 1]], 'period' => 0.001];
@@ -425,10 +528,17 @@ final class RuntimeTest extends TestCase
     {
         $timer = new class () implements Timer {
             public int $stops = 0;
+            /** @var list<array{float, float}> */
+            public array $restarts = [];
 
             public function stop(): void
             {
                 $this->stops++;
+            }
+
+            public function restart(float $afterSec, float $intervalSec): void
+            {
+                $this->restarts[] = [$afterSec, $intervalSec];
             }
         };
         $args = null;
@@ -454,6 +564,10 @@ final class RuntimeTest extends TestCase
     {
         $timer = new class () implements Timer {
             public function stop(): void
+            {
+            }
+
+            public function restart(float $afterSec, float $intervalSec): void
             {
             }
         };

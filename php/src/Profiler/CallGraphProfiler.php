@@ -56,6 +56,20 @@ final class CallGraphProfiler implements Profiler
         }
     }
 
+    public function fullRate(float $periodSec): void
+    {
+        try {
+            if ($this->sampler === null && $this->running && class_exists(\ExcimerProfiler::class, false)) {
+                $this->sampler = new SamplingProfiler($periodSec, SamplingProfiler::CPU_CLOCK, $periodSec, $periodSec);
+                $this->sampler->start();
+                return;
+            }
+            $this->sampler?->fullRate($periodSec);
+        } catch (\Throwable) {
+            // keep what we have
+        }
+    }
+
     public function stop(): array
     {
         $result = ['fn' => [], 'stacks' => [], 'period' => null];
@@ -65,6 +79,9 @@ final class CallGraphProfiler implements Profiler
                 $s = $this->sampler->stop();
                 $result['stacks'] = $s['stacks'];
                 $result['period'] = $s['period'];
+                if (isset($s['wall'])) {
+                    $result['wall'] = $s['wall'];
+                }
             }
             return $result;
         }
@@ -81,6 +98,9 @@ final class CallGraphProfiler implements Profiler
             $s = $this->sampler->stop();
             $result['stacks'] = $s['stacks'];
             $result['period'] = $s['period'];
+            if (isset($s['wall'])) {
+                $result['wall'] = $s['wall'];
+            }
         }
         try {
             if (\is_array($data) && $data !== []) {

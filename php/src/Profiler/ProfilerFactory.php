@@ -38,14 +38,14 @@ final class ProfilerFactory
      * $setting = config `profiler` (excimer|tideways|xhprof|off); $periodSec = excimer sampling period;
      * $callGraph = true on sampled/forced requests. Returns null when nothing is available/enabled. Never throws.
      */
-    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true): ?Profiler
+    public static function create(string $setting, float $periodSec, bool $callGraph, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
         try {
             return self::createFor($setting, $periodSec, $callGraph, [
                 'excimer' => \extension_loaded('excimer'),
                 'tideways' => \function_exists('tideways_xhprof_enable'),
                 'xhprof' => \function_exists('xhprof_enable'),
-            ], $requestRate, $sample);
+            ], $requestRate, $sample, $wallPeriodSec);
         } catch (\Throwable) {
             return null;
         }
@@ -58,12 +58,14 @@ final class ProfilerFactory
      * among them when $sample): they are sampled $requestRate times as
      * often, and each sample stands for the period divided by the rate, so
      * per-function totals over many requests stay what profiling every
-     * request at $periodSec would give.
+     * request at $periodSec would give. $wallPeriodSec > 0 adds the
+     * real-clock profiler, drawn the same way (period × rate, each sample
+     * standing for $wallPeriodSec).
      *
      * @internal
      * @param array{excimer?:bool,tideways?:bool,xhprof?:bool} $loaded
      */
-    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true): ?Profiler
+    public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
         $setting = strtolower(trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
@@ -73,7 +75,9 @@ final class ProfilerFactory
         if ($sample && ($loaded['excimer'] ?? false)) {
             $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
             $period = self::period(self::period($periodSec) * $rate);
-            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate);
+            $wall = $wallPeriodSec > 0.0 && is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
+            $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate,
+                $wall > 0.0 ? self::period($wall * $rate) : 0.0, $wall);
         }
         if ($callGraph && $setting !== 'excimer' && ($loaded[$setting] ?? false)) {
             return new CallGraphProfiler($setting, $sampler);

@@ -71,6 +71,20 @@ final class ProgressTimer implements Timer
         }
     }
 
+    public function restart(float $afterSec, float $intervalSec): void
+    {
+        if ($this->timer === null || !is_finite($afterSec) || !is_finite($intervalSec)) {
+            return;
+        }
+        try {
+            $this->timer->setInterval(max($afterSec, 0.001));
+            $this->timer->setPeriod(max($intervalSec, 0.001));
+            @$this->timer->start(); // a running timer is re-armed
+        } catch (\Throwable) {
+            // nothing to do
+        }
+    }
+
     public function stop(): void
     {
         if ($this->timer === null) {

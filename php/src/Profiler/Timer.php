@@ -13,4 +13,10 @@ interface Timer
 {
     /** Stops the timer; no callback runs afterwards. Safe to call twice. */
     public function stop(): void;
+
+    /**
+     * Re-arms the timer: the next callback after $afterSec, then every
+     * $intervalSec. Safe to call from the callback.
+     */
+    public function restart(float $afterSec, float $intervalSec): void;
 }

@@ -12,6 +12,7 @@ use BitvilleProfilerFixture\Service;
 use PHPUnit\Framework\TestCase;
 
 use function BitvilleProfilerFixture\burnCpu;
+use function BitvilleProfilerFixture\outer;
 use function BitvilleProfilerFixture\waitFor;
 use function BitvilleProfilerFixture\recurseThroughAFunctionWhoseNameIsLongEnoughToMakeDeepStacksOverflowTheByteLimitOfOneStack as deepRecursion;
 
@@ -98,6 +99,35 @@ final class SamplingProfilerTest extends TestCase
         $n = $r['fn'][0]['incl'] / 0.04;
         self::assertEqualsWithDelta(round($n), $n, 1e-6);
         self::assertGreaterThan(0.4, $r['fn'][0]['incl'], '0.2 s of CPU, counted ten times over');
+    }
+
+    public function testAFullRatePhaseKeepsTheFirstPhasesWeights(): void
+    {
+        // A drawn request (every 4 ms, each sample 40 ms), then the
+        // long-request mark: every 10 ms, each sample 10 ms.
+        $p = new SamplingProfiler(0.004, SamplingProfiler::CPU_CLOCK, 0.04, 0.004, 0.04);
+        $p->start();
+        burnCpu(0.1);
+        $p->fullRate(0.01);
+        outer(0.1);
+        $r = $p->stop();
+        self::assertSame(0.01, $r['period'], 'the smallest weight used');
+        $byName = self::byName($r['fn']);
+        self::assertArrayHasKey(self::BURN, $byName);
+        self::assertArrayHasKey('BitvilleProfilerFixture\\outer', $byName, 'the second phase');
+        $samples = 0;
+        foreach ($r['stacks'] as $st) {
+            self::assertIsInt($st['n']);
+            self::assertGreaterThanOrEqual(1, $st['n']);
+            $samples += $st['n'];
+        }
+        // stacks in units of the message's period: their total is the
+        // CPU seconds of fn divided by the period (rounding aside)
+        self::assertEqualsWithDelta($byName['{main}']['incl'] / 0.01, $samples, \count($r['stacks']));
+        self::assertArrayHasKey('wall', $r);
+        $callers = array_column($r['wall'], 'c');
+        self::assertSame(self::BURN, $r['wall'][0]['n']);
+        self::assertContains('BitvilleProfilerFixture\\outer', $callers, 'the second phase: burnCpu called from outer');
     }
 
     public function testAgentFramesBetweenApplicationFramesAreHidden(): void

@@ -11,6 +11,8 @@ final class FakeProfiler implements Profiler
 {
     public int $starts = 0;
     public int $stops = 0;
+    /** @var list<float> periods fullRate() was called with */
+    public array $fullRates = [];
 
     /** @param array<string, mixed> $profile */
     public function __construct(private readonly array $profile, private readonly string $name = 'excimer', private readonly bool $throw = false)
@@ -25,6 +27,11 @@ final class FakeProfiler implements Profiler
     public function start(): void
     {
         $this->starts++;
+    }
+
+    public function fullRate(float $periodSec): void
+    {
+        $this->fullRates[] = $periodSec;
     }
 
     public function stop(): array

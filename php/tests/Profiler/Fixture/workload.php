@@ -65,3 +65,10 @@ function waitFor(float $seconds): void
 {
     usleep((int) ($seconds * 1e6));
 }
+
+/** One blocking internal call (WallProfileTest). */
+function blockInUsleep(int $microseconds): void
+{
+    usleep($microseconds);
+    $done = true;
+}

@@ -1,0 +1,147 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Profiler;
+
+use Bitville\Apm\Messages;
+
+/**
+ * Turns the entries of a real-clock (EXCIMER_REAL) Excimer log into the
+ * end message's wall-time list: where the request's worker spent wall time,
+ * as [n => function or call, c => caller, s => seconds], heaviest first.
+ *
+ * - An entry with one event is a sample of the running user code: `n` is
+ *   the leaf function (named as in `fn`), `c` its parent frame ("" at the
+ *   top level).
+ * - An entry with two or more events was taken right after a call that
+ *   outlasted a period — in practice a blocking internal call, which Excimer
+ *   never shows as a frame. CallSite names that call from the source; `n`
+ *   is the call (`session_start`, `PDO::__construct`, `->get`), `c` the user
+ *   function that made it. When CallSite is unsure, the entry stays on the
+ *   user function.
+ * - Agent frames are hidden as in CollapsedProfile; a sample of the agent's
+ *   own work (outermost frame the agent's) is dropped.
+ * - s = events × $weight (the seconds one sample stands for), so a blocking
+ *   call counts the periods it held the worker: exact to ± one period.
+ *
+ * @internal
+ */
+final class WallProfile
+{
+    /**
+     * @param iterable<\ExcimerLogEntry|array{0: array<int, array<string, mixed>>, 1: int}> $entries log entries, or [trace innermost first, event count] pairs
+     * @return array<string, float> "n\0c" => seconds
+     */
+    public static function collect(iterable $entries, float $weight): array
+    {
+        $out = [];
+        foreach ($entries as $e) {
+            if ($e instanceof \ExcimerLogEntry) {
+                $trace = $e->getTrace();
+                $count = $e->getEventCount();
+            } else {
+                [$trace, $count] = $e;
+            }
+            if ($count <= 0 || $trace === []) {
+                continue;
+            }
+            $key = self::key($trace, $count);
+            if ($key !== null) {
+                $out[$key] = ($out[$key] ?? 0.0) + $count * $weight;
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * Sums several collect() results and ranks them: most seconds first
+     * (then name and caller), at most Messages::MAX_WALL.
+     *
+     * @param list<array<string, float>> $parts
+     * @return list<array{n: string, c: string, s: float}>
+     */
+    public static function rank(array $parts): array
+    {
+        $sum = [];
+        foreach ($parts as $part) {
+            foreach ($part as $k => $s) {
+                $sum[$k] = ($sum[$k] ?? 0.0) + $s;
+            }
+        }
+        if ($sum === []) {
+            return [];
+        }
+        $keys = array_map('strval', array_keys($sum));
+        $vals = array_values($sum);
+        array_multisort($vals, SORT_DESC, SORT_NUMERIC, $keys, SORT_ASC, SORT_STRING);
+        $out = [];
+        foreach ($keys as $i => $k) {
+            if ($i >= Messages::MAX_WALL) {
+                break;
+            }
+            [$n, $c] = explode("\0", $k, 2);
+            $out[] = ['n' => $n, 'c' => $c, 's' => round($vals[$i], 6)];
+        }
+        return $out;
+    }
+
+    /**
+     * "n\0c" of one entry, null for the agent's own work.
+     *
+     * @param array<int, array<string, mixed>> $trace innermost frame first
+     */
+    private static function key(array $trace, int $count): ?string
+    {
+        $last = \count($trace) - 1;
+        $names = [];
+        $leafFrame = null;
+        foreach ($trace as $i => $frame) {
+            $name = self::name($frame, $i === $last);
+            if (Frames::isAgent($name)) {
+                if ($i === $last) {
+                    return null; // the agent's own work
+                }
+                continue;
+            }
+            if ($names === []) {
+                $leafFrame = $i === 0 ? $frame : false;
+            }
+            $names[] = $name;
+            if (\count($names) === 2) {
+                break;
+            }
+        }
+        if ($names === []) {
+            return null;
+        }
+        $leaf = Frames::clean($names[0]);
+        if ($count >= 2 && \is_array($leafFrame)) {
+            $call = CallSite::resolve($leafFrame);
+            if ($call !== null) {
+                return $call . "\0" . $leaf;
+            }
+        }
+        return $leaf . "\0" . (isset($names[1]) ? Frames::clean($names[1]) : '');
+    }
+
+    /**
+     * A frame named as Excimer's collapsed format names it; the outermost
+     * top-level code is the script: `{main}`.
+     *
+     * @param array<string, mixed> $frame
+     */
+    private static function name(array $frame, bool $outermost): string
+    {
+        $function = $frame['function'] ?? null;
+        if (!\is_string($function) || $function === '') {
+            $file = \is_string($frame['file'] ?? null) ? $frame['file'] : '';
+            return $outermost && !Frames::isAgent($file) ? Frames::MAIN : $file;
+        }
+        if (str_starts_with($function, '{closure')) {
+            return '{closure:' . ($frame['file'] ?? '') . '(' . ($frame['closure_line'] ?? 0) . ')}';
+        }
+        $class = $frame['class'] ?? null;
+        return \is_string($class) && $class !== '' ? $class . '::' . $function : $function;
+    }
+}

@@ -1,0 +1,60 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm\Tests;
+
+use Bitville\Apm\Messages;
+use Bitville\Apm\Tests\Support\DatagramServer;
+use Bitville\Apm\Tests\Support\PhpProcess;
+use Bitville\Apm\Tests\Support\TempDir;
+use PHPUnit\Framework\TestCase;
+
+/**
+ * A CLI script that runs long, with the agent as production loads it: not
+ * drawn by excimer_request_rate, it is still profiled from profile_long_ms
+ * on, on both clocks.
+ */
+final class LongRequestTest extends TestCase
+{
+    public function testALongCliRunNotDrawnIsProfiledAfterTheMark(): void
+    {
+        if (!\extension_loaded('excimer')) {
+            self::markTestSkipped('excimer is not loaded');
+        }
+        $dir = TempDir::create();
+        $server = new DatagramServer($dir);
+        try {
+            $p = PhpProcess::run(__DIR__ . '/Fixtures/long-cpu.php', ['3'], [
+                'BITVILLE_APM_ENABLED' => '1',
+                'BITVILLE_APM_PROJECT' => 'shop',
+                'BITVILLE_APM_SOCKET' => $server->path,
+                'BITVILLE_APM_CONFIG' => '',
+                'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '0.0001',
+                'BITVILLE_APM_PROFILE_LONG_MS' => '1000',
+            ]);
+            self::assertSame(0, $p->exitCode, $p->stderr);
+            self::assertSame("done\n", $p->stdout);
+            $end = null;
+            foreach ($server->messages() as $m) {
+                if ($m['type'] === 'end') {
+                    $end = $m;
+                }
+            }
+            self::assertNotNull($end, 'an end message');
+            self::assertSame('excimer', $end['profiler']);
+            self::assertSame('bitville_test_long_cpu', $end['fn'][0]['n'], json_encode($end['fn']));
+            // about 2 s of the 3: the CPU after the 1 s mark (no bound above)
+            self::assertGreaterThan(1.0, $end['fn'][0]['self']);
+            self::assertSame(0.1, $end['period']);
+            self::assertNotEmpty($end['stacks']);
+            self::assertNotEmpty($end[Messages::WALL_KEY]);
+            self::assertSame('bitville_test_long_cpu', $end[Messages::WALL_KEY][0]['n'], json_encode($end[Messages::WALL_KEY]));
+            self::assertSame('{main}', $end[Messages::WALL_KEY][0]['c']);
+            self::assertGreaterThan(0.5, $end[Messages::WALL_KEY][0]['s']);
+        } finally {
+            $server->close();
+            TempDir::remove($dir);
+        }
+    }
+}
