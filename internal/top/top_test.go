@@ -2,8 +2,8 @@ package top
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -202,6 +202,9 @@ func TestVerdictPrecedence(t *testing.T) {
 		"slow SQL wins over a waiting function": {Report{Queries: []Query{{Name: "SELECT pg_sleep($1)", Score: 3.2, Window: QueryFigures{PHP: 3.2, Sessions: 3}}},
 			Endpoints: []Endpoint{cart}, Functions: []Function{{Name: "PDOStatement::execute", Score: 3.2, Window: FunctionFigures{Wall: 3.2}}}},
 			"Slow SQL: SELECT pg_sleep($1) grew by 3.20 s/s in PHP and 3.00 active sessions in the database."},
+		"a small query does not hide a long wait": {Report{Queries: []Query{{Name: "SELECT 1", Score: 0.2, Window: QueryFigures{PHP: 0.2}}},
+			Endpoints: []Endpoint{cart}, Functions: []Function{session}},
+			`Workers wait in session_start() called from App\Cart::show: GET /cart keeps 3.2 more workers busy.`},
 		// Wall time in a CPU-bound function is no wait; the CPU verdict
 		// names the function that grew most in CPU, not in wall time.
 		"cpu in PHP on saturated cores": {Report{Endpoints: []Endpoint{report}, Functions: []Function{session, recalc}},

@@ -43,6 +43,12 @@ func verdict(r *Report) string {
 			fWall = f
 		}
 	}
+	// The function the workers wait in, when the top endpoint's growth is
+	// mostly waiting.
+	var fWait *Function
+	if e != nil && waiting(busy, cpu) && fWall != nil && waitingIn(*fWall, cpu) {
+		fWait = fWall
+	}
 	p := notPHP(r)
 	switch {
 	case p != nil:
@@ -60,13 +66,17 @@ func verdict(r *Report) string {
 		e.Window.InFlight-e.Baseline.InFlight >= cpu:
 		return fmt.Sprintf("Stuck requests: %s holds %.1f more workers in flight, and %.1f of its requests a minute are killed before they finish.",
 			e.Name, e.Window.InFlight-e.Baseline.InFlight, e.Window.Abandoned)
-	case q != nil && q.Score >= cpu:
+	// A query explains the waiting unless the workers wait more than
+	// twice as long elsewhere (PHP's own wait on a slow query shows as
+	// wall time in the call that runs it, about as much as the query's
+	// growth).
+	case q != nil && q.Score >= cpu && (fWait == nil || fWait.wallGrowth() <= 2*q.Score):
 		return fmt.Sprintf("Slow SQL: %s grew by %.2f s/s in PHP and %.2f active sessions in the database.",
 			queryText(q), q.Window.PHP-q.Baseline.PHP, q.Window.Sessions-q.Baseline.Sessions)
-	case e != nil && waiting(busy, cpu) && fWall != nil && waitingIn(*fWall, cpu):
-		s := "Workers wait in " + call(fWall.Name)
-		if fWall.Caller != "" {
-			s += " called from " + fWall.Caller
+	case fWait != nil:
+		s := "Workers wait in " + call(fWait.Name)
+		if fWait.Caller != "" {
+			s += " called from " + fWait.Caller
 		}
 		return s + fmt.Sprintf(": %s keeps %.1f more workers busy.", e.Name, busy)
 	case e != nil && cpu > noise:
