@@ -209,6 +209,17 @@ func TestVerdictPrecedence(t *testing.T) {
 		// names the function that grew most in CPU, not in wall time.
 		"cpu in PHP on saturated cores": {Report{Endpoints: []Endpoint{report}, Functions: []Function{session, recalc}},
 			`CPU in PHP: GET /report uses 1.90 more cores, most of it in App\Pricing::recalculate.`},
+		// GET /report in the end-to-end stack: 4 workers, 2 cores, requests
+		// in flight for seconds; its CPU spread over many functions.
+		"cpu in PHP when the CPU is spread": {Report{Endpoints: []Endpoint{{Name: "GET /report", Score: 4.56, Window: EndpointFigures{CPU: 0.66, InFlight: 3.89}}},
+			Functions: []Function{{Name: `App\Pricing::recalculate`, Score: 3.7, Window: FunctionFigures{CPU: 0.29, Wall: 3.4}}}},
+			`CPU in PHP: GET /report uses 0.66 more cores, most of it in App\Pricing::recalculate.`},
+		"load 200 on 16 cores": {Report{Endpoints: []Endpoint{{Name: "GET /report", Score: 216, Window: EndpointFigures{CPU: 16, Wall: 200}}},
+			Functions: []Function{{Name: `App\Pricing::recalculate`, Score: 190, Window: FunctionFigures{CPU: 13, Wall: 177}}, {Name: `App\Tax::rate`, Score: 23.5, Window: FunctionFigures{CPU: 1.5, Wall: 22}}}},
+			`CPU in PHP: GET /report uses 16.00 more cores, most of it in App\Pricing::recalculate.`},
+		"a waiting user function that uses a little CPU": {Report{Endpoints: []Endpoint{{Name: "GET /partner", Score: 3, Window: EndpointFigures{CPU: 0.03, Wall: 3}}},
+			Functions: []Function{{Name: `App\Partner::fetch`, Caller: `App\Controller::partner`, Score: 3, Window: FunctionFigures{CPU: 0.03, Wall: 3}}}},
+			`Workers wait in App\Partner::fetch() called from App\Controller::partner: GET /partner keeps 3.0 more workers busy.`},
 		"busy workers when no function waits": {Report{Endpoints: []Endpoint{cart}, Functions: []Function{{Name: "main", Score: 0.2, Window: FunctionFigures{CPU: 0.1, Wall: 0.1}}}},
 			"Busy workers: GET /cart keeps 3.2 more workers busy."},
 		"a non-PHP process wins over a small PHP growth": {Report{Endpoints: []Endpoint{{Name: "GET /cheap", Score: 0.3, Window: EndpointFigures{Wall: 0.4}, Baseline: EndpointFigures{Wall: 0.1}}},

@@ -46,7 +46,7 @@ func verdict(r *Report) string {
 	// The function the workers wait in, when the top endpoint's growth is
 	// mostly waiting.
 	var fWait *Function
-	if e != nil && waiting(busy, cpu) && fWall != nil && waitingIn(*fWall, cpu) {
+	if e != nil && waiting(busy, cpu) && fWall != nil && waitingIn(*fWall, fCPU) {
 		fWait = fWall
 	}
 	p := notPHP(r)
@@ -99,14 +99,18 @@ func verdict(r *Report) string {
 func waiting(busy, cpu float64) bool { return busy-cpu > cpu }
 
 // waitingIn says whether workers wait in f rather than compute in it:
-// most of its wall time is off the CPU, and it is not where the top
-// endpoint's CPU went. (Wall time alone cannot tell: when the cores are
-// saturated a CPU-bound function's wall time is a multiple of its CPU
-// time, spent in the run queue.) A blocking call (session_start, fgets)
-// has no CPU time of its own: the CPU profiler never names internal
-// functions.
-func waitingIn(f Function, endpointCPU float64) bool {
-	return waiting(f.wallGrowth(), f.cpuGrowth()) && f.cpuGrowth() < max(noise, endpointCPU/2)
+// most of its wall time is off the CPU, and it is not where the CPU went
+// (no CPU growth beyond the noise, or less than half that of fCPU, the
+// function that grew most in CPU). Wall time alone cannot tell: when the
+// cores are saturated a CPU-bound function's wall time is a multiple of
+// its CPU time, spent in the run queue, at load 200 on 16 cores twelve
+// times. A blocking call (session_start, fgets, ->get) has no CPU time of
+// its own: the CPU profiler never names internal functions.
+func waitingIn(f Function, fCPU *Function) bool {
+	if !waiting(f.wallGrowth(), f.cpuGrowth()) {
+		return false
+	}
+	return f.cpuGrowth() <= noise || (fCPU != nil && f.cpuGrowth() < fCPU.cpuGrowth()/2)
 }
 
 // notPHP returns the process outside PHP and PostgreSQL that explains
