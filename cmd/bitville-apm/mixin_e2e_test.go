@@ -24,6 +24,8 @@ import (
 // title / a part of the query".
 var noDataInThisStack = map[string]string{
 	"bitville-endpoint/Errors by kind/bitville_php_errors_total":            "the example shop raises no PHP errors",
+	"bitville-triage/Tasks in D state by name/uninterruptible":              "the collector's scans may catch no task in D state during the test",
+	"bitville-triage/Pressure stall/bitville_host_pressure_stalled":         "absent where the kernel has no PSI (/proc/pressure)",
 	"bitville-endpoint/Its database sessions by wait event/session_samples": "GET /report's one query is too short for the 1 s sampler to catch",
 	"bitville-sql/Time in the database/planning_seconds":                    "pg_stat_statements.track_planning is off (the default)",
 	"bitville-postgres/Replication lag/replication_lag_seconds":             "no standby in this stack",

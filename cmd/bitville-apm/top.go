@@ -24,7 +24,7 @@ type TopCmd struct {
 	Format        string        `name:"format" default:"table" enum:"table,json" help:"Output: a table for a 100-column terminal, or JSON (${enum})."`
 	Limit         int           `name:"limit" default:"5" help:"Items per category."`
 	Project       string        `name:"project" placeholder:"REGEX" help:"Only these projects (a regular expression on the project label)."`
-	Instance      string        `name:"instance" placeholder:"REGEX" help:"Only these hosts (a regular expression on the instance label)."`
+	Instance      string        `name:"instance" placeholder:"REGEX" help:"Only these hosts (a regular expression on the instance label of the agent: its PHP metrics and host processes)."`
 	Timeout       time.Duration `name:"timeout" default:"60s" help:"Give up on Prometheus after this long."`
 
 	out io.Writer // os.Stdout unless a test sets it

@@ -21,8 +21,8 @@ var (
 	toSQL      = link("SQL query ${__data.fields.query_fp}", UIDSQL, "query_fp", "query_fp")
 )
 
-// triage is the front door: is the host loaded, by what requests, which
-// SQL and which functions.
+// triage is the front door: is the host loaded, by what processes and
+// requests, which SQL and which functions.
 func triage() *dashboard.DashboardBuilder {
 	d := newDashboard(UIDTriage, "Bitville APM / Load spike triage",
 		"When the load jumps: which requests, PHP functions and SQL queries did it. Click an endpoint or a query for its drill-down.")
@@ -37,6 +37,15 @@ func triage() *dashboard.DashboardBuilder {
 			q{expr: `sum by (instance) (node_procs_blocked{instance=~"$instance"})`, legend: "blocked {{instance}}"})).
 		WithPanel(stacked(graph("CPU by mode", "CPU cores busy, by mode.", "short", 8, 8,
 			q{expr: `sum by (mode) (rate(node_cpu_seconds_total{instance=~"$instance",mode!="idle"}[$__rate_interval]))`, legend: "{{mode}}"}))).
+		WithRow(row("Host processes")).
+		WithPanel(stacked(graph("CPU by process name", "CPU cores by command name (the agent's host collector; never the command line). Load that is not PHP shows here: a backup, a compressor, a stuck cron shell.", "short", 12, 8,
+			q{expr: `topk(10, sum by (name) (rate(bitville_host_process_cpu_seconds_total{instance=~"$instance"}[$__rate_interval])))`, legend: "{{name}}"}))).
+		WithPanel(graph("Pressure stall", "Share of time some (or all: full) runnable tasks were stalled waiting for CPU, IO or memory (Linux PSI).", "percentunit", 12, 8,
+			q{expr: `sum by (instance, resource, scope) (rate(bitville_host_pressure_stalled_seconds_total{instance=~"$instance"}[$__rate_interval]))`, legend: "{{resource}} {{scope}} {{instance}}"})).
+		WithPanel(stacked(graph("Running tasks by name", "Tasks running or runnable (R) at the collector's last scan, by command name.", "short", 12, 8,
+			q{expr: `topk(10, sum by (name) (bitville_host_tasks{instance=~"$instance",state="running"}))`, legend: "{{name}}"}))).
+		WithPanel(stacked(graph("Tasks in D state by name", "Tasks in uninterruptible sleep (D: disk, NFS, swap), which the load average counts, by command name.", "short", 12, 8,
+			q{expr: `topk(10, sum by (name) (bitville_host_tasks{instance=~"$instance",state="uninterruptible"}))`, legend: "{{name}}"}))).
 		WithRow(row("PHP-FPM")).
 		WithPanel(graph("php-fpm workers", "Active and total worker processes per pool.", "short", 8, 8,
 			q{expr: `sum by (pool) (bitville_fpm_active_processes{instance=~"$instance"})`, legend: "active {{pool}}"},
@@ -73,8 +82,12 @@ func triage() *dashboard.DashboardBuilder {
 		WithRow(row("PHP functions")).
 		WithPanel(top("Functions by self time over the range", "CPU seconds per second in each function itself (sampling profiler).", "short", "self s/s", 12, 9,
 			`topk(20, sum by (function) (rate(bitville_php_function_self_seconds_total`+sel("project", "instance")+`[$__range])))`)).
+		WithPanel(top("Functions by busy workers over the range", "Wall seconds per second each function held a worker (real-time profiler): a blocking call is named by the call (session_start, fgets, ->get), with the user function that made it.", "short", "busy workers", 12, 9,
+			`topk(20, sum by (function, caller) (rate(bitville_php_function_wall_seconds_total`+sel("project", "instance")+`[$__range])))`)).
 		WithPanel(stacked(graph("Top functions by self time", "CPU seconds per second in each function itself (sampling profiler).", "short", 12, 9,
-			q{expr: `topk(10, sum by (function) (` + RuleFunctionSelf + sel("project", "instance") + `))`, legend: "{{function}}"})))
+			q{expr: `topk(10, sum by (function) (` + RuleFunctionSelf + sel("project", "instance") + `))`, legend: "{{function}}"}))).
+		WithPanel(stacked(graph("Functions by busy workers (wall)", "Workers each function holds, CPU or not (wall seconds per second, real-time profiler), by function and caller: workers waiting on a session lock, a partner service or Redis show here and not under self time.", "short", 12, 9,
+			q{expr: `topk(10, sum by (function, caller) (rate(bitville_php_function_wall_seconds_total` + sel("project", "instance") + `[$__rate_interval])))`, legend: "{{function}} <- {{caller}}"})))
 }
 
 // endpointDashboard is one endpoint: latency, CPU, memory, its queries

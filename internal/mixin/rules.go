@@ -122,6 +122,23 @@ var (
 		`{{ .Labels.query }}`)
 	tmplTopQueryValue = topOf(`topk(1, sum by (query_fp) (`+RulePHPSQL+`{instance=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.instance",
 		`{{ .Labels.query }} [{{ .Labels.query_fp }}] ({{ .Value | printf "%.2f" }} s/s in PHP)`)
+	// Load that is not PHP: the process names of the agent's host
+	// collector, on CPU and in uninterruptible sleep (D, which the load
+	// average counts). name="other" is the sum of the names past its top
+	// names, not one process.
+	tmplTopProcess = topOf(`topk(1, sum by (name) (rate(bitville_host_process_cpu_seconds_total{instance=%q,name!="other"}[1m])))`, "$labels.instance",
+		`{{ .Labels.name }}`)
+	tmplTopProcessValue = topOf(`topk(1, sum by (name, group) (rate(bitville_host_process_cpu_seconds_total{instance=%q,name!="other"}[1m])))`, "$labels.instance",
+		`{{ .Labels.name }} ({{ .Labels.group }}, {{ .Value | printf "%.2f" }} cores)`)
+	tmplTopDStateValue = topOf(`topk(1, sum by (name) (bitville_host_tasks{instance=%q,state="uninterruptible"}) > 0)`, "$labels.instance",
+		`{{ .Labels.name }} ({{ .Value | printf "%.0f" }} tasks)`)
+	// Where the workers are held, CPU or not: a blocking call
+	// (session_start, fgets, ->get) is named by the call, with the user
+	// function that made it.
+	tmplTopWall = topOf(`topk(1, sum by (function, caller) (rate(bitville_php_function_wall_seconds_total{instance=%q}[1m])))`, "$labels.instance",
+		`{{ .Labels.function }}{{ with .Labels.caller }} called from {{ . }}{{ end }}`)
+	tmplTopWallValue = topOf(`topk(1, sum by (function, caller) (rate(bitville_php_function_wall_seconds_total{instance=%q}[1m])))`, "$labels.instance",
+		`{{ .Labels.function }}{{ with .Labels.caller }} called from {{ . }}{{ end }} ({{ .Value | printf "%.1f" }} busy workers)`)
 	// The database may be on another host: its busiest query overall.
 	tmplTopDBQueryValue = topOf(`topk(1, sum by (query_fp) (`+RulePgAAS+`{state="active"}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "",
 		`{{ .Labels.query }} [{{ .Labels.query_fp }}] ({{ .Value | printf "%.2f" }} active sessions)`)
@@ -146,7 +163,8 @@ func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 // Alerts returns the alert rule file (alerts/alerts.rules.yml). Every
 // alert has a severity label and summary, description and runbook_url
 // annotations; the load alert also names its offenders in top_endpoint,
-// top_function and top_query.
+// top_function (CPU), top_wall_function (busy workers), top_process and
+// top_query.
 func Alerts(c Config) RuleFile {
 	runbook := func(name string) string { return c.RunbookURL + name + ".md" }
 	alert := func(name, severity, expr, forDur string, ann map[string]string) Rule {
@@ -164,12 +182,17 @@ func Alerts(c Config) RuleFile {
 				"description": `The 1-minute load average on {{ $labels.instance }} is {{ $value | printf "%.2f" }} per CPU core (threshold ` + num(c.LoadPerCore) + `).` +
 					` Top endpoint by CPU: ` + tmplTopEndpointValue + `.` +
 					` Top function by self time: ` + tmplTopFunctionValue + `.` +
+					` Function holding most workers: ` + tmplTopWallValue + `.` +
 					` Most requests in flight now: ` + tmplTopInFlightValue + `.` +
 					` Top SQL by PHP time: ` + tmplTopQueryValue + `.` +
-					` Top SQL in the database: ` + tmplTopDBQueryValue + `.` + triage,
-				"top_endpoint": tmplTopEndpoint,
-				"top_function": tmplTopFunction,
-				"top_query":    tmplTopQuery,
+					` Top SQL in the database: ` + tmplTopDBQueryValue + `.` +
+					` Top process by CPU: ` + tmplTopProcessValue + `.` +
+					` Most tasks in D state: ` + tmplTopDStateValue + `.` + triage,
+				"top_endpoint":      tmplTopEndpoint,
+				"top_function":      tmplTopFunction,
+				"top_wall_function": tmplTopWall,
+				"top_process":       tmplTopProcess,
+				"top_query":         tmplTopQuery,
 			}),
 		alert("BitvilleFPMMaxChildrenReached", "warning",
 			`increase(bitville_fpm_max_children_reached_total[5m]) > 0`, "", map[string]string{

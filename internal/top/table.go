@@ -25,6 +25,23 @@ func pad(s string, n int) string {
 	return s + strings.Repeat(" ", max(n-utf8.RuneCountInString(s), 0))
 }
 
+// section starts a category: a blank line, its title and column heads
+// (each 14 columns wide, as the figures below them), and "(nothing grew)"
+// when empty.
+func section(b *strings.Builder, title string, empty bool, columns ...string) {
+	fmt.Fprintf(b, "\n%-38sscore  ", title+" (baseline->window)")
+	for i, c := range columns {
+		if i < len(columns)-1 {
+			c = fmt.Sprintf("%-14s", c)
+		}
+		b.WriteString(c)
+	}
+	b.WriteString("\n")
+	if empty {
+		b.WriteString("  (nothing grew)\n")
+	}
+}
+
 func change(base, win float64) string { return fmt.Sprintf("%.2f->%.2f", base, win) }
 
 // Table writes the report for a terminal of 100 columns.
@@ -38,25 +55,19 @@ func (r *Report) Table(w io.Writer) error {
 		fmt.Fprintf(&b, "%s\n", wrap("Warning: "+warn, width))
 	}
 	// Figures are baseline->window.
-	b.WriteString("\nENDPOINTS (baseline->window)          score  CPU s/s       busy workers  abandoned/min\n")
-	if len(r.Endpoints) == 0 {
-		b.WriteString("  (nothing grew)\n")
-	}
+	section(&b, "ENDPOINTS", len(r.Endpoints) == 0, "CPU s/s", "busy workers", "abandoned/min")
 	for _, e := range r.Endpoints {
 		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %-13s %s\n", pad(e.Name, 34), e.Score, change(e.Baseline.CPU, e.Window.CPU),
 			change(e.Baseline.busy(), e.Window.busy()), change(e.Baseline.Abandoned, e.Window.Abandoned))
 	}
-	b.WriteString("\nFUNCTIONS (baseline->window)          score  self s/s\n")
-	if len(r.Functions) == 0 {
-		b.WriteString("  (nothing grew)\n")
-	}
+	section(&b, "FUNCTIONS", len(r.Functions) == 0, "CPU s/s", "busy workers")
 	for _, f := range r.Functions {
-		fmt.Fprintf(&b, "  %s %+7.2f  %s\n", pad(f.Name, 34), f.Score, change(f.Baseline.Self, f.Window.Self))
+		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %s\n", pad(f.Name, 34), f.Score, change(f.Baseline.CPU, f.Window.CPU), change(f.Baseline.Wall, f.Window.Wall))
+		if f.Caller != "" {
+			fmt.Fprintf(&b, "    %s\n", cut("called from "+f.Caller, width-4))
+		}
 	}
-	b.WriteString("\nQUERIES (baseline->window)            score  PHP s/s       DB sessions   DB exec s/s\n")
-	if len(r.Queries) == 0 {
-		b.WriteString("  (nothing grew)\n")
-	}
+	section(&b, "QUERIES", len(r.Queries) == 0, "PHP s/s", "DB sessions", "DB exec s/s")
 	for _, q := range r.Queries {
 		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %-13s %s\n", pad(q.QueryFP, 34), q.Score, change(q.Baseline.PHP, q.Window.PHP),
 			change(q.Baseline.Sessions, q.Window.Sessions), change(q.Baseline.Exec, q.Window.Exec))
@@ -69,12 +80,22 @@ func (r *Report) Table(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "    %s\n", cut(strings.Join(strings.Fields(text), " "), width-4))
 	}
-	b.WriteString("\nDATABASE WAITS (baseline->window)     score  active sessions\n")
-	if len(r.Waits) == 0 {
-		b.WriteString("  (nothing grew)\n")
-	}
+	section(&b, "DATABASE WAITS", len(r.Waits) == 0, "active sessions")
 	for _, x := range r.Waits {
 		fmt.Fprintf(&b, "  %s %+7.2f  %s\n", pad(x.Name, 34), x.Score, change(x.Baseline.Sessions, x.Window.Sessions))
+	}
+	section(&b, "PROCESSES", len(r.Processes) == 0 && r.hostSeen, "cores", "running", "D tasks")
+	if !r.hostSeen {
+		b.WriteString("  (no host metrics in the window: the agent's host collector is off, or the agent is not scraped)\n")
+	}
+	for _, p := range r.Processes {
+		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %-13s %s\n", pad(p.Name+" ("+p.Group+")", 34), p.Score, change(p.Baseline.CPU, p.Window.CPU),
+			change(p.Baseline.Running, p.Window.Running), change(p.Baseline.Uninterruptible, p.Window.Uninterruptible))
+	}
+	section(&b, "MEMORY", len(r.Memory) == 0, "peak MiB", "memory_limit/min")
+	for _, m := range r.Memory {
+		fmt.Fprintf(&b, "  %s %+7.2f  %-13s %s\n", pad(m.Name, 34), m.Score,
+			fmt.Sprintf("%.1f->%.1f", m.Baseline.PeakBytes/mib, m.Window.PeakBytes/mib), change(m.Baseline.MemoryLimit, m.Window.MemoryLimit))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -3,6 +3,7 @@ package top
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,6 +24,7 @@ var (
 // answers at the window's end, baseline answers at the baseline's end.
 type fake struct {
 	php, pg, up float64
+	host        float64
 	window      map[string]string // query substring → vector JSON result
 	baseline    map[string]string
 	queries     []string
@@ -47,6 +49,8 @@ func (f *fake) handler(t *testing.T) http.HandlerFunc {
 			result = count(f.pg)
 		case strings.HasPrefix(q, "count(last_over_time(up"):
 			result = count(f.up)
+		case strings.HasPrefix(q, "count(last_over_time(bitville_host_process_cpu_seconds_total"):
+			result = count(f.host)
 		default:
 			m := f.baseline
 			if at == fmt.Sprintf("%d.000", to.Unix()) {
@@ -173,6 +177,80 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
+// The verdicts on waiting functions, processes and memory, and where each
+// stands among the others.
+func TestVerdictPrecedence(t *testing.T) {
+	cart := Endpoint{Name: "GET /cart", Score: 3.3, Window: EndpointFigures{CPU: 0.15, Wall: 3.4}, Baseline: EndpointFigures{CPU: 0.1, Wall: 0.2}}
+	session := Function{Name: "session_start", Caller: `App\Cart::show`, Score: 3.1, Window: FunctionFigures{Wall: 3.2}, Baseline: FunctionFigures{Wall: 0.1}}
+	// GET /report on 4 workers and 2 cores: its wall time is twice its
+	// CPU time, spent in the run queue.
+	report := Endpoint{Name: "GET /report", Score: 5.8, Window: EndpointFigures{CPU: 1.95, Wall: 4}, Baseline: EndpointFigures{CPU: 0.05, Wall: 0.1}}
+	recalc := Function{Name: `App\Pricing::recalculate`, Score: 5.6, Window: FunctionFigures{Self: 1.8, CPU: 1.8, Wall: 3.8}}
+	bvbackup := Process{Name: "bvbackup", Group: "other", Score: 1.8, Window: ProcessFigures{CPU: 1.9, Running: 2}, Baseline: ProcessFigures{CPU: 0.1}}
+	export := Memory{Name: "GET /export", Score: 4.6, Window: MemoryFigures{PeakBytes: 180 * mib, MemoryLimit: 3, measured: true}, Baseline: MemoryFigures{PeakBytes: 20 * mib, measured: true}}
+	lock := Wait{Name: "Lock/transactionid", WaitEventType: "Lock", Score: 3}
+	for name, tc := range map[string]struct {
+		r    Report
+		want string
+	}{
+		"waiting function": {Report{Endpoints: []Endpoint{cart}, Functions: []Function{session}},
+			`Workers wait in session_start() called from App\Cart::show: GET /cart keeps 3.2 more workers busy.`},
+		"a method of an unknown class, from top-level code": {Report{Endpoints: []Endpoint{cart}, Functions: []Function{{Name: "->get", Score: 3, Window: FunctionFigures{Wall: 3}}}},
+			"Workers wait in ->get(): GET /cart keeps 3.2 more workers busy."},
+		"lock contention wins over a waiting function": {Report{Waits: []Wait{lock}, Endpoints: []Endpoint{cart}, Functions: []Function{session}},
+			"Lock contention: 3.0 more database sessions wait on Lock/transactionid."},
+		"slow SQL wins over a waiting function": {Report{Queries: []Query{{Name: "SELECT pg_sleep($1)", Score: 3.2, Window: QueryFigures{PHP: 3.2, Sessions: 3}}},
+			Endpoints: []Endpoint{cart}, Functions: []Function{{Name: "PDOStatement::execute", Score: 3.2, Window: FunctionFigures{Wall: 3.2}}}},
+			"Slow SQL: SELECT pg_sleep($1) grew by 3.20 s/s in PHP and 3.00 active sessions in the database."},
+		"a small query does not hide a long wait": {Report{Queries: []Query{{Name: "SELECT 1", Score: 0.2, Window: QueryFigures{PHP: 0.2}}},
+			Endpoints: []Endpoint{cart}, Functions: []Function{session}},
+			`Workers wait in session_start() called from App\Cart::show: GET /cart keeps 3.2 more workers busy.`},
+		// Wall time in a CPU-bound function is no wait; the CPU verdict
+		// names the function that grew most in CPU, not in wall time.
+		"cpu in PHP on saturated cores": {Report{Endpoints: []Endpoint{report}, Functions: []Function{session, recalc}},
+			`CPU in PHP: GET /report uses 1.90 more cores, most of it in App\Pricing::recalculate.`},
+		// GET /report in the end-to-end stack: 4 workers, 2 cores, requests
+		// in flight for seconds; its CPU spread over many functions.
+		"cpu in PHP when the CPU is spread": {Report{Endpoints: []Endpoint{{Name: "GET /report", Score: 4.56, Window: EndpointFigures{CPU: 0.66, InFlight: 3.89}}},
+			Functions: []Function{{Name: `App\Pricing::recalculate`, Score: 3.7, Window: FunctionFigures{CPU: 0.29, Wall: 3.4}}}},
+			`CPU in PHP: GET /report uses 0.66 more cores, most of it in App\Pricing::recalculate.`},
+		"load 200 on 16 cores": {Report{Endpoints: []Endpoint{{Name: "GET /report", Score: 216, Window: EndpointFigures{CPU: 16, Wall: 200}}},
+			Functions: []Function{{Name: `App\Pricing::recalculate`, Score: 190, Window: FunctionFigures{CPU: 13, Wall: 177}}, {Name: `App\Tax::rate`, Score: 23.5, Window: FunctionFigures{CPU: 1.5, Wall: 22}}}},
+			`CPU in PHP: GET /report uses 16.00 more cores, most of it in App\Pricing::recalculate.`},
+		"a waiting user function that uses a little CPU": {Report{Endpoints: []Endpoint{{Name: "GET /partner", Score: 3, Window: EndpointFigures{CPU: 0.03, Wall: 3}}},
+			Functions: []Function{{Name: `App\Partner::fetch`, Caller: `App\Controller::partner`, Score: 3, Window: FunctionFigures{CPU: 0.03, Wall: 3}}}},
+			`Workers wait in App\Partner::fetch() called from App\Controller::partner: GET /partner keeps 3.0 more workers busy.`},
+		"busy workers when no function waits": {Report{Endpoints: []Endpoint{cart}, Functions: []Function{{Name: "main", Score: 0.2, Window: FunctionFigures{CPU: 0.1, Wall: 0.1}}}},
+			"Busy workers: GET /cart keeps 3.2 more workers busy."},
+		"a non-PHP process wins over a small PHP growth": {Report{Endpoints: []Endpoint{{Name: "GET /cheap", Score: 0.3, Window: EndpointFigures{Wall: 0.4}, Baseline: EndpointFigures{Wall: 0.1}}},
+			Processes: []Process{{Name: "php-fpm8.2", Group: "php", Score: 2}, bvbackup}, phpGrowth: 0.3, groupGrowth: map[string]float64{"postgres": 0.2}},
+			"Not PHP: bvbackup uses 1.9 cores."},
+		"a non-PHP process wins over lock contention that grew less": {Report{Waits: []Wait{{Name: "Lock/tuple", WaitEventType: "Lock", Score: 1}},
+			Processes: []Process{bvbackup}, phpGrowth: 1, groupGrowth: map[string]float64{}},
+			"Not PHP: bvbackup uses 1.9 cores."},
+		"tasks in D state": {Report{Processes: []Process{{Name: "rsync", Group: "other", Score: 12, Window: ProcessFigures{Uninterruptible: 12}}}},
+			"Not PHP: rsync has 12.0 more tasks in uninterruptible sleep (D)."},
+		"PHP grew more than the process": {Report{Endpoints: []Endpoint{report}, Functions: []Function{recalc}, Processes: []Process{bvbackup}, phpGrowth: 5.8},
+			`CPU in PHP: GET /report uses 1.90 more cores, most of it in App\Pricing::recalculate.`},
+		"PostgreSQL grew more than the process": {Report{Endpoints: []Endpoint{cart}, Functions: []Function{session}, Processes: []Process{{Name: "postgres", Group: "postgres", Score: 2.5}, bvbackup},
+			phpGrowth: 1, groupGrowth: map[string]float64{"postgres": 2.5}},
+			`Workers wait in session_start() called from App\Cart::show: GET /cart keeps 3.2 more workers busy.`},
+		"memory_limit when nothing else": {Report{Memory: []Memory{export}},
+			"Memory: 3.0 requests a minute of GET /export die of memory_limit, and its peak memory per request grew from 20.0 MiB to 180.0 MiB."},
+		"peak memory when nothing else": {Report{Memory: []Memory{{Name: "GET /export", Score: 1.6, Window: MemoryFigures{PeakBytes: 180 * mib, measured: true}, Baseline: MemoryFigures{PeakBytes: 20 * mib, measured: true}}}},
+			"Memory: GET /export: its peak memory per request grew from 20.0 MiB to 180.0 MiB."},
+		"busy workers win over memory": {Report{Endpoints: []Endpoint{cart}, Memory: []Memory{export}},
+			"Busy workers: GET /cart keeps 3.2 more workers busy."},
+	} {
+		if got := verdict(&tc.r); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, tc.want)
+		}
+	}
+	if got := call("Redis::get"); got != "Redis::get()" {
+		t.Errorf("call: %s", got)
+	}
+}
+
 func TestMissingAndNoData(t *testing.T) {
 	_, err := run(t, &fake{}, Options{})
 	if !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "no samples") {
@@ -212,5 +290,168 @@ func TestOptions(t *testing.T) {
 	}
 	if got := (Options{Project: "shop", Instance: "web.*"}).phpSel(`query_fp=~"a"`); got != `{project=~"shop",instance=~"web.*",query_fp=~"a"}` {
 		t.Errorf("phpSel: %s", got)
+	}
+}
+
+// Functions rank by growth of wall time plus growth of CPU: a blocking
+// call with no CPU of its own comes first, with the user function that
+// made it; the verdict says the workers wait in it.
+func TestFunctionsByWallAndCPU(t *testing.T) {
+	const (
+		self   = "sum by (project, function) (rate(bitville_php_function_self_seconds_total"
+		wall   = "sum by (project, function) (rate(bitville_php_function_wall_seconds_total"
+		caller = "topk by (project, function) (1, sum by (project, function, caller)"
+	)
+	f := &fake{php: 2, pg: 1, up: 3,
+		window: map[string]string{
+			"bitville_php_request_cpu_seconds_total": vec(sample(0.15, "project", "shop", "endpoint", "GET /cart")),
+			"bitville_php_request_duration_seconds":  vec(sample(3.4, "project", "shop", "endpoint", "GET /cart")),
+			self:                                     vec(sample(0.12, "project", "shop", "function", `App\Cart::show`), sample(0.6, "project", "shop", "function", `App\Pricing::recalculate`)),
+			wall:                                     vec(sample(3.2, "project", "shop", "function", "session_start"), sample(0.6, "project", "shop", "function", `App\Pricing::recalculate`), sample(0.1, "project", "shop", "function", "->get")),
+			caller: vec(sample(3.1, "project", "shop", "function", "session_start", "caller", `App\Cart::show`),
+				sample(0.6, "project", "shop", "function", `App\Pricing::recalculate`, "caller", `App\Controller\Report::index`)),
+		},
+		baseline: map[string]string{
+			"bitville_php_request_cpu_seconds_total": vec(sample(0.1, "project", "shop", "endpoint", "GET /cart")),
+			"bitville_php_request_duration_seconds":  vec(sample(0.2, "project", "shop", "endpoint", "GET /cart")),
+			self:                                     vec(sample(0.1, "project", "shop", "function", `App\Cart::show`), sample(0.5, "project", "shop", "function", `App\Pricing::recalculate`)),
+			wall:                                     vec(sample(0.1, "project", "shop", "function", "session_start"), sample(0.5, "project", "shop", "function", `App\Pricing::recalculate`), sample(0.1, "project", "shop", "function", "->get")),
+		},
+	}
+	r, err := run(t, f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fn := range r.Functions {
+		got = append(got, fmt.Sprintf("%s %.2f %q", fn.Name, fn.Score, fn.Caller))
+	}
+	// ->get did not grow: not listed.
+	want := []string{`session_start 3.10 "App\\Cart::show"`, `App\Pricing::recalculate 0.20 "App\\Controller\\Report::index"`, `App\Cart::show 0.02 ""`}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("functions:\n got %v\nwant %v", got, want)
+	}
+	if fn := r.Functions[1]; fn.Window != (FunctionFigures{Self: 0.6, CPU: 0.6, Wall: 0.6}) || fn.Baseline != (FunctionFigures{Self: 0.5, CPU: 0.5, Wall: 0.5}) {
+		t.Errorf("figures of %s: window %+v, baseline %+v", fn.Name, fn.Window, fn.Baseline)
+	}
+	if want := `Workers wait in session_start() called from App\Cart::show: GET /cart keeps 3.2 more workers busy.`; r.Verdict != want {
+		t.Errorf("verdict %q; want %q", r.Verdict, want)
+	}
+	// The caller was asked for the ranked functions only, each name
+	// matched literally.
+	var asked string
+	for _, q := range f.queries {
+		if strings.Contains(q, caller) {
+			asked = q
+		}
+	}
+	if !strings.Contains(asked, `function=~"session_start|App\\\\Pricing::recalculate|App\\\\Cart::show"`) || !strings.Contains(asked, "[600s]") {
+		t.Errorf("the caller query: %s", asked)
+	}
+	// JSON: the new figures and caller; processes and memory are empty
+	// arrays, not null.
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"caller":"App\\Cart::show"`, `"self_seconds_per_second":0.6,"cpu_seconds_per_second":0.6,"wall_seconds_per_second":0.6`,
+		`"processes":[]`, `"memory":[]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the JSON lacks %s:\n%s", want, b)
+		}
+	}
+	var tb bytes.Buffer
+	if err := r.Table(&tb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"FUNCTIONS (baseline->window)          score  CPU s/s       busy workers\n  session_start",
+		"0.00->0.00    0.10->3.20\n    called from App\\Cart::show\n", "PROCESSES (baseline->window)          score  cores         running       D tasks\n  (no host metrics",
+		"MEMORY (baseline->window)             score  peak MiB      memory_limit/min\n  (nothing grew)"} {
+		if !strings.Contains(tb.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, tb.String())
+		}
+	}
+}
+
+// Processes rank by growth of cores plus growth of tasks in D state, from
+// the host collector of the selected instances; memory ranks endpoints by
+// memory_limit deaths and peak memory.
+func TestProcessesAndMemory(t *testing.T) {
+	const (
+		cpu     = "bitville_host_process_cpu_seconds_total"
+		running = `state="running"`
+		dstate  = `state="uninterruptible"`
+		peak    = "bitville_php_request_memory_peak_bytes_sum"
+		killed  = `kind="memory_limit"`
+	)
+	f := &fake{php: 2, pg: 1, up: 3, host: 40,
+		window: map[string]string{
+			"bitville_php_request_cpu_seconds_total": vec(sample(0.1, "project", "shop", "endpoint", "GET /cheap")),
+			"bitville_php_request_duration_seconds":  vec(sample(0.4, "project", "shop", "endpoint", "GET /cheap")),
+			cpu: vec(sample(1.9, "name", "bvbackup", "group", "other"), sample(0.4, "name", "php-fpm8.2", "group", "php"),
+				sample(0.3, "name", "postgres", "group", "postgres"), sample(0.9, "name", "other", "group", "other"),
+				sample(0.02, "name", "kworker", "group", "kernel")),
+			running: vec(sample(2, "name", "bvbackup", "group", "other"), sample(0.5, "name", "php-fpm8.2", "group", "php")),
+			dstate:  vec(sample(1, "name", "bvbackup", "group", "other"), sample(0.3, "name", "kworker", "group", "kernel")),
+			peak:    vec(sample(180*mib, "project", "shop", "endpoint", "GET /export"), sample(2*mib, "project", "shop", "endpoint", "GET /cheap"), sample(50*mib, "project", "shop", "endpoint", "CLI bin/once.php")),
+			killed:  vec(sample(3, "project", "shop", "endpoint", "GET /export")),
+		},
+		baseline: map[string]string{
+			"bitville_php_request_cpu_seconds_total": vec(sample(0.1, "project", "shop", "endpoint", "GET /cheap")),
+			"bitville_php_request_duration_seconds":  vec(sample(0.2, "project", "shop", "endpoint", "GET /cheap")),
+			cpu: vec(sample(0.1, "name", "bvbackup", "group", "other"), sample(0.3, "name", "php-fpm8.2", "group", "php"),
+				sample(0.3, "name", "postgres", "group", "postgres"), sample(0.1, "name", "other", "group", "other")),
+			running: vec(sample(0.1, "name", "bvbackup", "group", "other"), sample(0.5, "name", "php-fpm8.2", "group", "php")),
+			peak:    vec(sample(20*mib, "project", "shop", "endpoint", "GET /export"), sample(2*mib, "project", "shop", "endpoint", "GET /cheap")),
+		},
+	}
+	r, err := run(t, f, Options{From: from, To: to, Baseline: time.Hour, Limit: 5, Instance: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range r.Processes {
+		got = append(got, fmt.Sprintf("%s/%s %.2f", p.Group, p.Name, p.Score))
+	}
+	// other/other is the sum past the collector's top names: not ranked;
+	// postgres did not grow.
+	want := []string{"other/bvbackup 2.80", "kernel/kworker 0.32", "php/php-fpm8.2 0.10"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("processes:\n got %v\nwant %v", got, want)
+	}
+	if p := r.Processes[0]; p.Window != (ProcessFigures{CPU: 1.9, Running: 2, Uninterruptible: 1}) || p.Baseline != (ProcessFigures{CPU: 0.1, Running: 0.1}) {
+		t.Errorf("figures of bvbackup: window %+v, baseline %+v", p.Window, p.Baseline)
+	}
+	if want := "Not PHP: bvbackup uses 1.9 cores, and 1.0 more of its tasks are in uninterruptible sleep (D)."; r.Verdict != want {
+		t.Errorf("verdict %q; want %q", r.Verdict, want)
+	}
+	got = nil
+	for _, m := range r.Memory {
+		got = append(got, fmt.Sprintf("%s %.2f", m.Name, m.Score))
+	}
+	// 3 deaths a minute + 160 MiB / 100 MiB; GET /cheap did not grow, and
+	// CLI bin/once.php did not run in the baseline.
+	if want := []string{"GET /export 4.60"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("memory: got %v; want %v", got, want)
+	}
+	for _, q := range f.queries {
+		if strings.Contains(q, "bitville_host_") && !strings.Contains(q, `{instance=~"web1"`) {
+			t.Errorf("a host query without the instance filter: %s", q)
+		}
+	}
+	var tb bytes.Buffer
+	if err := r.Table(&tb); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(tb.String(), "\n") {
+		if n := len([]rune(line)); n > width {
+			t.Errorf("a line of %d columns: %q", n, line)
+		}
+	}
+	for _, want := range []string{"  bvbackup (other)                     +2.80  0.10->1.90    0.10->2.00    0.00->1.00\n",
+		"  GET /export                          +4.60  20.0->180.0   0.00->3.00\n"} {
+		if !strings.Contains(tb.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, tb.String())
+		}
 	}
 }
