@@ -20,7 +20,9 @@ import (
 // node_exporter and Prometheus scraping every second) and makes each
 // demo scenario's spike after a quiet baseline. `bitville-apm top`, asked
 // about the spike against the baseline, must rank the scenario's culprit
-// first in its category and name the right cause in its verdict.
+// first in its category and name the right cause in its verdict. Each
+// scenario is a subtest on the one stack: -run 'TestTopScenariosEndToEnd/cron'
+// makes only that spike.
 func TestTopScenariosEndToEnd(t *testing.T) {
 	requirePHPExtension(t, "excimer", "php-excimer")
 	bin := buildBinary(t)
@@ -38,36 +40,60 @@ func TestTopScenariosEndToEnd(t *testing.T) {
 	})
 	const quiet, spike = 15 * time.Second, 20 * time.Second
 	for _, sc := range demo.Scenarios {
-		base := time.Now()
-		s.Baseline(ctx, quiet)
-		from := time.Now()
-		if err := s.Spike(ctx, sc, spike); err != nil {
-			t.Fatal(err)
-		}
-		to := time.Now()
-		time.Sleep(2 * time.Second) // the last scrape of the window
-		args := []string{"top", "--prometheus.url=" + s.Prometheus.URL, fmt.Sprintf("--from=%d", from.Unix()), fmt.Sprintf("--to=%d", to.Unix()),
-			"--baseline=" + from.Sub(base).Round(time.Second).String()}
-		var table bytes.Buffer
-		cmd := exec.Command(bin, append(args, "--format=table")...)
-		cmd.Stdout, cmd.Stderr = &table, &table
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("%s: top: %v\n%s", sc.Name, err, table.String())
-		}
-		t.Logf("scenario %s: bitville-apm %s\n%s", sc.Name, strings.Join(args, " "), table.String())
-		out, err := exec.Command(bin, append(args, "--format=json")...).Output()
-		if err != nil {
-			t.Fatalf("%s: top --format=json: %v", sc.Name, err)
-		}
-		var r top.Report
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("%s: %v\n%s", sc.Name, err, out)
-		}
-		checkScenario(t, sc, &r)
+		t.Run(sc.Name, func(t *testing.T) {
+			base := time.Now()
+			s.Baseline(ctx, quiet)
+			from := time.Now()
+			if err := s.Spike(ctx, sc, spike); err != nil {
+				t.Fatal(err)
+			}
+			to := time.Now()
+			time.Sleep(2 * time.Second) // the last scrape of the window
+			args := []string{"top", "--prometheus.url=" + s.Prometheus.URL, fmt.Sprintf("--from=%d", from.Unix()), fmt.Sprintf("--to=%d", to.Unix()),
+				"--baseline=" + from.Sub(base).Round(time.Second).String()}
+			var table bytes.Buffer
+			cmd := exec.Command(bin, append(args, "--format=table")...)
+			cmd.Stdout, cmd.Stderr = &table, &table
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("top: %v\n%s", err, table.String())
+			}
+			t.Logf("bitville-apm %s\n%s", strings.Join(args, " "), table.String())
+			out, err := exec.Command(bin, append(args, "--format=json")...).Output()
+			if err != nil {
+				t.Fatalf("top --format=json: %v", err)
+			}
+			var r top.Report
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			var more reportMore
+			if err := json.Unmarshal(out, &more); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			checkScenario(t, sc, &r, &more)
+		})
 	}
 }
 
-func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report) {
+// reportMore holds the parts of top's JSON report that name waits and
+// processes: each function's caller and its wall and CPU figures, and the
+// processes outside PHP.
+type reportMore struct {
+	Functions []struct {
+		Name   string `json:"name"`
+		Caller string `json:"caller"`
+		Window struct {
+			Wall float64 `json:"wall_seconds_per_second"`
+			CPU  float64 `json:"cpu_seconds_per_second"`
+		} `json:"window"`
+	} `json:"functions"`
+	Processes []struct {
+		Name  string `json:"name"`
+		Group string `json:"group"`
+	} `json:"processes"`
+}
+
+func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report, more *reportMore) {
 	t.Helper()
 	first := func(n int) bool { return n > 0 }
 	switch sc.Name {
@@ -104,6 +130,35 @@ func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report) {
 		}
 		if !strings.HasPrefix(r.Verdict, "Stuck requests: GET /stuck") {
 			t.Errorf("stuck: verdict %q", r.Verdict)
+		}
+	case "session", "partner":
+		if !first(len(r.Endpoints)) || r.Endpoints[0].Name != sc.Endpoint {
+			t.Errorf("%s: first endpoint %+v; want %s", sc.Name, r.Endpoints, sc.Endpoint)
+		}
+		if !first(len(more.Functions)) || more.Functions[0].Name != sc.Function || more.Functions[0].Caller != sc.Caller {
+			t.Errorf("%s: first function %+v; want %s called from %s", sc.Name, more.Functions, sc.Function, sc.Caller)
+		} else if f := more.Functions[0]; f.Window.Wall <= f.Window.CPU {
+			t.Errorf("%s: %s holds %.2f workers and %.2f cores; want it waiting (more wall than CPU)", sc.Name, f.Name, f.Window.Wall, f.Window.CPU)
+		}
+		if want := "Workers wait in " + sc.Function + "() called from " + sc.Caller; !strings.HasPrefix(r.Verdict, want) {
+			t.Errorf("%s: verdict %q; want it to start with %q", sc.Name, r.Verdict, want)
+		}
+	case "process":
+		if !first(len(more.Processes)) || more.Processes[0].Name != sc.Process || more.Processes[0].Group != "other" {
+			t.Errorf("process: first process %+v; want %s (group other)", more.Processes, sc.Process)
+		}
+		if want := "Not PHP: " + sc.Process + " uses "; !strings.HasPrefix(r.Verdict, want) {
+			t.Errorf("process: verdict %q; want it to start with %q", r.Verdict, want)
+		}
+	case "cron":
+		if !first(len(r.Endpoints)) || r.Endpoints[0].Name != sc.Endpoint {
+			t.Errorf("cron: first endpoint %+v; want %s", r.Endpoints, sc.Endpoint)
+		}
+		if !first(len(r.Functions)) || r.Functions[0].Name != sc.Function {
+			t.Errorf("cron: first function %+v; want %s", r.Functions, sc.Function)
+		}
+		if !strings.HasPrefix(r.Verdict, "CPU in PHP: "+sc.Endpoint) || !strings.Contains(r.Verdict, "most of it in "+sc.Function) {
+			t.Errorf("cron: verdict %q; want CPU in PHP in %s, most of it in %s", r.Verdict, sc.Endpoint, sc.Function)
 		}
 	default:
 		t.Errorf("no check for scenario %s", sc.Name)

@@ -4,7 +4,7 @@
 // stack running with its URLs until Ctrl-C. `make demo` runs it:
 //
 //	make demo                     # SCENARIO=cpu
-//	make demo SCENARIO=locks      # cpu, slow-sql, locks or stuck
+//	make demo SCENARIO=locks      # cpu, slow-sql, locks, stuck, session, partner, process or cron
 package main
 
 import (
@@ -89,6 +89,7 @@ func run() error {
 		fmt.Printf("  node_exporter http://%s/metrics\n", s.Node.Addr)
 		fmt.Printf("  Prometheus    %s  (alerts: %s/alerts)\n", s.Prometheus.URL, s.Prometheus.URL)
 		fmt.Printf("  PostgreSQL    %s\n", s.Shop.PG.DSN(s.Shop.DB))
+		fmt.Printf("  partner       %s  (the shop's slow partner service, GET %s/partner/quote)\n", s.PartnerAddr, s.Shop.URL)
 	}
 	urls()
 

@@ -1,8 +1,9 @@
 // Package demo runs the whole Bitville APM stack locally on the example
 // shop — PostgreSQL, php-fpm with the PHP agent, nginx, the agent, the
-// pg-exporter, node_exporter and Prometheus with alerts/ — and makes load:
-// a light baseline and a spike with one known culprit. `make demo` and the
-// end-to-end test of `bitville-apm top` use it.
+// pg-exporter, node_exporter, Prometheus with alerts/ and a slow partner
+// service the shop calls — and makes load: a light baseline and a spike
+// with one known culprit. `make demo` and the end-to-end test of
+// `bitville-apm top` use it.
 package demo
 
 import (
@@ -15,45 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/bitville/bitville-apm/internal/mixin"
 	"github.com/bitville/bitville-apm/internal/stack"
 )
-
-// Scenario is a kind of spike, with its culprit.
-type Scenario struct {
-	Name        string
-	Description string
-	// What `top` should rank first.
-	Endpoint, Function, QueryContains, WaitEventType string
-}
-
-// Scenarios are the spikes the demo can make.
-var Scenarios = []Scenario{
-	{Name: "cpu", Description: "GET /report on every worker: a price simulation burning CPU in App\\Pricing::recalculate",
-		Endpoint: "GET /report", Function: `App\Pricing::recalculate`},
-	{Name: "slow-sql", Description: "GET /slow-sql on every worker: a report whose query sleeps in the database",
-		Endpoint: "GET /slow-sql", QueryContains: "pg_sleep"},
-	{Name: "locks", Description: "the close-books cron job holds order 7 locked while every worker tries POST /orders/7/pay",
-		QueryContains: "UPDATE orders SET status", WaitEventType: "Lock"},
-	{Name: "stuck", Description: "GET /stuck on every worker: requests waiting on a lock nobody releases, killed by request_terminate_timeout",
-		Endpoint: "GET /stuck"},
-}
-
-// ScenarioByName returns the scenario called name.
-func ScenarioByName(name string) (Scenario, error) {
-	var names []string
-	for _, s := range Scenarios {
-		if s.Name == name {
-			return s, nil
-		}
-		names = append(names, s.Name)
-	}
-	return Scenario{}, fmt.Errorf("unknown scenario %q (one of %s)", name, strings.Join(names, ", "))
-}
 
 // Options configure the stack.
 type Options struct {
@@ -79,10 +47,13 @@ type Stack struct {
 	Prometheus    *stack.Prometheus
 	AgentURL      string // http://127.0.0.1:port of the agent
 	PgExporterURL string
+	PartnerAddr   string // 127.0.0.1:port of the shop's slow partner service
 
-	opts   Options
-	daemon []*daemon
-	client http.Client
+	opts    Options
+	daemon  []*daemon
+	partner *partner
+	hogs    hogs
+	client  http.Client
 }
 
 type daemon struct {
@@ -134,6 +105,14 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err := os.WriteFile(agentINI, nil, 0o644); err != nil {
 		return s, err
 	}
+	sessions := filepath.Join(o.Dir, "sessions")
+	if err := os.MkdirAll(sessions, 0o700); err != nil {
+		return s, err
+	}
+	if s.partner, err = startPartner(partnerDelay); err != nil {
+		return s, err
+	}
+	s.PartnerAddr = s.partner.Addr()
 	s.logf("starting PostgreSQL, php-fpm (%d workers, the PHP agent loaded) and nginx with the example shop", o.Children)
 	s.Shop, err = stack.StartShop(ctx, stack.ShopConfig{
 		Dir:   filepath.Join(o.Dir, "shop"),
@@ -146,7 +125,13 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			"BITVILLE_APM_PROFILER":          "excimer",
 			"BITVILLE_APM_PROGRESS_AFTER_MS": "1000",
 		}, o.AgentEnv),
-		Env:              overlay(map[string]string{"APP_SLOW_SQL_SECONDS": "1", "APP_PRICING_ROUNDS": "30000"}, o.AppEnv),
+		Env: overlay(map[string]string{
+			"APP_SLOW_SQL_SECONDS": "1",
+			"APP_PRICING_ROUNDS":   "30000",
+			"APP_CART_HOLD_MS":     fmt.Sprint(cartHold.Milliseconds()),
+			"APP_PARTNER_ADDR":     s.PartnerAddr,
+		}, o.AppEnv),
+		INI:              map[string]string{"session.save_path": sessions},
 		Children:         o.Children,
 		SlowlogTimeout:   2 * time.Second,
 		TerminateTimeout: o.TerminateTimeout,
@@ -255,6 +240,7 @@ func (s *Stack) Stop() error {
 	if s == nil {
 		return nil
 	}
+	s.hogs.killAll()
 	var errs []error
 	if s.Prometheus != nil {
 		errs = append(errs, s.Prometheus.Stop())
@@ -275,102 +261,8 @@ func (s *Stack) Stop() error {
 	if s.Shop != nil {
 		errs = append(errs, s.Shop.Stop())
 	}
+	if s.partner != nil {
+		errs = append(errs, s.partner.Close())
+	}
 	return errors.Join(errs...)
-}
-
-// request sends one request and drains the answer.
-func (s *Stack) request(ctx context.Context, method, path string) {
-	req, err := http.NewRequestWithContext(ctx, method, s.Shop.URL+path, nil)
-	if err != nil {
-		return
-	}
-	resp, err := s.client.Do(req)
-	if err == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-}
-
-// Loop runs workers goroutines sending the requests ("METHOD /path") in
-// turn, pause between two, until the returned stop is called (it waits for
-// them) or ctx ends.
-func (s *Stack) Loop(ctx context.Context, workers int, pause time.Duration, requests ...string) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	s.loop(ctx, &wg, workers, pause, requests...)
-	return func() { cancel(); wg.Wait() }
-}
-
-// Request sends one request ("METHOD /path") in the background.
-func (s *Stack) Request(ctx context.Context, request string) {
-	method, path, _ := strings.Cut(request, " ")
-	go s.request(ctx, method, path)
-}
-
-// loop runs workers goroutines sending the requests ("METHOD /path") in
-// turn, pause between two, until ctx ends.
-func (s *Stack) loop(ctx context.Context, wg *sync.WaitGroup, workers int, pause time.Duration, requests ...string) {
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; ctx.Err() == nil; i++ {
-				method, path, _ := strings.Cut(requests[i%len(requests)], " ")
-				s.request(ctx, method, path)
-				if pause > 0 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(pause):
-					}
-				}
-			}
-		}()
-	}
-}
-
-// baselineRequests are the everyday traffic: cheap pages and order views.
-var baselineRequests = []string{"GET /cheap", "GET /orders/11", "GET /cheap", "GET /orders/12", "GET /quote/3", "GET /orders/13"}
-
-// Baseline sends light everyday traffic for d.
-func (s *Stack) Baseline(ctx context.Context, d time.Duration) {
-	s.logf("baseline: light traffic for %s", d)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var wg sync.WaitGroup
-	s.loop(ctx, &wg, 1, 100*time.Millisecond, baselineRequests...)
-	wg.Wait()
-}
-
-// Spike makes the scenario's spike for d, on top of the baseline traffic.
-func (s *Stack) Spike(ctx context.Context, sc Scenario, d time.Duration) error {
-	s.logf("spike %q for %s: %s", sc.Name, d, sc.Description)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var wg sync.WaitGroup
-	s.loop(ctx, &wg, 1, 100*time.Millisecond, baselineRequests...)
-	workers := s.opts.Children
-	switch sc.Name {
-	case "cpu":
-		s.loop(ctx, &wg, workers, 0, "GET /report")
-	case "slow-sql":
-		s.loop(ctx, &wg, workers, 0, "GET /slow-sql")
-	case "stuck":
-		s.loop(ctx, &wg, workers, 0, "GET /stuck")
-	case "locks":
-		// The job holds the row for a little less than php-fpm's
-		// request_terminate_timeout, again and again.
-		hold := max(s.opts.TerminateTimeout-2*time.Second, time.Second)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				_, _ = s.Shop.RunCLI(context.Background(), "bin/close-books.php", "7", fmt.Sprintf("%.1f", hold.Seconds()))
-			}
-		}()
-		s.loop(ctx, &wg, workers, 0, "POST /orders/7/pay")
-	default:
-		return fmt.Errorf("unknown scenario %q", sc.Name)
-	}
-	wg.Wait()
-	return nil
 }

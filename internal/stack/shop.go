@@ -23,6 +23,7 @@ type ShopConfig struct {
 	Agent            bool
 	AgentEnv         map[string]string
 	Env              map[string]string // more pool environment (APP_* settings)
+	INI              map[string]string // php_admin_value[...] of the pool, e.g. session.save_path
 	Children         int               // default 4
 	SlowlogTimeout   time.Duration     // 0 = no slowlog
 	TerminateTimeout time.Duration     // 0 = no limit
@@ -106,6 +107,7 @@ func StartShop(ctx context.Context, c ShopConfig) (s *Shop, err error) {
 		Children:         c.Children,
 		PrependFile:      s.Bootstrap,
 		Env:              s.env,
+		INI:              c.INI,
 		SlowlogTimeout:   c.SlowlogTimeout,
 		TerminateTimeout: c.TerminateTimeout,
 	}); err != nil {

@@ -6,11 +6,14 @@ declare(strict_types=1);
 
 require __DIR__ . '/../src/autoload.php';
 
+use App\Controller\CartController;
 use App\Controller\ExportController;
 use App\Controller\HealthController;
 use App\Controller\OrderController;
+use App\Controller\PartnerController;
 use App\Controller\PaymentController;
 use App\Controller\QuoteController;
+use App\Controller\RecommendationController;
 use App\Controller\ReportController;
 use App\Response;
 use App\Router;
@@ -23,6 +26,9 @@ $router->add('GET', '/quote/{id}', static fn (array $p): Response => QuoteContro
 $router->add('GET', '/report', static fn (): Response => ReportController::pricing());
 $router->add('GET', '/slow-sql', static fn (): Response => ReportController::slowQuery());
 $router->add('GET', '/stuck', static fn (): Response => ExportController::export());
+$router->add('GET', '/recommendations/{id}', static fn (array $p): Response => RecommendationController::show($p));
+$router->add('GET', '/cart', static fn (): Response => CartController::show());
+$router->add('GET', '/partner/quote', static fn (): Response => PartnerController::quote());
 
 try {
     $response = $router->dispatch((string) ($_SERVER['REQUEST_METHOD'] ?? 'GET'), (string) ($_SERVER['REQUEST_URI'] ?? '/'));
