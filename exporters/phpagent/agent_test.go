@@ -170,7 +170,7 @@ func FuzzAgent(f *testing.F) {
 	}
 	f.Add([]byte(`{"v":1,"type":"end","id":"q","pid":9,"project":"p","ts":1764294512,"method":"GET","endpoint":"GET /\"quoted\"\\path\nx","started":1764294512,"wall":1,"fn":[{"n":"A\\B::c","self":0,"incl":0}]}`))
 	a, reg := newTestAgent(f, func(c *Config) {
-		c.Limits = Limits{Projects: 2, Endpoints: 3, Functions: 3, Queries: 3, EndpointQueries: 4, EndpointFunctions: 4, TopFunctions: 1, TopQueries: 1}
+		c.Limits = Limits{Projects: 2, Endpoints: 3, Functions: 3, Queries: 3, EndpointQueries: 4, EndpointFunctions: 4, WallFunctions: 3, TopFunctions: 1, TopQueries: 1}
 		c.InflightMax = 4
 	})
 	st := &readerState{}
@@ -179,7 +179,7 @@ func FuzzAgent(f *testing.F) {
 		a.Sweep()
 		a.Rank()
 		c := a.agg.SeriesCounts()
-		if c["project"] > 3 || c["endpoint"] > 3*4 || c["function"] > 3*4 || c["query_fp"] > 3*4 || c["endpoint_query"] > 3*5 {
+		if c["project"] > 3 || c["endpoint"] > 3*4 || c["function"] > 3*4 || c["query_fp"] > 3*4 || c["endpoint_query"] > 3*5 || c["function_caller"] > 3*4 {
 			t.Fatalf("series beyond limits: %v", c)
 		}
 		if a.inflight.Len() > 4 {

@@ -44,6 +44,7 @@ type Aggregator struct {
 	errors      *prometheus.CounterVec
 	fnSelf      *prometheus.CounterVec
 	epFnSelf    *prometheus.CounterVec
+	fnWall      *prometheus.CounterVec
 	fnDuration  *prometheus.HistogramVec
 	sqlDuration *prometheus.HistogramVec
 	sqlSeconds  *prometheus.CounterVec
@@ -80,6 +81,7 @@ func NewAggregator(limits Limits, nativeBuckets bool, self *SelfMetrics, reg pro
 		errors:      counter("bitville_php_errors_total", "PHP errors, warnings and exceptions reported by finished requests, by kind.", "project", "endpoint", "kind"),
 		fnSelf:      counter("bitville_php_function_self_seconds_total", "Self time of PHP functions from the sampling profiler.", "project", "function"),
 		epFnSelf:    counter("bitville_php_endpoint_function_self_seconds_total", "Self time of each request's heaviest functions (sampling profiler), by endpoint.", "project", "endpoint", "function"),
+		fnWall:      counter("bitville_php_function_wall_seconds_total", "Wall time PHP functions held the worker, from the real-time sampling profiler: a blocking call with the user function that made it, or a user function with its caller.", "project", "function", "caller"),
 		fnDuration:  hist("bitville_php_function_duration_seconds", "Per-request inclusive time of the top functions by self time.", FunctionBuckets, "project", "function"),
 		sqlDuration: hist("bitville_php_sql_duration_seconds", "Duration of SQL statements of the top queries by total time, as PHP saw it.", SQLBuckets, "project", "query_fp"),
 		sqlSeconds:  counter("bitville_php_sql_seconds_total", "Time PHP spent in SQL statements, by endpoint and query fingerprint.", "project", "endpoint", "query_fp"),
@@ -92,7 +94,7 @@ func NewAggregator(limits Limits, nativeBuckets bool, self *SelfMetrics, reg pro
 		New: a.newProject,
 	})
 	reg.MustRegister(a.requests, a.duration, a.cpu, a.memory, a.abandoned, a.errors,
-		a.fnSelf, a.epFnSelf, a.fnDuration, a.sqlDuration, a.sqlSeconds, a.sqlCalls, a.queryInfo)
+		a.fnSelf, a.epFnSelf, a.fnWall, a.fnDuration, a.sqlDuration, a.sqlSeconds, a.sqlCalls, a.queryInfo)
 	return a
 }
 
@@ -146,7 +148,7 @@ func (a *Aggregator) ApplyEnd(m *protocol.Message, fps []sqlfp.Result, now time.
 		es.memory.Observe(float64(m.MemPeak))
 	}
 	for i := range m.Errors {
-		a.countError(project, endpoint, es, errorKind(m.Errors[i].Type))
+		a.countError(project, endpoint, es, errorKind(&m.Errors[i]))
 	}
 	if m.Fatal {
 		a.countError(project, endpoint, es, "fatal")
@@ -164,6 +166,11 @@ func (a *Aggregator) ApplyEnd(m *protocol.Message, fps []sqlfp.Result, now time.
 			_, c := ps.endpointFuncs.Get(pair{endpoint, name}, now)
 			c.Add(f.Self)
 		}
+	}
+	for i := range m.WallFunctions {
+		w := &m.WallFunctions[i]
+		_, c := ps.wallFuncs.Get(pair{w.Function, w.Caller}, now)
+		c.Add(w.Seconds)
 	}
 
 	for i := range m.SQL {
@@ -208,6 +215,7 @@ func (a *Aggregator) Expire(cutoff time.Time, inflight map[endpointKey]InflightC
 		ps.queries.Expire(cutoff, nil)
 		ps.endpointQueries.Expire(cutoff, nil)
 		ps.endpointFuncs.Expire(cutoff, nil)
+		ps.wallFuncs.Expire(cutoff, nil)
 	}
 	a.projects.Expire(cutoff, func(_ string, ps *projectState) bool { return !ps.empty() })
 }
@@ -224,6 +232,7 @@ func (a *Aggregator) SeriesCounts() map[string]int {
 		out["query_fp"] += ps.queries.Len()
 		out["endpoint_query"] += ps.endpointQueries.Len()
 		out["endpoint_function"] += ps.endpointFuncs.Len()
+		out["function_caller"] += ps.wallFuncs.Len()
 		out["function_histogram"] += ps.fnHists
 		out["query_histogram"] += ps.queryHists
 	}

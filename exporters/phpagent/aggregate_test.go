@@ -283,3 +283,153 @@ func TestExpire(t *testing.T) {
 		t.Errorf("expired endpoint did not come back")
 	}
 }
+
+func TestFunctionWallSeconds(t *testing.T) {
+	a, reg := newTestAggregator(t, DefaultConfig().Limits)
+	m := &protocol.Message{Type: protocol.TypeEnd, Project: "shop", Endpoint: "GET /cart", Method: "GET", Status: 200, Wall: 2,
+		WallFunctions: []protocol.WallEntry{
+			{Function: "session_start", Caller: `App\Controller\CartController::show`, Seconds: 1.25},
+			{Function: "->get", Caller: `App\Cache::fetch`, Seconds: 0.5},
+			{Function: `App\Cart::total`, Caller: `App\Controller\CartController::show`, Seconds: 0.125},
+			{Function: "{main}", Seconds: 0.0625},
+		}}
+	a.ApplyEnd(m, nil, t0)
+	a.ApplyEnd(m, nil, t0)
+	got := series(t, reg, "bitville_php_function_wall_seconds_total")
+	want := map[string]float64{
+		`bitville_php_function_wall_seconds_total{caller=App\Controller\CartController::show,function=session_start,project=shop}`:   2.5,
+		`bitville_php_function_wall_seconds_total{caller=App\Cache::fetch,function=->get,project=shop}`:                              1,
+		`bitville_php_function_wall_seconds_total{caller=App\Controller\CartController::show,function=App\Cart::total,project=shop}`: 0.25,
+		`bitville_php_function_wall_seconds_total{caller=,function={main},project=shop}`:                                             0.125,
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d series; want %d: %v", len(got), len(want), got)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			t.Errorf("%s: got %v (present %v); want %v", k, g, ok, w)
+		}
+	}
+	// Wall time is not CPU time: the self-time family is left alone.
+	if got := series(t, reg, "bitville_php_function_self_seconds_total"); len(got) != 0 {
+		t.Errorf("got self-time series from wall entries: %v", got)
+	}
+	if got := a.SeriesCounts()["function_caller"]; got != 4 {
+		t.Errorf("got %d (function, caller) pairs held; want 4", got)
+	}
+}
+
+func TestFunctionWallOverflow(t *testing.T) {
+	l := DefaultConfig().Limits
+	l.Projects, l.WallFunctions = 2, 3
+	a, reg := newTestAggregator(t, l)
+	for p := 0; p < 2; p++ {
+		m := &protocol.Message{Type: protocol.TypeEnd, Project: fmt.Sprintf("p%d", p), Endpoint: "GET /", Method: "GET", Status: 200}
+		for f := 0; f < 5; f++ {
+			// the same function from two callers is two pairs
+			m.WallFunctions = append(m.WallFunctions, protocol.WallEntry{Function: fmt.Sprintf("f%d", f/2), Caller: fmt.Sprintf("c%d", f%2), Seconds: 1})
+		}
+		a.ApplyEnd(m, nil, t0)
+	}
+	got := series(t, reg, "bitville_")
+	for p := 0; p < 2; p++ {
+		var total float64
+		own := 0
+		for k, v := range got {
+			if strings.HasPrefix(k, "bitville_php_function_wall_seconds_total{") && strings.HasSuffix(k, fmt.Sprintf("project=p%d}", p)) {
+				total += v
+				if !strings.Contains(k, "caller=other,function=other,") {
+					own++
+				}
+			}
+		}
+		if total != 5 || own != 3 {
+			t.Errorf("p%d: got %v wall seconds in %d pairs of their own; want 5 in 3 (nothing lost, the limit kept)", p, total, own)
+		}
+		if v := got[fmt.Sprintf("bitville_php_function_wall_seconds_total{caller=other,function=other,project=p%d}", p)]; v != 2 {
+			t.Errorf("p%d: got %v wall seconds in (other, other); want 2", p, v)
+		}
+	}
+	if v := got[`bitville_agent_series_overflow_total{label=function_caller}`]; v != 4 {
+		t.Errorf("got %v function_caller overflows; want 4 (2 per project)", v)
+	}
+	// The overflow pair is held beside the limit's own pairs.
+	if got := a.SeriesCounts()["function_caller"]; got != 8 {
+		t.Errorf("got %d (function, caller) pairs held; want 8 (3 + other per project)", got)
+	}
+}
+
+func TestFunctionWallExpire(t *testing.T) {
+	a, reg := newTestAggregator(t, DefaultConfig().Limits)
+	wall := func(fn string, at time.Time) {
+		m := &protocol.Message{Type: protocol.TypeEnd, Project: "p", Endpoint: "GET /", Method: "GET", Status: 200,
+			WallFunctions: []protocol.WallEntry{{Function: fn, Caller: "App::run", Seconds: 1}}}
+		a.ApplyEnd(m, nil, at)
+	}
+	wall("fread", t0)
+	wall("usleep", t0.Add(time.Hour))
+	a.Expire(t0.Add(time.Minute), nil)
+	got := series(t, reg, "bitville_")
+	if _, ok := got[`bitville_php_function_wall_seconds_total{caller=App::run,function=fread,project=p}`]; ok {
+		t.Errorf("got the idle pair's series after expiry; want it removed")
+	}
+	if v := got[`bitville_php_function_wall_seconds_total{caller=App::run,function=usleep,project=p}`]; v != 1 {
+		t.Errorf("got %v for the fresh pair; want 1", v)
+	}
+	if v := got[`bitville_agent_series_expired_total{label=function_caller}`]; v != 1 {
+		t.Errorf("got %v expired function_caller pairs; want 1", v)
+	}
+	if got := a.SeriesCounts()["function_caller"]; got != 1 {
+		t.Errorf("got %d pairs held; want 1", got)
+	}
+	// A project whose only series are wall pairs stays while they do.
+	a.Expire(t0.Add(30*time.Minute), nil)
+	if a.SeriesCounts()["project"] != 1 {
+		t.Errorf("project expired while its wall pair is fresh")
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	tests := []struct {
+		name string
+		e    protocol.Error
+		want string
+	}{
+		{"memory_limit", protocol.Error{Type: "E_ERROR", Message: "Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)"}, "memory_limit"},
+		{"other fatal", protocol.Error{Type: "E_ERROR", Message: "Maximum execution time of 30 seconds exceeded"}, "error"},
+		{"memory text inside a message", protocol.Error{Type: "E_ERROR", Message: "Fatal: Allowed memory size of 1 bytes"}, "error"},
+		{"memory text in a warning", protocol.Error{Type: "E_WARNING", Message: "Allowed memory size of 1 bytes"}, "warning"},
+		{"exception", protocol.Error{Type: "RuntimeException", Message: "Allowed memory size of 1 bytes"}, "exception"},
+		{"notice", protocol.Error{Type: "E_NOTICE"}, "notice"},
+		{"deprecated", protocol.Error{Type: "E_USER_DEPRECATED"}, "deprecated"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := errorKind(&tc.e); got != tc.want {
+				t.Errorf("got %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A request that died of memory_limit counts kind memory_limit (not error)
+// and fatal, as any fatal.
+func TestMemoryLimitFatal(t *testing.T) {
+	a, reg := newTestAggregator(t, DefaultConfig().Limits)
+	m := &protocol.Message{Type: protocol.TypeEnd, Project: "shop", Endpoint: "GET /export", Method: "GET", Status: 500, Fatal: true,
+		Errors: []protocol.Error{{Type: "E_ERROR", Message: "Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)", File: "/srv/app/Export.php", Line: 42}}}
+	a.ApplyEnd(m, nil, t0)
+	got := series(t, reg, "bitville_php_errors_total")
+	want := map[string]float64{
+		`bitville_php_errors_total{endpoint=GET /export,kind=memory_limit,project=shop}`: 1,
+		`bitville_php_errors_total{endpoint=GET /export,kind=fatal,project=shop}`:        1,
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %v; want %v", got, want)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: got %v; want %v", k, got[k], w)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bitville/bitville-apm/internal/protocol"
 )
 
 // realisticEnd returns an end message like a busy Phalcon endpoint sends:
@@ -62,6 +64,35 @@ func benchHandleEnd(b *testing.B, native bool) {
 		i++
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkApplyEndWall measures aggregating one decoded end message (the
+// golden end.json: 20 statements, 50 functions) without a wall_fn array and
+// with 10 entries: what the wall-time family costs per message.
+func BenchmarkApplyEndWall(b *testing.B) {
+	var d protocol.Decoder
+	var base protocol.Message
+	if err := d.Decode(golden(b, "end.json"), &base); err != nil {
+		b.Fatal(err)
+	}
+	fps := fpsOf(&base)
+	wall := make([]protocol.WallEntry, 10)
+	for i := range wall {
+		wall[i] = protocol.WallEntry{Function: fmt.Sprintf(`App\Service%d::call`, i), Caller: `App\Controllers\OrdersController::showAction`, Seconds: 0.01}
+	}
+	wall[0].Function = "session_start"
+	for _, n := range []int{0, 10} {
+		b.Run(fmt.Sprintf("wall=%d", n), func(b *testing.B) {
+			a, _ := newTestAggregator(b, DefaultConfig().Limits)
+			m := base
+			m.WallFunctions = wall[:n]
+			a.ApplyEnd(&m, fps, t0) // create the series
+			b.ReportAllocs()
+			for b.Loop() {
+				a.ApplyEnd(&m, fps, t0)
+			}
+		})
+	}
 }
 
 // BenchmarkHandleEndParallel is BenchmarkHandleEnd from several readers, as

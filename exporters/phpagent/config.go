@@ -65,6 +65,7 @@ type Limits struct {
 	Queries           int `name:"limits.queries" default:"1000" help:"Query fingerprints per project; more are counted as query_fp=\"other\"."`
 	EndpointQueries   int `name:"limits.endpoint-queries" default:"10000" help:"(endpoint, query) pairs per project for bitville_php_sql_seconds_total; more are counted as query_fp=\"other\"."`
 	EndpointFunctions int `name:"limits.endpoint-functions" default:"10000" help:"(endpoint, function) pairs per project for bitville_php_endpoint_function_self_seconds_total (each request's 10 heaviest functions); more are counted as function=\"other\"."`
+	WallFunctions     int `name:"limits.wall-functions" default:"5000" help:"(function, caller) pairs per project for bitville_php_function_wall_seconds_total; more are counted as function=\"other\", caller=\"other\"."`
 	TopFunctions      int `name:"limits.top-functions" default:"100" help:"Functions per project that also get a duration histogram (the heaviest by recent self time)."`
 	TopQueries        int `name:"limits.top-queries" default:"200" help:"Queries per project that also get a duration histogram (the heaviest by recent time)."`
 }
@@ -152,6 +153,7 @@ func (c Config) Validate() error {
 	check(l.Queries >= 1, "limits.queries must be at least 1")
 	check(l.EndpointQueries >= 1, "limits.endpoint-queries must be at least 1")
 	check(l.EndpointFunctions >= 1, "limits.endpoint-functions must be at least 1")
+	check(l.WallFunctions >= 1, "limits.wall-functions must be at least 1")
 	check(l.TopFunctions >= 0 && l.TopFunctions <= l.Functions, "limits.top-functions %d must be between 0 and limits.functions %d", l.TopFunctions, l.Functions)
 	check(l.TopQueries >= 0 && l.TopQueries <= l.Queries, "limits.top-queries %d must be between 0 and limits.queries %d", l.TopQueries, l.Queries)
 	return errors.Join(errs...)

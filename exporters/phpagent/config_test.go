@@ -23,6 +23,7 @@ func TestDefaultConfig(t *testing.T) {
 		"agent.spool-max-bytes":     c.SpoolMaxBytes == 64<<20,
 		"web.listen-address":        c.ListenAddress == ":19100",
 		"limits.endpoint-functions": c.Limits.EndpointFunctions == 10000,
+		"limits.wall-functions":     c.Limits.WallFunctions == 5000,
 		"fpm.poll-interval":         c.FPM.PollInterval == 10*time.Second,
 		"metrics.native-histograms": !c.NativeBuckets,
 	} {

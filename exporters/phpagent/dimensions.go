@@ -13,12 +13,17 @@ const Overflow = labelset.OtherValue
 
 type endpointKey struct{ project, endpoint string }
 
-// pair is a two-label key: (endpoint, query_fp) or (endpoint, function).
+// pair is a two-label key: (endpoint, query_fp), (endpoint, function) or
+// (function, caller).
 type pair = [2]string
 
 // overflowSecond keeps a pair's endpoint (bounded on its own) and counts
 // its second part as "other".
 func overflowSecond(k pair) pair { return pair{k[0], Overflow} }
+
+// overflowBoth counts a pair whose parts are bounded by nothing else, a
+// (function, caller), as ("other", "other").
+func overflowBoth(pair) pair { return pair{Overflow, Overflow} }
 
 type endpointSeries struct {
 	duration, memory prometheus.Observer
@@ -52,12 +57,13 @@ type projectState struct {
 	queries         *labelset.Set[string, *querySeries]
 	endpointQueries *labelset.Set[pair, *endpointQuerySeries]
 	endpointFuncs   *labelset.Set[pair, prometheus.Counter]
+	wallFuncs       *labelset.Set[pair, prometheus.Counter] // (function, caller)
 	fnHists         int
 	queryHists      int
 }
 
 func (ps *projectState) empty() bool {
-	return ps.endpoints.Len()+ps.functions.Len()+ps.queries.Len()+ps.endpointQueries.Len()+ps.endpointFuncs.Len() == 0
+	return ps.endpoints.Len()+ps.functions.Len()+ps.queries.Len()+ps.endpointQueries.Len()+ps.endpointFuncs.Len()+ps.wallFuncs.Len() == 0
 }
 
 // newProject declares the dimensions of a project. Called with a.mu held
@@ -151,6 +157,12 @@ func (a *Aggregator) newProject(project string) *projectState {
 		Overflowed: self.overflow.WithLabelValues("endpoint_function"), Expired: self.expired.WithLabelValues("endpoint_function"),
 		New:    func(k pair) prometheus.Counter { return a.epFnSelf.WithLabelValues(project, k[0], k[1]) },
 		Delete: func(k pair, _ prometheus.Counter) { a.epFnSelf.DeleteLabelValues(project, k[0], k[1]) },
+	})
+	ps.wallFuncs = labelset.New(labelset.Options[pair, prometheus.Counter]{
+		Limit: l.WallFunctions, Overflow: overflowBoth,
+		Overflowed: self.overflow.WithLabelValues("function_caller"), Expired: self.expired.WithLabelValues("function_caller"),
+		New:    func(k pair) prometheus.Counter { return a.fnWall.WithLabelValues(project, k[0], k[1]) },
+		Delete: func(k pair, _ prometheus.Counter) { a.fnWall.DeleteLabelValues(project, k[0], k[1]) },
 	})
 	// The PHP side's loss counters exist from the project's first message,
 	// so that increase() sees their first increment.

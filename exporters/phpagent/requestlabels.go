@@ -40,10 +40,20 @@ func statusClass(m *protocol.Message) string {
 	return "unknown"
 }
 
-// errorKind maps a PHP error type or exception class to a bounded kind.
-func errorKind(t string) string {
-	switch t {
+// memoryLimitPrefix starts the message of the fatal error PHP raises when a
+// request exceeds memory_limit ("Allowed memory size of 134217728 bytes
+// exhausted (tried to allocate 20480 bytes)").
+const memoryLimitPrefix = "Allowed memory size of"
+
+// errorKind maps a PHP error (its type, or exception class, and message) to
+// a bounded kind. Running out of memory_limit has a kind of its own: a
+// request that dies of it is a different problem from a bug.
+func errorKind(e *protocol.Error) string {
+	switch e.Type {
 	case "E_ERROR", "E_CORE_ERROR", "E_COMPILE_ERROR", "E_USER_ERROR", "E_RECOVERABLE_ERROR", "E_PARSE":
+		if strings.HasPrefix(e.Message, memoryLimitPrefix) {
+			return "memory_limit"
+		}
 		return "error"
 	case "E_WARNING", "E_CORE_WARNING", "E_COMPILE_WARNING", "E_USER_WARNING":
 		return "warning"

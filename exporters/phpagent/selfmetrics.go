@@ -80,7 +80,7 @@ func NewSelfMetrics(reg prometheus.Registerer) *SelfMetrics {
 			s.invalid[t][r] = s.messages.WithLabelValues(t.String(), "invalid", string(r))
 		}
 	}
-	for _, l := range []string{"project", "endpoint", "function", "query_fp", "endpoint_query", "endpoint_function"} {
+	for _, l := range []string{"project", "endpoint", "function", "query_fp", "endpoint_query", "endpoint_function", "function_caller"} {
 		s.overflow.WithLabelValues(l)
 		s.expired.WithLabelValues(l)
 	}

@@ -209,6 +209,25 @@ func (r *reader) endFields(m *Message) {
 		}
 		m.Functions = append(m.Functions, f)
 	}
+	for i, e := range r.array("wall_fn", MaxWall) {
+		o := r.object(e, "wall_fn", i)
+		if o == nil {
+			break
+		}
+		w := WallEntry{
+			Function: r.istr(o, "n", MaxFunctionLen, true),
+			Caller:   r.istr(o, "c", MaxFunctionLen, false),
+			Seconds:  r.floatIn(o, "s", 0, MaxDurationSec, true),
+		}
+		if r.err == nil && w.Function == "" {
+			r.fail(ReasonRange, "n", "empty function name")
+		}
+		if r.err != nil {
+			r.err.Field = fmt.Sprintf("wall_fn[%d].%s", i, r.err.Field)
+			return
+		}
+		m.WallFunctions = append(m.WallFunctions, w)
+	}
 	for i, e := range r.array("stacks", MaxStacks) {
 		o := r.object(e, "stacks", i)
 		if o == nil {

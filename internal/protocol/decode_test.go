@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,6 +64,15 @@ func TestDecodeGolden(t *testing.T) {
 		if m.Functions[0].Name != "{main}" || m.Profiler != "excimer" || m.Period != 0.001 {
 			t.Errorf("got fn[0] %+v profiler %q period %v", m.Functions[0], m.Profiler, m.Period)
 		}
+		want := []WallEntry{
+			{Function: "->execute", Caller: `App\Models\Order::findFirst`, Seconds: 0.014},
+			{Function: "session_start", Caller: `App\Controllers\OrdersController::showAction`, Seconds: 0.012},
+			{Function: `App\Services\Pricing::recalculate`, Caller: `App\Controllers\OrdersController::showAction`, Seconds: 0.011},
+			{Function: "{main}", Caller: "", Seconds: 0.001},
+		}
+		if !slices.Equal(m.WallFunctions, want) {
+			t.Errorf("got wall_fn %+v; want %+v", m.WallFunctions, want)
+		}
 		if m.Errors[0].Type != "E_WARNING" || m.Errors[0].Line != 88 {
 			t.Errorf("got error %+v", m.Errors[0])
 		}
@@ -79,6 +89,9 @@ func TestDecodeGolden(t *testing.T) {
 		}
 		if len(m.SQL) != 3 || m.SQL[0].Rows != 500 || m.SQL[0].Cut || !m.SQL[2].Cut || len(m.Errors) != 0 {
 			t.Errorf("got sql %+v errors %+v; want 3 statements, the last one cut", m.SQL, m.Errors)
+		}
+		if len(m.WallFunctions) != 3 || m.WallFunctions[1] != (WallEntry{Function: "fread", Caller: `App\Search\Feed::next`, Seconds: 12.5}) {
+			t.Errorf("got wall_fn %+v; want 3 entries, the second fread from App\\Search\\Feed::next", m.WallFunctions)
 		}
 		if len(m.Truncated) != 1 || m.Truncated[0] != "sql.q" {
 			t.Errorf("got truncated %q; want [sql.q]", m.Truncated)
@@ -145,6 +158,15 @@ func TestDecodeCases(t *testing.T) {
 		{"sql negative rows", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"sql":[{"q":"x","d":0.1,"rows":-2}]}`, ReasonRange, "sql[0].rows"},
 		{"fn self above inclusive", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"fn":[{"n":"f","self":2,"incl":1}]}`, ReasonRange, "fn[0].self"},
 		{"fn empty name", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"fn":[{"n":"","self":0,"incl":0}]}`, ReasonRange, "fn[0].n"},
+		{"wall_fn without caller", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"usleep","s":0.1}]}`, "", ""},
+		{"wall_fn not an array", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":{"n":"usleep","s":0.1}}`, ReasonFieldType, "wall_fn"},
+		{"wall_fn element not object", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":["usleep"]}`, ReasonFieldType, "wall_fn[0]"},
+		{"wall_fn empty name", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"","s":0.1}]}`, ReasonRange, "wall_fn[0].n"},
+		{"wall_fn long caller", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","c":"` + strings.Repeat("c", MaxFunctionLen+1) + `","s":0.1}]}`, ReasonRange, "wall_fn[0].c"},
+		{"wall_fn caller not a string", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","c":1,"s":0.1}]}`, ReasonFieldType, "wall_fn[0].c"},
+		{"wall_fn missing seconds", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f"}]}`, ReasonMissing, "wall_fn[0].s"},
+		{"wall_fn seconds past a month", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","s":2592001}]}`, ReasonRange, "wall_fn[0].s"},
+		{"wall_fn second entry bad", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","s":1},{"n":"g","s":-1}]}`, ReasonRange, "wall_fn[1].s"},
 		{"stack zero samples", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"stacks":[{"s":"a;b","n":0}]}`, ReasonRange, "stacks[0].n"},
 		{"stack frames not strings", `{"v":1,"id":"r1","pid":7,"project":"p","ts":1764294512.5,"type":"progress","elapsed":1,"stack":[1]}`, ReasonFieldType, "stack[0]"},
 		{"trailing garbage", `{` + base + `,"type":"start"} x`, ReasonJSON, ""},
@@ -194,7 +216,7 @@ func TestDecodeReuse(t *testing.T) {
 	if err := d.Decode(readGolden(t, "start.json"), &m); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.SQL) != 0 || len(m.Functions) != 0 || m.Wall != 0 || m.Status != 0 || m.Profiler != "" {
+	if len(m.SQL) != 0 || len(m.Functions) != 0 || len(m.WallFunctions) != 0 || m.Wall != 0 || m.Status != 0 || m.Profiler != "" {
 		t.Errorf("got leftovers from the previous message: %d sql, %d functions, wall %v", len(m.SQL), len(m.Functions), m.Wall)
 	}
 }
@@ -218,7 +240,7 @@ func FuzzDecode(f *testing.F) {
 		if m.Type == TypeUnknown || m.ID == "" || m.Project == "" || m.PID <= 0 {
 			t.Fatalf("accepted a message without identity: %+v", m)
 		}
-		if len(m.SQL) > MaxSQL || len(m.Functions) > MaxFunctions || m.Wall < 0 || m.Wall > MaxDurationSec {
+		if len(m.SQL) > MaxSQL || len(m.Functions) > MaxFunctions || len(m.WallFunctions) > MaxWall || m.Wall < 0 || m.Wall > MaxDurationSec {
 			t.Fatalf("accepted a message beyond limits")
 		}
 	})

@@ -30,6 +30,7 @@ var limitConstants = map[string]float64{
 	"max_function_bytes":   MaxFunctionLen,
 	"max_functions":        MaxFunctions,
 	"max_stacks":           MaxStacks,
+	"max_wall":             MaxWall,
 	"max_stack_bytes":      MaxCollapsedLen,
 	"max_stack_frames":     MaxStackFrames,
 	"max_errors":           MaxErrors,

@@ -41,6 +41,7 @@ const (
 	MaxSQL          = 500
 	MaxFunctions    = 500
 	MaxStacks       = 200
+	MaxWall         = 500 // entries of wall_fn
 	MaxErrors       = 50
 	MaxTruncated    = 16
 	MaxDurationSec  = 30 * 24 * 3600 // a CLI job may run for days, not for longer than a month
@@ -100,6 +101,15 @@ type Function struct {
 	Calls     int64   // calls when the profiler counts them (xhprof); 0 when unknown
 }
 
+// WallEntry is one place a request's worker spent wall time, by the
+// real-time sampling clock: a blocking call and the user function that made
+// it, or a user function and its parent.
+type WallEntry struct {
+	Function string  // the call ("session_start", "Redis::get", "->get") or the leaf user function
+	Caller   string  // the user function that made the call, or the leaf's parent; "" for top-level code
+	Seconds  float64 // wall seconds
+}
+
 // Stack is one collapsed stack ("outer;inner;innermost") with its samples.
 type Stack struct {
 	Frames  string
@@ -153,6 +163,7 @@ type Message struct {
 	SQL           []SQL
 	SQLDropped    int64
 	Functions     []Function
+	WallFunctions []WallEntry // wall_fn: where the worker spent wall time, heaviest first
 	Stacks        []Stack
 	Profiler      string
 	Period        float64 // sampling period in seconds
@@ -164,6 +175,6 @@ type Message struct {
 
 // reset clears m for reuse, keeping slice capacity.
 func (m *Message) reset() {
-	sql, fns, stacks, errs, trunc, stack := m.SQL[:0], m.Functions[:0], m.Stacks[:0], m.Errors[:0], m.Truncated[:0], m.Stack[:0]
-	*m = Message{SQL: sql, Functions: fns, Stacks: stacks, Errors: errs, Truncated: trunc, Stack: stack}
+	sql, fns, wall, stacks, errs, trunc, stack := m.SQL[:0], m.Functions[:0], m.WallFunctions[:0], m.Stacks[:0], m.Errors[:0], m.Truncated[:0], m.Stack[:0]
+	*m = Message{SQL: sql, Functions: fns, WallFunctions: wall, Stacks: stacks, Errors: errs, Truncated: trunc, Stack: stack}
 }
