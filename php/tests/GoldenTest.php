@@ -141,7 +141,7 @@ final class GoldenTest extends TestCase
                 // this request ran one statement and no profiler
                 $want['sql'] = [['q' => 'SELECT 1', 'd' => 0.0002, 'rows' => 1]];
                 $want['errors'] = [];
-                unset($want['errors_dropped'], $want['fn'], $want['stacks'], $want['period']);
+                unset($want['errors_dropped'], $want['fn'], $want['wall_fn'], $want['stacks'], $want['period']);
                 $want['profiler'] = 'none';
             }
             self::assertSame(array_keys(Golden::normalize($want)), array_keys(Golden::normalize($got)), "$name keys");
