@@ -39,8 +39,8 @@ func (f Function) wallGrowth() float64 { return f.Window.Wall - f.Baseline.Wall 
 func functions(ctx context.Context, e evaluator, o Options) ([]Function, error) {
 	sel := o.phpSel()
 	items, err := gather(ctx, e, []figure[FunctionFigures]{
-		{`sum by (project, function) (rate(bitville_php_function_self_seconds_total` + sel + `[$range]))`, func(f *FunctionFigures, v float64) { f.Self, f.CPU = v, v }},
-		{`sum by (project, function) (rate(bitville_php_function_wall_seconds_total` + sel + `[$range]))`, func(f *FunctionFigures, v float64) { f.Wall = v }},
+		{counterRate(`bitville_php_function_self_seconds_total`+sel, "project, function"), func(f *FunctionFigures, v float64) { f.Self, f.CPU = v, v }},
+		{counterRate(`bitville_php_function_wall_seconds_total`+sel, "project, function"), func(f *FunctionFigures, v float64) { f.Wall = v }},
 	},
 		func(m map[string]string) string { return m["project"] + "\x00" + m["function"] },
 		func(m map[string]string) *Function { return &Function{Name: m["function"], Project: m["project"]} },
@@ -60,8 +60,8 @@ func functions(ctx context.Context, e evaluator, o Options) ([]Function, error) 
 	for i, f := range out {
 		names[i] = f.Name
 	}
-	callers, err := e.window(ctx, `topk by (project, function) (1, sum by (project, function, caller) (rate(bitville_php_function_wall_seconds_total`+
-		o.phpSel("function=~"+regexOf(names))+`[$range])))`)
+	callers, err := e.window(ctx, `topk by (project, function) (1, `+
+		counterRate(`bitville_php_function_wall_seconds_total`+o.phpSel("function=~"+regexOf(names)), "project, function, caller")+`)`)
 	if err != nil {
 		return nil, err
 	}

@@ -51,21 +51,38 @@ type evaluator struct {
 	wRange, bRange string
 }
 
-// both evaluates expr, with $range replaced by each period's length, at
-// the end of the window and at the end of the baseline.
+// expand replaces $range in expr with a period's range and $seconds with
+// its length in seconds.
+func expand(expr, rng string) string {
+	return strings.NewReplacer("$range", rng, "$seconds", strings.TrimSuffix(rng, "s")).Replace(expr)
+}
+
+// both evaluates expr, with $range and $seconds of each period, at the
+// end of the window and at the end of the baseline.
 func (e evaluator) both(ctx context.Context, expr string) (win, base []promapi.Sample, err error) {
-	win, err = e.c.Query(ctx, strings.ReplaceAll(expr, "$range", e.wRange), e.wEnd)
+	win, err = e.c.Query(ctx, expand(expr, e.wRange), e.wEnd)
 	if err != nil {
 		return nil, nil, err
 	}
-	base, err = e.c.Query(ctx, strings.ReplaceAll(expr, "$range", e.bRange), e.bEnd)
+	base, err = e.c.Query(ctx, expand(expr, e.bRange), e.bEnd)
 	return win, base, err
 }
 
-// window evaluates expr, with $range replaced by the window's length, at
-// the end of the window.
+// window evaluates expr, with $range and $seconds of the window, at the
+// end of the window.
 func (e evaluator) window(ctx context.Context, expr string) ([]promapi.Sample, error) {
-	return e.c.Query(ctx, strings.ReplaceAll(expr, "$range", e.wRange), e.wEnd)
+	return e.c.Query(ctx, expand(expr, e.wRange), e.wEnd)
+}
+
+// counterRate is the per-second growth of a counter over $range, by the
+// labels by: rate() for the series that existed when the period began,
+// and for those first exposed within it their whole value over the
+// period. rate() alone sees nothing of a series whose first sample
+// already holds its total: the functions of a cron job that ran once
+// reach the agent in one end message, the only one that ever names them.
+func counterRate(metric, by string) string {
+	return `sum by (` + by + `) ((rate(` + metric + `[$range]) and ` + metric + ` offset $range) or ((` +
+		metric + ` unless ` + metric + ` offset $range) / $seconds))`
 }
 
 // figure is one query of a category and the field of F it fills.

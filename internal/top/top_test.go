@@ -298,8 +298,8 @@ func TestOptions(t *testing.T) {
 // made it; the verdict says the workers wait in it.
 func TestFunctionsByWallAndCPU(t *testing.T) {
 	const (
-		self   = "sum by (project, function) (rate(bitville_php_function_self_seconds_total"
-		wall   = "sum by (project, function) (rate(bitville_php_function_wall_seconds_total"
+		self   = "sum by (project, function) ((rate(bitville_php_function_self_seconds_total"
+		wall   = "sum by (project, function) ((rate(bitville_php_function_wall_seconds_total"
 		caller = "topk by (project, function) (1, sum by (project, function, caller)"
 	)
 	f := &fake{php: 2, pg: 1, up: 3,
