@@ -18,8 +18,8 @@ interface Profiler
     /**
      * From now on, samples every $periodSec on the CPU and the real-time
      * clock, each sample standing for $periodSec (a request still running
-     * after profile_long_ms); what was taken before counts at the period
-     * it was taken at. Never throws.
+     * after profile_long_ms); what was taken before keeps its weights.
+     * Never throws.
      */
     public function fullRate(float $periodSec): void;
 

@@ -28,13 +28,7 @@ namespace Bitville\Apm\Profiler;
  *
  * fullRate() starts a second phase (a request still running after
  * profile_long_ms): both profilers restart at the given period, each sample
- * standing for that period. What the first phase took then counts at the
- * period it was taken at, not weighted up for the requests not drawn: it
- * is this request's own complete profile. Weighted up, one drawn run of a
- * 3 s cron job claimed 12 s of CPU in its function (1 s × 10 + 2 s), ten
- * times a real second for one run in ten. So a long request's figures are
- * its own; the price is that the first phase of the long requests that
- * were not drawn is missing (at most profile_long_ms of each).
+ * standing for that period; what the first phase took keeps its weights.
  * stop() merges the phases: fn and the wall list in seconds, stacks with
  * counts rescaled to the smallest weight used (the message's `period`).
  *
@@ -116,9 +110,6 @@ final class SamplingProfiler implements Profiler
             return;
         }
         try {
-            // the first phase: this request's own profile, unweighted
-            $this->weight = $this->period;
-            $this->wallWeight = $this->wallPeriod;
             $this->endPhase();
             $this->period = $this->weight = $period;
             $this->wallPeriod = $this->wallWeight = $period;
