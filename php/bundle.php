@@ -40,10 +40,19 @@ interface Profiler
     /**
      * From now on, samples every $periodSec on the CPU and the real-time
      * clock, each sample standing for $periodSec (a request still running
-     * after profile_long_ms); what was taken before keeps its weights.
-     * Never throws.
+     * after profile_long_ms); what was taken before keeps its weights,
+     * except the last $lateSec of it: the mark's tick came that late (the
+     * request was in one call), and that part is the full-rate phase's,
+     * counted at its own length. Never throws.
      */
-    public function fullRate(float $periodSec): void;
+    public function fullRate(float $periodSec, float $lateSec = 0.0): void;
+
+    /**
+     * Adds $seconds of wall time measured outside the profiler: the call
+     * a request not drawn was blocked in when the long-request mark came
+     * (the mark's tick could only run once it returned). Never throws.
+     */
+    public function addWall(string $function, string $caller, float $seconds): void;
 
     /**
      * Stops and returns ['fn' => list<array{n:string,self:float,incl:float,calls?:int}> heaviest self first,
@@ -847,6 +856,7 @@ use Bitville\Apm\Profiler\Profiler;
 use Bitville\Apm\Profiler\ProfilerFactory;
 use Bitville\Apm\Profiler\ProgressTimer;
 use Bitville\Apm\Profiler\Timer;
+use Bitville\Apm\Profiler\WallProfile;
 use Bitville\Apm\Transport\Channel;
 use Bitville\Apm\Transport\DropCounter;
 use Bitville\Apm\Transport\Spool;
@@ -918,7 +928,7 @@ final class Runtime
      * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
      *        (setting, period in seconds, call graph, excimer_request_rate, sample this request,
      *        real-clock period in seconds)
-     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer)|null $timers
      *        (first tick after, then every, in seconds; the tick)
      * @param (\Closure(): int)|null $status the response status at the end
      */
@@ -945,7 +955,7 @@ final class Runtime
      *
      * @param array<string, mixed> $server $_SERVER
      * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
-     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer)|null $timers
      * @param (\Closure(): int)|null $status
      */
     public static function fromGlobals(
@@ -1092,13 +1102,25 @@ final class Runtime
     /**
      * The long-request mark: from now on the request is profiled at the
      * full rate, on both clocks, whether or not it was drawn.
+     *
+     * A tick can only run between opcodes, so a request blocked in one call
+     * across the mark (a partner API, a lock) gets it when that call
+     * returns, $lateSec after the mark. A full-rate profile from the mark
+     * on would have given that call those seconds: a request that was not
+     * drawn gets them from the tick (the call named by CallSite at the
+     * interrupted position $site), a drawn one from its real-clock profile,
+     * whose part after the mark then counts unweighted.
+     *
+     * @param list<string> $stack the tick's stack, outermost first
+     * @param array<string, mixed>|null $site the interrupted position
      */
-    private function profileLong(): void
+    private function profileLong(float $lateSec, array $stack, ?array $site): void
     {
         try {
             $period = ProfilerFactory::period($this->config->excimerPeriodMs / 1000);
+            $late = $lateSec >= $period ? $lateSec : 0.0;
             if ($this->profiler !== null) {
-                $this->profiler->fullRate($period);
+                $this->profiler->fullRate($period, $late);
                 return;
             }
             $profilers = $this->profilers ?? ProfilerFactory::create(...);
@@ -1107,13 +1129,17 @@ final class Runtime
                 $p->start();
                 $this->profiler = $p;
                 $this->profilerName = $p->name();
+                $blocked = $late > 0.0 ? WallProfile::blocked($stack, $site) : null;
+                if ($blocked !== null) {
+                    $p->addWall($blocked[0], $blocked[1], $late);
+                }
             }
         } catch (\Throwable) {
         }
     }
 
     /**
-     * @param \Closure(float, float, callable(list<string>): void): ?Timer $timers
+     * @param \Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer $timers
      */
     private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
     {
@@ -1291,8 +1317,9 @@ final class Runtime
      * period would miss the next deadline.
      *
      * @param list<string> $stack outermost frame first
+     * @param array<string, mixed>|null $site the interrupted position (ProgressTimer::site())
      */
-    public function onProgress(array $stack): void
+    public function onProgress(array $stack, ?array $site = null): void
     {
         if ($this->finished) {
             return;
@@ -1306,8 +1333,9 @@ final class Runtime
                 $handled = true;
             }
             if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
+                $late = max(0, $now - $this->longAtMs) / 1000;
                 $this->longAtMs = 0;
-                $this->profileLong();
+                $this->profileLong($late, $stack, $site);
                 $handled = true;
             }
             // A tick nothing else was due for is a progress tick.
@@ -3207,6 +3235,8 @@ final class SamplingProfiler implements Profiler
     private ?\ExcimerProfiler $excimer = null;
     private ?\ExcimerProfiler $wallExcimer = null;
     private bool $started = false;
+    /** hrtime() when the profilers started. */
+    private int $startedNs = 0;
     private bool $stopped = false;
 
     /** Seconds one sample stands for. */
@@ -3253,19 +3283,21 @@ final class SamplingProfiler implements Profiler
             return;
         }
         $this->started = true;
+        $this->startedNs = hrtime(true);
         $this->excimer = self::excimer($this->eventType, $this->period);
         if ($this->wallPeriod > 0.0) {
             $this->wallExcimer = self::excimer(self::WALL_CLOCK, $this->wallPeriod);
         }
     }
 
-    public function fullRate(float $period): void
+    public function fullRate(float $period, float $lateSec = 0.0): void
     {
         if (!$this->started || $this->stopped || !($period > 0.0) || !is_finite($period)) {
             return;
         }
         try {
-            $this->endPhase();
+            $late = is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
+            $this->endPhase((hrtime(true) - $this->startedNs) / 1e9 - $late);
             $this->period = $this->weight = $period;
             $this->wallPeriod = $this->wallWeight = $period;
             $this->excimer = self::excimer($this->eventType, $period);
@@ -3310,8 +3342,19 @@ final class SamplingProfiler implements Profiler
         return $result;
     }
 
-    /** Stops the running profilers and keeps what they took. */
-    private function endPhase(): void
+    public function addWall(string $function, string $caller, float $seconds): void
+    {
+        if ($function !== '' && is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
+            $this->wallParts[] = [$function . "\0" . $caller => $seconds];
+        }
+    }
+
+    /**
+     * Stops the running profilers and keeps what they took. Real-clock
+     * time after $markSec (seconds since start) counts at its own length,
+     * not weighted: it belongs to the full-rate phase.
+     */
+    private function endPhase(float $markSec = \INF): void
     {
         $cpu = $this->excimer;
         $wall = $this->wallExcimer;
@@ -3326,7 +3369,7 @@ final class SamplingProfiler implements Profiler
             @$wall->stop();
             $log = $wall->getLog();
             if (\count($log) > 0) {
-                $this->wallParts[] = WallProfile::collect($log, $this->wallWeight);
+                $this->wallParts[] = WallProfile::collect($log, $this->wallWeight, $this->wallPeriod, $markSec);
             }
         }
     }
@@ -3383,7 +3426,8 @@ namespace Bitville\Apm\Profiler;
 /**
  * Tells the agent what a long request is doing while it runs: an
  * ExcimerTimer (wall clock) calls back after $afterSec and then every
- * $intervalSec with the request's current stack.
+ * $intervalSec with the request's current stack and the interrupted
+ * position (file, line, function, class: what CallSite reads).
  *
  * Excimer runs the callback at the next point where PHP checks for
  * interrupts (function calls, loop back-edges), on the request's own
@@ -3408,7 +3452,7 @@ final class ProgressTimer implements Timer
     }
 
     /**
-     * Calls $tick(list<string> $stackOutermostFirst) after $afterSec and then every $intervalSec while the request runs
+     * Calls $tick(list<string> $stackOutermostFirst, ?array $site) after $afterSec and then every $intervalSec while the request runs
      * (ExcimerTimer when the extension is loaded; null otherwise). Never throws; exceptions from $tick are swallowed.
      */
     public static function start(float $afterSec, float $intervalSec, callable $tick): ?ProgressTimer
@@ -3433,7 +3477,8 @@ final class ProgressTimer implements Timer
                 }
                 self::$inTick = true;
                 try {
-                    $tick(self::stack());
+                    $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
+                    $tick(self::fromBacktrace($trace), self::site($trace));
                 } catch (\Throwable) {
                     // never into the application
                 } finally {
@@ -3489,6 +3534,27 @@ final class ProgressTimer implements Timer
         $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
         array_shift($trace); // this method; frame 0 is now the timer callback
         return self::fromBacktrace($trace);
+    }
+
+    /**
+     * The interrupted position of a debug_backtrace() taken inside the
+     * timer callback: frame 0's file and line, frame 1's function and
+     * class; null when unknown.
+     *
+     * @internal
+     * @param array<int,array<string,mixed>> $trace
+     * @return array{file: string, line: int, function: string, class: string}|null
+     */
+    public static function site(array $trace): ?array
+    {
+        $file = $trace[0]['file'] ?? null;
+        $line = $trace[0]['line'] ?? null;
+        if (!\is_string($file) || !\is_int($line)) {
+            return null;
+        }
+        $function = $trace[1]['function'] ?? '';
+        $class = $trace[1]['class'] ?? '';
+        return ['file' => $file, 'line' => $line, 'function' => \is_string($function) ? $function : '', 'class' => \is_string($class) ? $class : ''];
     }
 
     /**

@@ -8,6 +8,7 @@ use Bitville\Apm\Profiler\Profiler;
 use Bitville\Apm\Profiler\ProfilerFactory;
 use Bitville\Apm\Profiler\ProgressTimer;
 use Bitville\Apm\Profiler\Timer;
+use Bitville\Apm\Profiler\WallProfile;
 use Bitville\Apm\Transport\Channel;
 use Bitville\Apm\Transport\DropCounter;
 use Bitville\Apm\Transport\Spool;
@@ -79,7 +80,7 @@ final class Runtime
      * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
      *        (setting, period in seconds, call graph, excimer_request_rate, sample this request,
      *        real-clock period in seconds)
-     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer)|null $timers
      *        (first tick after, then every, in seconds; the tick)
      * @param (\Closure(): int)|null $status the response status at the end
      */
@@ -106,7 +107,7 @@ final class Runtime
      *
      * @param array<string, mixed> $server $_SERVER
      * @param (\Closure(string, float, bool, float, bool, float): ?Profiler)|null $profilers
-     * @param (\Closure(float, float, callable(list<string>): void): ?Timer)|null $timers
+     * @param (\Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer)|null $timers
      * @param (\Closure(): int)|null $status
      */
     public static function fromGlobals(
@@ -253,13 +254,25 @@ final class Runtime
     /**
      * The long-request mark: from now on the request is profiled at the
      * full rate, on both clocks, whether or not it was drawn.
+     *
+     * A tick can only run between opcodes, so a request blocked in one call
+     * across the mark (a partner API, a lock) gets it when that call
+     * returns, $lateSec after the mark. A full-rate profile from the mark
+     * on would have given that call those seconds: a request that was not
+     * drawn gets them from the tick (the call named by CallSite at the
+     * interrupted position $site), a drawn one from its real-clock profile,
+     * whose part after the mark then counts unweighted.
+     *
+     * @param list<string> $stack the tick's stack, outermost first
+     * @param array<string, mixed>|null $site the interrupted position
      */
-    private function profileLong(): void
+    private function profileLong(float $lateSec, array $stack, ?array $site): void
     {
         try {
             $period = ProfilerFactory::period($this->config->excimerPeriodMs / 1000);
+            $late = $lateSec >= $period ? $lateSec : 0.0;
             if ($this->profiler !== null) {
-                $this->profiler->fullRate($period);
+                $this->profiler->fullRate($period, $late);
                 return;
             }
             $profilers = $this->profilers ?? ProfilerFactory::create(...);
@@ -268,13 +281,17 @@ final class Runtime
                 $p->start();
                 $this->profiler = $p;
                 $this->profilerName = $p->name();
+                $blocked = $late > 0.0 ? WallProfile::blocked($stack, $site) : null;
+                if ($blocked !== null) {
+                    $p->addWall($blocked[0], $blocked[1], $late);
+                }
             }
         } catch (\Throwable) {
         }
     }
 
     /**
-     * @param \Closure(float, float, callable(list<string>): void): ?Timer $timers
+     * @param \Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer $timers
      */
     private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
     {
@@ -452,8 +469,9 @@ final class Runtime
      * period would miss the next deadline.
      *
      * @param list<string> $stack outermost frame first
+     * @param array<string, mixed>|null $site the interrupted position (ProgressTimer::site())
      */
-    public function onProgress(array $stack): void
+    public function onProgress(array $stack, ?array $site = null): void
     {
         if ($this->finished) {
             return;
@@ -467,8 +485,9 @@ final class Runtime
                 $handled = true;
             }
             if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
+                $late = max(0, $now - $this->longAtMs) / 1000;
                 $this->longAtMs = 0;
-                $this->profileLong();
+                $this->profileLong($late, $stack, $site);
                 $handled = true;
             }
             // A tick nothing else was due for is a progress tick.

@@ -57,4 +57,45 @@ final class LongRequestTest extends TestCase
             TempDir::remove($dir);
         }
     }
+
+    /**
+     * Blocked in one call across the mark, the run gets the mark's tick
+     * only when the call returns; a run not drawn is still given the time
+     * from the mark on, on the call.
+     */
+    public function testARunBlockedAcrossTheMarkHasTheCall(): void
+    {
+        if (!\extension_loaded('excimer')) {
+            self::markTestSkipped('excimer is not loaded');
+        }
+        $dir = TempDir::create();
+        $server = new DatagramServer($dir);
+        try {
+            $p = PhpProcess::run(__DIR__ . '/Fixtures/long-wait.php', ['1.5'], [
+                'BITVILLE_APM_ENABLED' => '1',
+                'BITVILLE_APM_PROJECT' => 'shop',
+                'BITVILLE_APM_SOCKET' => $server->path,
+                'BITVILLE_APM_CONFIG' => '',
+                'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '0.0001',
+                'BITVILLE_APM_PROFILE_LONG_MS' => '500',
+            ]);
+            self::assertSame(0, $p->exitCode, $p->stderr);
+            $end = null;
+            foreach ($server->messages() as $m) {
+                if ($m['type'] === 'end') {
+                    $end = $m;
+                }
+            }
+            self::assertNotNull($end, 'an end message');
+            $wall = $end[Messages::WALL_KEY] ?? [];
+            self::assertNotEmpty($wall, json_encode($end));
+            self::assertSame(['usleep', 'bitville_test_long_wait'], [$wall[0]['n'], $wall[0]['c']], json_encode($wall));
+            // 1 s from the mark to the call's return; no bound above (a
+            // loaded machine returns late)
+            self::assertGreaterThan(0.9, $wall[0]['s']);
+        } finally {
+            $server->close();
+            TempDir::remove($dir);
+        }
+    }
 }

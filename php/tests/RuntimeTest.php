@@ -399,7 +399,40 @@ final class RuntimeTest extends TestCase
         usleep(2000);
         $tick(['{main}']);
         self::assertSame([0.1], $fake->fullRates);
+        self::assertSame([0.0], $fake->lates, 'on time');
         self::assertCount(1, $calls, 'no second profiler');
+        $rt->finish(false);
+
+        // Blocked in one call across the mark: the tick comes when it
+        // returns, late. Drawn: the profiler is told how late; not drawn:
+        // the new profiler gets the time since the mark, on the call.
+        $site = ['file' => '/app/Partner.php', 'line' => 12, 'function' => 'quote', 'class' => 'App\\Partner'];
+        $fake->fullRates = $fake->lates = [];
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '1', 'profile_long_ms' => '1', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        usleep(150000);
+        $tick(['{main}', 'App\\Partner::quote'], $site);
+        self::assertGreaterThanOrEqual(0.148, $fake->lates[0]);
+        self::assertSame([], $fake->walls);
+        $rt->finish(false);
+        $calls = [];
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0', 'profile_long_ms' => '1', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        usleep(150000);
+        $tick(['{main}', 'App\\Partner::quote'], $site);
+        self::assertCount(1, $calls, 'the profiler came at the mark');
+        self::assertCount(1, $fake->walls);
+        [$n, $c, $s] = $fake->walls[0];
+        self::assertSame(['App\\Partner::quote', '{main}'], [$n, $c], 'no source to name the call from: the user function');
+        self::assertGreaterThanOrEqual(0.148, $s);
+        $rt->finish(false);
+        // Late by less than a period: nothing added.
+        $fake->walls = [];
+        $rt = $this->runtime(['profiler' => 'excimer', 'excimer_request_rate' => '0', 'profile_long_ms' => '1', 'progress_after_ms' => '0'], profilers: $factory, timers: $timers);
+        $rt->start();
+        usleep(3000);
+        $tick(['{main}', 'App\\Partner::quote'], $site);
+        self::assertSame([], $fake->walls);
         $rt->finish(false);
 
         // Off: no timer at all without progress.

@@ -56,7 +56,7 @@ final class CallGraphProfiler implements Profiler
         }
     }
 
-    public function fullRate(float $periodSec): void
+    public function fullRate(float $periodSec, float $lateSec = 0.0): void
     {
         try {
             if ($this->sampler === null && $this->running && class_exists(\ExcimerProfiler::class, false)) {
@@ -64,10 +64,15 @@ final class CallGraphProfiler implements Profiler
                 $this->sampler->start();
                 return;
             }
-            $this->sampler?->fullRate($periodSec);
+            $this->sampler?->fullRate($periodSec, $lateSec);
         } catch (\Throwable) {
             // keep what we have
         }
+    }
+
+    public function addWall(string $function, string $caller, float $seconds): void
+    {
+        $this->sampler?->addWall($function, $caller, $seconds);
     }
 
     public function stop(): array

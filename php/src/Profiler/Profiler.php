@@ -18,10 +18,19 @@ interface Profiler
     /**
      * From now on, samples every $periodSec on the CPU and the real-time
      * clock, each sample standing for $periodSec (a request still running
-     * after profile_long_ms); what was taken before keeps its weights.
-     * Never throws.
+     * after profile_long_ms); what was taken before keeps its weights,
+     * except the last $lateSec of it: the mark's tick came that late (the
+     * request was in one call), and that part is the full-rate phase's,
+     * counted at its own length. Never throws.
      */
-    public function fullRate(float $periodSec): void;
+    public function fullRate(float $periodSec, float $lateSec = 0.0): void;
+
+    /**
+     * Adds $seconds of wall time measured outside the profiler: the call
+     * a request not drawn was blocked in when the long-request mark came
+     * (the mark's tick could only run once it returned). Never throws.
+     */
+    public function addWall(string $function, string $caller, float $seconds): void;
 
     /**
      * Stops and returns ['fn' => list<array{n:string,self:float,incl:float,calls?:int}> heaviest self first,

@@ -7,7 +7,8 @@ namespace Bitville\Apm\Profiler;
 /**
  * Tells the agent what a long request is doing while it runs: an
  * ExcimerTimer (wall clock) calls back after $afterSec and then every
- * $intervalSec with the request's current stack.
+ * $intervalSec with the request's current stack and the interrupted
+ * position (file, line, function, class: what CallSite reads).
  *
  * Excimer runs the callback at the next point where PHP checks for
  * interrupts (function calls, loop back-edges), on the request's own
@@ -32,7 +33,7 @@ final class ProgressTimer implements Timer
     }
 
     /**
-     * Calls $tick(list<string> $stackOutermostFirst) after $afterSec and then every $intervalSec while the request runs
+     * Calls $tick(list<string> $stackOutermostFirst, ?array $site) after $afterSec and then every $intervalSec while the request runs
      * (ExcimerTimer when the extension is loaded; null otherwise). Never throws; exceptions from $tick are swallowed.
      */
     public static function start(float $afterSec, float $intervalSec, callable $tick): ?ProgressTimer
@@ -57,7 +58,8 @@ final class ProgressTimer implements Timer
                 }
                 self::$inTick = true;
                 try {
-                    $tick(self::stack());
+                    $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
+                    $tick(self::fromBacktrace($trace), self::site($trace));
                 } catch (\Throwable) {
                     // never into the application
                 } finally {
@@ -113,6 +115,27 @@ final class ProgressTimer implements Timer
         $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
         array_shift($trace); // this method; frame 0 is now the timer callback
         return self::fromBacktrace($trace);
+    }
+
+    /**
+     * The interrupted position of a debug_backtrace() taken inside the
+     * timer callback: frame 0's file and line, frame 1's function and
+     * class; null when unknown.
+     *
+     * @internal
+     * @param array<int,array<string,mixed>> $trace
+     * @return array{file: string, line: int, function: string, class: string}|null
+     */
+    public static function site(array $trace): ?array
+    {
+        $file = $trace[0]['file'] ?? null;
+        $line = $trace[0]['line'] ?? null;
+        if (!\is_string($file) || !\is_int($line)) {
+            return null;
+        }
+        $function = $trace[1]['function'] ?? '';
+        $class = $trace[1]['class'] ?? '';
+        return ['file' => $file, 'line' => $line, 'function' => \is_string($function) ? $function : '', 'class' => \is_string($class) ? $class : ''];
     }
 
     /**

@@ -52,6 +52,8 @@ final class SamplingProfiler implements Profiler
     private ?\ExcimerProfiler $excimer = null;
     private ?\ExcimerProfiler $wallExcimer = null;
     private bool $started = false;
+    /** hrtime() when the profilers started. */
+    private int $startedNs = 0;
     private bool $stopped = false;
 
     /** Seconds one sample stands for. */
@@ -98,19 +100,21 @@ final class SamplingProfiler implements Profiler
             return;
         }
         $this->started = true;
+        $this->startedNs = hrtime(true);
         $this->excimer = self::excimer($this->eventType, $this->period);
         if ($this->wallPeriod > 0.0) {
             $this->wallExcimer = self::excimer(self::WALL_CLOCK, $this->wallPeriod);
         }
     }
 
-    public function fullRate(float $period): void
+    public function fullRate(float $period, float $lateSec = 0.0): void
     {
         if (!$this->started || $this->stopped || !($period > 0.0) || !is_finite($period)) {
             return;
         }
         try {
-            $this->endPhase();
+            $late = is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
+            $this->endPhase((hrtime(true) - $this->startedNs) / 1e9 - $late);
             $this->period = $this->weight = $period;
             $this->wallPeriod = $this->wallWeight = $period;
             $this->excimer = self::excimer($this->eventType, $period);
@@ -155,8 +159,19 @@ final class SamplingProfiler implements Profiler
         return $result;
     }
 
-    /** Stops the running profilers and keeps what they took. */
-    private function endPhase(): void
+    public function addWall(string $function, string $caller, float $seconds): void
+    {
+        if ($function !== '' && is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
+            $this->wallParts[] = [$function . "\0" . $caller => $seconds];
+        }
+    }
+
+    /**
+     * Stops the running profilers and keeps what they took. Real-clock
+     * time after $markSec (seconds since start) counts at its own length,
+     * not weighted: it belongs to the full-rate phase.
+     */
+    private function endPhase(float $markSec = \INF): void
     {
         $cpu = $this->excimer;
         $wall = $this->wallExcimer;
@@ -171,7 +186,7 @@ final class SamplingProfiler implements Profiler
             @$wall->stop();
             $log = $wall->getLog();
             if (\count($log) > 0) {
-                $this->wallParts[] = WallProfile::collect($log, $this->wallWeight);
+                $this->wallParts[] = WallProfile::collect($log, $this->wallWeight, $this->wallPeriod, $markSec);
             }
         }
     }

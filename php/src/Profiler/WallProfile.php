@@ -30,28 +30,62 @@ use Bitville\Apm\Messages;
 final class WallProfile
 {
     /**
-     * @param iterable<\ExcimerLogEntry|array{0: array<int, array<string, mixed>>, 1: int}> $entries log entries, or [trace innermost first, event count] pairs
+     * An entry taken after $markSec (seconds since the profiler started)
+     * counts the part of its events after the mark at their own length
+     * ($period each), the rest at $weight: past the long-request mark a
+     * request stands for itself only.
+     *
+     * @param iterable<\ExcimerLogEntry|array{0: array<int, array<string, mixed>>, 1: int, 2?: float}> $entries log entries, or [trace innermost first, event count, timestamp] triples
      * @return array<string, float> "n\0c" => seconds
      */
-    public static function collect(iterable $entries, float $weight): array
+    public static function collect(iterable $entries, float $weight, float $period = 0.0, float $markSec = \INF): array
     {
         $out = [];
         foreach ($entries as $e) {
             if ($e instanceof \ExcimerLogEntry) {
                 $trace = $e->getTrace();
                 $count = $e->getEventCount();
+                $at = $markSec < \INF ? $e->getTimestamp() : 0.0;
             } else {
                 [$trace, $count] = $e;
+                $at = (float) ($e[2] ?? 0.0);
             }
             if ($count <= 0 || $trace === []) {
                 continue;
             }
             $key = self::key($trace, $count);
-            if ($key !== null) {
-                $out[$key] = ($out[$key] ?? 0.0) + $count * $weight;
+            if ($key === null) {
+                continue;
             }
+            $after = $period > 0.0 && $at > $markSec ? min($count * $period, $at - $markSec) : 0.0;
+            $out[$key] = ($out[$key] ?? 0.0) + ($count - $after / ($period > 0.0 ? $period : 1.0)) * $weight + $after;
         }
         return $out;
+    }
+
+    /**
+     * Names the call a request was blocked in when a timer tick came late:
+     * [call, the user function that made it] when CallSite finds the call
+     * at $site, else [the leaf user function, its caller]; null without a
+     * stack. $stack is the tick's (outermost first, names as in `fn`),
+     * $site the interrupted position (file, line, function, class).
+     *
+     * @param list<string> $stack
+     * @param array<string, mixed>|null $site
+     * @return array{0: string, 1: string}|null
+     */
+    public static function blocked(array $stack, ?array $site): ?array
+    {
+        $n = \count($stack);
+        if ($n === 0) {
+            return null;
+        }
+        $leaf = $stack[$n - 1];
+        $call = $site !== null ? CallSite::resolve($site) : null;
+        if ($call !== null) {
+            return [$call, $leaf];
+        }
+        return [$leaf, $n > 1 ? $stack[$n - 2] : ''];
     }
 
     /**

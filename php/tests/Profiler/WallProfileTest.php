@@ -61,6 +61,33 @@ final class WallProfileTest extends TestCase
         ], $wall);
     }
 
+    /**
+     * Past the long-request mark a request stands for itself: the part of
+     * an entry after the mark counts at its own length, the rest weighted.
+     */
+    public function testTheTimeAfterTheMarkIsNotWeighted(): void
+    {
+        $app = ['file' => '/app/Repo.php', 'line' => 12, 'class' => 'App\\Repo', 'function' => 'find'];
+        // period 0.1 s weighted 1 s (a tenth drawn), mark at 1.0 s
+        $parts = WallProfile::collect([
+            [[$app], 15, 1.5],  // blocked from 0 to 1.5 s: 1.0 s before the mark, 0.5 s after
+            [[$app], 1, 0.5],   // before the mark
+            [[$app], 2, 2.0],   // wholly after it
+        ], 1.0, 0.1, 1.0);
+        self::assertEqualsWithDelta(10.0 + 0.5 + 1.0 + 0.2, $parts["App\\Repo::find\0"], 1e-9);
+        // no mark: all weighted
+        self::assertEqualsWithDelta(18.0, WallProfile::collect([[[$app], 15, 1.5], [[$app], 1, 0.5], [[$app], 2, 2.0]], 1.0, 0.1)["App\\Repo::find\0"], 1e-9);
+    }
+
+    public function testABlockedTickNamesTheCall(): void
+    {
+        $session = ['file' => self::FIXTURE, 'line' => self::line('session'), 'function' => 'BitvilleCallSiteFixture\\sessionStart', 'class' => ''];
+        self::assertSame(['session_start', 'BitvilleCallSiteFixture\\sessionStart'], WallProfile::blocked(['{main}', 'BitvilleCallSiteFixture\\sessionStart'], $session));
+        self::assertSame(['App\\Repo::find', '{main}'], WallProfile::blocked(['{main}', 'App\\Repo::find'], null));
+        self::assertSame(['{main}', ''], WallProfile::blocked(['{main}'], null));
+        self::assertNull(WallProfile::blocked([], null));
+    }
+
     public function testRankAddsPartsAndKeepsTheLimit(): void
     {
         $a = [];

@@ -29,9 +29,20 @@ final class FakeProfiler implements Profiler
         $this->starts++;
     }
 
-    public function fullRate(float $periodSec): void
+    /** @var list<float> lateSec of each fullRate() */
+    public array $lates = [];
+    /** @var list<array{string, string, float}> addWall() calls */
+    public array $walls = [];
+
+    public function fullRate(float $periodSec, float $lateSec = 0.0): void
     {
         $this->fullRates[] = $periodSec;
+        $this->lates[] = $lateSec;
+    }
+
+    public function addWall(string $function, string $caller, float $seconds): void
+    {
+        $this->walls[] = [$function, $caller, $seconds];
     }
 
     public function stop(): array
