@@ -66,34 +66,12 @@ func TestTopScenariosEndToEnd(t *testing.T) {
 			if err := json.Unmarshal(out, &r); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			var more reportMore
-			if err := json.Unmarshal(out, &more); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			checkScenario(t, sc, &r, &more)
+			checkScenario(t, sc, &r)
 		})
 	}
 }
 
-// reportMore holds the parts of top's JSON report that name waits and
-// processes: each function's caller and its wall and CPU figures, and the
-// processes outside PHP.
-type reportMore struct {
-	Functions []struct {
-		Name   string `json:"name"`
-		Caller string `json:"caller"`
-		Window struct {
-			Wall float64 `json:"wall_seconds_per_second"`
-			CPU  float64 `json:"cpu_seconds_per_second"`
-		} `json:"window"`
-	} `json:"functions"`
-	Processes []struct {
-		Name  string `json:"name"`
-		Group string `json:"group"`
-	} `json:"processes"`
-}
-
-func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report, more *reportMore) {
+func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report) {
 	t.Helper()
 	first := func(n int) bool { return n > 0 }
 	switch sc.Name {
@@ -135,17 +113,17 @@ func checkScenario(t *testing.T, sc demo.Scenario, r *top.Report, more *reportMo
 		if !first(len(r.Endpoints)) || r.Endpoints[0].Name != sc.Endpoint {
 			t.Errorf("%s: first endpoint %+v; want %s", sc.Name, r.Endpoints, sc.Endpoint)
 		}
-		if !first(len(more.Functions)) || more.Functions[0].Name != sc.Function || more.Functions[0].Caller != sc.Caller {
-			t.Errorf("%s: first function %+v; want %s called from %s", sc.Name, more.Functions, sc.Function, sc.Caller)
-		} else if f := more.Functions[0]; f.Window.Wall <= f.Window.CPU {
+		if !first(len(r.Functions)) || r.Functions[0].Name != sc.Function || r.Functions[0].Caller != sc.Caller {
+			t.Errorf("%s: first function %+v; want %s called from %s", sc.Name, r.Functions, sc.Function, sc.Caller)
+		} else if f := r.Functions[0]; f.Window.Wall <= f.Window.CPU {
 			t.Errorf("%s: %s holds %.2f workers and %.2f cores; want it waiting (more wall than CPU)", sc.Name, f.Name, f.Window.Wall, f.Window.CPU)
 		}
 		if want := "Workers wait in " + sc.Function + "() called from " + sc.Caller; !strings.HasPrefix(r.Verdict, want) {
 			t.Errorf("%s: verdict %q; want it to start with %q", sc.Name, r.Verdict, want)
 		}
 	case "process":
-		if !first(len(more.Processes)) || more.Processes[0].Name != sc.Process || more.Processes[0].Group != "other" {
-			t.Errorf("process: first process %+v; want %s (group other)", more.Processes, sc.Process)
+		if !first(len(r.Processes)) || r.Processes[0].Name != sc.Process || r.Processes[0].Group != "other" {
+			t.Errorf("process: first process %+v; want %s (group other)", r.Processes, sc.Process)
 		}
 		if want := "Not PHP: " + sc.Process + " uses "; !strings.HasPrefix(r.Verdict, want) {
 			t.Errorf("process: verdict %q; want it to start with %q", r.Verdict, want)
