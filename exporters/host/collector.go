@@ -60,12 +60,6 @@ const (
 
 var reasons = [...]string{reasonProc, reasonStat, reasonPressure}
 
-// nameSeries is the state of one name's series.
-type nameSeries struct {
-	cpu                      uint64 // clock ticks since the series was created
-	running, uninterruptible int    // at the last scan
-}
-
 // Collector reads /proc in the background and exposes the last reading.
 // Scan and Run may be called from one goroutine at a time; Collect
 // (Prometheus) from any.
@@ -78,8 +72,10 @@ type Collector struct {
 	scanner *scanner // owned by the scanning goroutine
 	ranked  []ranked // reused by apply
 
-	mu        sync.Mutex // guards what follows
-	names     *labelset.Set[nameKey, *nameSeries]
+	mu sync.Mutex // guards what follows
+	// The series of each name: CPU ticks since the series was created,
+	// tasks at the last scan.
+	names     *labelset.Set[nameKey, *nameStats]
 	lastScan  time.Time
 	scans     uint64
 	errors    map[string]uint64
@@ -113,10 +109,10 @@ func New(o Options, reg prometheus.Registerer) *Collector {
 		}
 		return v.WithLabelValues(seriesLabel)
 	}
-	c.names = labelset.New(labelset.Options[nameKey, *nameSeries]{
+	c.names = labelset.New(labelset.Options[nameKey, *nameStats]{
 		Limit:      o.Config.ProcessNames,
 		Overflow:   func(nameKey) nameKey { return otherKey },
-		New:        func(nameKey) *nameSeries { return &nameSeries{} },
+		New:        func(nameKey) *nameStats { return &nameStats{} },
 		Overflowed: counter(o.SeriesOverflow),
 		Expired:    counter(o.SeriesExpired),
 	})
@@ -210,28 +206,18 @@ func (c *Collector) apply(names map[nameKey]nameStats, now time.Time, elapsed ti
 	var other nameStats
 	for i, r := range c.ranked {
 		n := names[r.key]
-		var s *nameSeries
-		switch _, has := c.names.Lookup(r.key); {
-		case has || (i < c.cfg.TopNames && r.score > 0):
-			var key nameKey
-			key, s = c.names.Get(r.key, now)
-			if key == otherKey && r.key != otherKey {
-				other.add(n)
+		if _, has := c.names.Lookup(r.key); has || (i < c.cfg.TopNames && r.score > 0) {
+			// past --limits.process-names Get gives "other" itself
+			if key, s := c.names.Get(r.key, now); key != otherKey || r.key == otherKey {
+				s.add(n)
 				continue
 			}
-		default:
-			other.add(n)
-			continue
 		}
-		s.cpu += n.cpu
-		s.running += n.running
-		s.uninterruptible += n.uninterruptible
+		other.add(n)
 	}
 	if other.active() {
 		_, s := c.names.Get(otherKey, now)
-		s.cpu += other.cpu
-		s.running += other.running
-		s.uninterruptible += other.uninterruptible
+		s.add(other)
 	}
 }
 

@@ -71,8 +71,7 @@ type scanner struct {
 	r        reader
 
 	procs    map[int]procState
-	gen      uint32
-	scanned  bool   // a first scan succeeded
+	gen      uint32 // successful scans (those that listed the processes)
 	baseline uint64 // newest start time at the first scan
 
 	// Reused from scan to scan.
@@ -140,7 +139,7 @@ func (s *scanner) scan() scanResult {
 		return res
 	}
 	s.gen++
-	first := !s.scanned
+	first := s.gen == 1
 	for i, pid := range s.ids {
 		b, err := s.r.read(s.procPath + "/" + s.dirs[i] + "/stat")
 		if err != nil {
@@ -200,7 +199,6 @@ func (s *scanner) scan() scanResult {
 			s.names[g.key] = ns
 		}
 	}
-	s.scanned = true
 	return res
 }
 
