@@ -23,21 +23,18 @@ func rangeOf(d time.Duration) string {
 }
 
 // phpSel is the label matchers of the PHP side.
-func (o Options) phpSel(extra ...string) string {
-	var m []string
-	if o.Project != "" {
-		m = append(m, "project=~"+strconv.Quote(o.Project))
-	}
-	if o.Instance != "" {
-		m = append(m, "instance=~"+strconv.Quote(o.Instance))
-	}
-	return "{" + strings.Join(append(m, extra...), ",") + "}"
-}
+func (o Options) phpSel(extra ...string) string { return o.selector(o.Project, extra) }
 
 // hostSel is the label matchers of the host collector: it is served by
 // the agent, so it has the agent's instance, but no project.
-func (o Options) hostSel(extra ...string) string {
+func (o Options) hostSel(extra ...string) string { return o.selector("", extra) }
+
+// selector is {project=~…,instance=~…,extra…}, each filter when set.
+func (o Options) selector(project string, extra []string) string {
 	var m []string
+	if project != "" {
+		m = append(m, "project=~"+strconv.Quote(project))
+	}
 	if o.Instance != "" {
 		m = append(m, "instance=~"+strconv.Quote(o.Instance))
 	}

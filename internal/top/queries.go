@@ -1,9 +1,6 @@
 package top
 
-import (
-	"context"
-	"strings"
-)
+import "context"
 
 // QueryFigures are a query's figures in one period.
 type QueryFigures struct {
@@ -52,12 +49,12 @@ func queries(ctx context.Context, e evaluator, o Options) ([]Query, error) {
 	for i, q := range out {
 		fps[i] = q.QueryFP
 	}
-	re := strings.Join(fps, "|")
-	texts, err := e.c.Query(ctx, `max by (query_fp, query) (last_over_time(bitville_sql_query_info{query_fp=~"`+re+`"}[`+e.wRange+`]))`, e.wEnd)
+	re := "query_fp=~" + regexOf(fps)
+	texts, err := e.window(ctx, `max by (query_fp, query) (last_over_time(bitville_sql_query_info{`+re+`}[$range]))`)
 	if err != nil {
 		return nil, err
 	}
-	eps, err := e.c.Query(ctx, `topk by (query_fp) (1, sum by (query_fp, endpoint) (rate(bitville_php_sql_seconds_total`+o.phpSel(`query_fp=~"`+re+`"`)+`[`+e.wRange+`])))`, e.wEnd)
+	eps, err := e.window(ctx, `topk by (query_fp) (1, sum by (query_fp, endpoint) (rate(bitville_php_sql_seconds_total`+o.phpSel(re)+`[$range])))`)
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func Run(ctx context.Context, c *promapi.Client, o Options) (*Report, error) {
 
 	// What is there at all.
 	count := func(expr string) (float64, error) {
-		s, err := c.Query(ctx, "count("+strings.ReplaceAll(expr, "$range", e.wRange)+")", o.To)
+		s, err := e.window(ctx, "count("+expr+")")
 		if err != nil || len(s) == 0 {
 			return 0, err
 		}
