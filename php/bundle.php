@@ -1077,7 +1077,7 @@ final class Runtime
         // agent's own start-up work (sending the start, arming the timer).
         try {
             if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
-                $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
+                $profilers = $this->profilerFactory();
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
                         $this->config->excimerRequestRate, $this->excimerDrawn, $this->config->excimerWallPeriodMs / 1000);
@@ -1097,6 +1097,12 @@ final class Runtime
     private function progressIntervalMs(): int
     {
         return $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $this->config->progressAfterMs;
+    }
+
+    /** The constructor's profiler factory, else ProfilerFactory::create() when it loads. */
+    private function profilerFactory(): ?\Closure
+    {
+        return $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
     }
 
     /**
@@ -1123,7 +1129,10 @@ final class Runtime
                 $this->profiler->fullRate($period, $late);
                 return;
             }
-            $profilers = $this->profilers ?? ProfilerFactory::create(...);
+            $profilers = $this->profilerFactory();
+            if ($profilers === null) {
+                return;
+            }
             $p = $profilers($this->config->profiler, $period, false, 1.0, true, $period);
             if ($p instanceof Profiler) {
                 $p->start();
@@ -3520,20 +3529,6 @@ final class ProgressTimer implements Timer
             // nothing to do
         }
         $this->timer = null;
-    }
-
-    /**
-     * The interrupted request's stack, outermost first, in the names of
-     * Frames, without the agent's frames and without the timer callback.
-     *
-     * @internal
-     * @return list<string>
-     */
-    public static function stack(): array
-    {
-        $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
-        array_shift($trace); // this method; frame 0 is now the timer callback
-        return self::fromBacktrace($trace);
     }
 
     /**

@@ -229,7 +229,7 @@ final class Runtime
         // agent's own start-up work (sending the start, arming the timer).
         try {
             if ($this->config->profiler !== 'off' && ($this->excimerDrawn || $this->callGraph)) {
-                $profilers = $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
+                $profilers = $this->profilerFactory();
                 if ($profilers !== null) {
                     $p = $profilers($this->config->profiler, $this->config->excimerPeriodMs / 1000, $this->callGraph,
                         $this->config->excimerRequestRate, $this->excimerDrawn, $this->config->excimerWallPeriodMs / 1000);
@@ -249,6 +249,12 @@ final class Runtime
     private function progressIntervalMs(): int
     {
         return $this->config->progressIntervalMs > 0 ? $this->config->progressIntervalMs : $this->config->progressAfterMs;
+    }
+
+    /** The constructor's profiler factory, else ProfilerFactory::create() when it loads. */
+    private function profilerFactory(): ?\Closure
+    {
+        return $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
     }
 
     /**
@@ -275,7 +281,10 @@ final class Runtime
                 $this->profiler->fullRate($period, $late);
                 return;
             }
-            $profilers = $this->profilers ?? ProfilerFactory::create(...);
+            $profilers = $this->profilerFactory();
+            if ($profilers === null) {
+                return;
+            }
             $p = $profilers($this->config->profiler, $period, false, 1.0, true, $period);
             if ($p instanceof Profiler) {
                 $p->start();

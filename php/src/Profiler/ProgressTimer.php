@@ -104,20 +104,6 @@ final class ProgressTimer implements Timer
     }
 
     /**
-     * The interrupted request's stack, outermost first, in the names of
-     * Frames, without the agent's frames and without the timer callback.
-     *
-     * @internal
-     * @return list<string>
-     */
-    public static function stack(): array
-    {
-        $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
-        array_shift($trace); // this method; frame 0 is now the timer callback
-        return self::fromBacktrace($trace);
-    }
-
-    /**
      * The interrupted position of a debug_backtrace() taken inside the
      * timer callback: frame 0's file and line, frame 1's function and
      * class; null when unknown.

@@ -80,12 +80,7 @@ final class WallProfile
         if ($n === 0) {
             return null;
         }
-        $leaf = $stack[$n - 1];
-        $call = $site !== null ? CallSite::resolve($site) : null;
-        if ($call !== null) {
-            return [$call, $leaf];
-        }
-        return [$leaf, $n > 1 ? $stack[$n - 2] : ''];
+        return self::named($stack[$n - 1], $n > 1 ? $stack[$n - 2] : '', $site);
     }
 
     /**
@@ -149,14 +144,21 @@ final class WallProfile
         if ($names === []) {
             return null;
         }
-        $leaf = Frames::clean($names[0]);
-        if ($count >= 2 && \is_array($leafFrame)) {
-            $call = CallSite::resolve($leafFrame);
-            if ($call !== null) {
-                return $call . "\0" . $leaf;
-            }
-        }
-        return $leaf . "\0" . (isset($names[1]) ? Frames::clean($names[1]) : '');
+        $site = $count >= 2 && \is_array($leafFrame) ? $leafFrame : null;
+        return implode("\0", self::named(Frames::clean($names[0]), isset($names[1]) ? Frames::clean($names[1]) : '', $site));
+    }
+
+    /**
+     * [the call made at $site, $leaf] when CallSite names it, else [$leaf,
+     * $caller].
+     *
+     * @param array<string, mixed>|null $site
+     * @return array{0: string, 1: string}
+     */
+    private static function named(string $leaf, string $caller, ?array $site): array
+    {
+        $call = $site !== null ? CallSite::resolve($site) : null;
+        return $call !== null ? [$call, $leaf] : [$leaf, $caller];
     }
 
     /**
