@@ -123,7 +123,19 @@ func StartFPM(ctx context.Context, c FPMConfig) (*FPM, error) {
 		return nil, err
 	}
 	f.proc = p
-	if err := p.waitReady(ctx, f.ErrorLog, func() error { return dialUnix(f.Socket) }); err != nil {
+	// The master listens before it forks the pool's children, so ready
+	// means the socket accepts and every child of pm = static exists: a
+	// status page read right after the start then lists them all.
+	ready := func() error {
+		if err := dialUnix(f.Socket); err != nil {
+			return err
+		}
+		if n := countChildren(p.cmd.Process.Pid); n < c.Children {
+			return fmt.Errorf("%d of %d workers forked", n, c.Children)
+		}
+		return nil
+	}
+	if err := p.waitReady(ctx, f.ErrorLog, ready); err != nil {
 		_ = p.stop(syscall.SIGTERM, 5*time.Second)
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -125,6 +126,30 @@ func dialUnix(path string) error {
 		return err
 	}
 	return c.Close()
+}
+
+// countChildren returns how many processes have pid as their parent,
+// read from the fourth field of /proc/N/stat.
+func countChildren(pid int) int {
+	dirs, _ := os.ReadDir("/proc")
+	want := strconv.Itoa(pid)
+	n := 0
+	for _, d := range dirs {
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may hold spaces; the fields
+		// after its closing parenthesis are state, then ppid.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == want {
+			n++
+		}
+	}
+	return n
 }
 
 // dialTCP checks that a TCP address accepts connections.
