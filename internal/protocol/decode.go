@@ -172,7 +172,7 @@ func (r *reader) endFields(m *Message) {
 		if o == nil {
 			break
 		}
-		s := SQL{Rows: -1}
+		s := SQL{Rows: -1, Site: -1}
 		s.Query = r.istr(o, "q", MaxSQLTextLen, true)
 		s.Duration = r.floatIn(o, "d", 0, MaxDurationSec, true)
 		if o.Get("rows") != nil {

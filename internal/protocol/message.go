@@ -91,6 +91,7 @@ type SQL struct {
 	Rows     int64   // rows affected or returned; -1 when unknown
 	Error    bool    // the statement failed
 	Cut      bool    // the PHP agent truncated Query
+	Site     int     // index into Message.Sites of the code that ran it; -1 when unknown
 }
 
 // Function is one function of a request's sampling profile.
@@ -140,6 +141,7 @@ type Message struct {
 
 	// start and end; endpoint also in progress.
 	CID      string  // correlation id
+	TraceID  string  // W3C trace id (32 lowercase hex) when the request came with a traceparent
 	Method   string  // HTTP method, or "CLI"
 	URI      string  // path without query string, or the script for CLI
 	Endpoint string  // route pattern or collapsed URI
@@ -162,6 +164,8 @@ type Message struct {
 	MemPeak       int64
 	SQL           []SQL
 	SQLDropped    int64
+	Sites         [][]string // call sites of the statements: each the first application frames, innermost first, "file:line function"
+	Forced        bool       // the request carried the profile header (forced profile and raw trace)
 	Functions     []Function
 	WallFunctions []WallEntry // wall_fn: where the worker spent wall time, heaviest first
 	Stacks        []Stack
@@ -175,6 +179,6 @@ type Message struct {
 
 // reset clears m for reuse, keeping slice capacity.
 func (m *Message) reset() {
-	sql, fns, wall, stacks, errs, trunc, stack := m.SQL[:0], m.Functions[:0], m.WallFunctions[:0], m.Stacks[:0], m.Errors[:0], m.Truncated[:0], m.Stack[:0]
-	*m = Message{SQL: sql, Functions: fns, WallFunctions: wall, Stacks: stacks, Errors: errs, Truncated: trunc, Stack: stack}
+	sql, fns, wall, stacks, errs, trunc, stack, sites := m.SQL[:0], m.Functions[:0], m.WallFunctions[:0], m.Stacks[:0], m.Errors[:0], m.Truncated[:0], m.Stack[:0], m.Sites[:0]
+	*m = Message{SQL: sql, Functions: fns, WallFunctions: wall, Stacks: stacks, Errors: errs, Truncated: trunc, Stack: stack, Sites: sites}
 }
