@@ -158,8 +158,13 @@ func (p *Pipeline) Emit(e Event) {
 
 // Run sends each sink's spool until ctx ends, one goroutine a sink. Then
 // it lets a push under way finish (or time out), saves the spools'
-// cursors and closes the sinks. Call it once.
+// cursors and closes the sinks. Without a sink it only waits for ctx.
+// Call it once.
 func (p *Pipeline) Run(ctx context.Context) {
+	if len(p.senders) == 0 {
+		<-ctx.Done()
+		return
+	}
 	var wg sync.WaitGroup
 	for _, s := range p.senders {
 		wg.Go(func() { p.send(ctx, s) })

@@ -174,7 +174,7 @@ func (s *spool) append(p Priority, rec []byte) error {
 	}
 	l := &s.logs[p]
 	if l.w != nil {
-		if last := l.segs[len(l.segs)-1]; last.size+int64(len(rec)) > s.segMax {
+		if last := l.segs[len(l.segs)-1]; last.size > 0 && last.size+int64(len(rec)) > s.segMax {
 			l.w.Close()
 			l.w = nil
 		}
