@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bitville/bitville-apm/internal/promtest"
 )
@@ -98,7 +101,9 @@ func TestKillSendsAtMostTheLastBatchAgain(t *testing.T) {
 	inFlight := append([]string(nil), sink.lastBatch...)
 	sink.mu.Unlock()
 
-	// A new process on the same directory, the old one abandoned.
+	// A new process on the same directory, the old one abandoned (its
+	// death would release the directory's lock).
+	r1.senders[0].spool.lock.Close()
 	r2 := start(t, cfg, sink)
 	for i := range 10 {
 		r2.Emit(testEvent(fmt.Sprint("c", i), PrioritySampled))
@@ -205,4 +210,18 @@ func TestSelfMetrics(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("self-metrics\n got %v\nwant %v", got, want)
 	}
+}
+
+func TestSpoolDirIsLocked(t *testing.T) {
+	cfg := testConfig(t)
+	r := start(t, cfg, newFakeSink("loki"))
+	if _, err := NewWithSinks(cfg, Options{}, prometheus.NewRegistry(), newFakeSink("loki")); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("a second pipeline on the same spool: err %v; want in use", err)
+	}
+	r.stop()
+	p, err := NewWithSinks(cfg, Options{}, prometheus.NewRegistry(), newFakeSink("loki"))
+	if err != nil {
+		t.Fatalf("after a clean stop: %v", err)
+	}
+	p.closeSpools()
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // The spool in front of one sink: everything Emit accepted and the sink has
@@ -83,6 +84,7 @@ type spool struct {
 	segMax int64
 	m      sinkMetrics
 	notify chan struct{} // a token after each Append, for the sender
+	lock   *os.File      // holds the directory's lock until close
 
 	mu     sync.Mutex
 	logs   [numPriorities]spoolLog
@@ -104,9 +106,14 @@ func openSpool(dir string, max int64, m sinkMetrics) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create spool dir %s: %w", dir, err)
 	}
-	s := &spool{dir: dir, max: max, segMax: min(max/spoolSegmentShare, spoolSegmentMax), m: m, notify: make(chan struct{}, 1)}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &spool{dir: dir, max: max, segMax: min(max/spoolSegmentShare, spoolSegmentMax), m: m, notify: make(chan struct{}, 1), lock: lock}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("cannot read spool dir %s: %w", dir, err)
 	}
 	for _, e := range entries {
@@ -122,12 +129,28 @@ func openSpool(dir string, max int64, m sinkMetrics) (*spool, error) {
 	}
 	for p := range numPriorities {
 		if err := s.openLog(p); err != nil {
+			lock.Close()
 			return nil, err
 		}
 	}
 	s.enforce()
 	s.update()
 	return s, nil
+}
+
+// lockDir takes the lock of a spool directory: two processes appending to
+// one spool (two commands given the same directory) would overwrite each
+// other's cursors. The kernel releases it when the process dies.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("cannot lock spool dir %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool dir %s is in use by another process: %w", dir, err)
+	}
+	return f, nil
 }
 
 func (s *spool) openLog(p Priority) error {

@@ -215,6 +215,7 @@ func (s *spool) close() error {
 			l.w = nil
 		}
 	}
+	errs = append(errs, s.lock.Close())
 	return errors.Join(errs...)
 }
 
