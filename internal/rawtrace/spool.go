@@ -1,6 +1,7 @@
 package rawtrace
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -92,7 +93,7 @@ type spool struct {
 	closed bool
 }
 
-// spoolBatch is what Peek returned: the events, and where each log's
+// spoolBatch is what peek returned: the events, and where each log's
 // cursor moves when they are acknowledged.
 type spoolBatch struct {
 	events []Event
@@ -155,7 +156,7 @@ func lockDir(dir string) (*os.File, error) {
 
 func (s *spool) openLog(p Priority) error {
 	l := &s.logs[p]
-	slices.SortFunc(l.segs, func(a, b *segment) int { return cmpSeq(a.seq, b.seq) })
+	slices.SortFunc(l.segs, func(a, b *segment) int { return cmp.Compare(a.seq, b.seq) })
 	cur, err := s.readCursor(p)
 	if err != nil {
 		return err

@@ -244,16 +244,6 @@ func parseSegmentName(name string) (Priority, uint64, bool) {
 	return 0, 0, false
 }
 
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // writeCursor saves the cursor of log p whole: a temporary file renamed
 // over the old one.
 func (s *spool) writeCursor(p Priority) error {
