@@ -56,10 +56,12 @@ type Value struct {
 // anything: the matcher is left out.
 func Is(s string) Value { return Value{literal, s} }
 
-// Var is the Grafana dashboard variable name, matched as a regular
-// expression, as the dashboards' PromQL matches it (=~"$name"): Grafana
-// writes a multi-value selection as an alternation and All as its
-// custom value .* .
+// Var is the Grafana variable name, matched as a regular expression, as
+// the dashboards' PromQL matches it (=~"${name}"): Grafana writes a
+// multi-value selection as an alternation and All as its custom value
+// .* . A data link's field value (__data.fields.endpoint) is a variable
+// too; a value with regular expression characters other than . matches
+// less than itself, as it does in the dashboards' PromQL.
 func Var(name string) Value { return Value{variable, name} }
 
 // Label is the label name of the alert whose annotation holds the search,
@@ -77,7 +79,7 @@ func Quote(s string) string { return strconv.Quote(s) }
 func match(name string, v Value) string {
 	switch v.kind {
 	case variable:
-		return name + `=~"$` + v.s + `"`
+		return name + `=~"${` + v.s + `}"`
 	case template:
 		return name + `={{ $labels.` + v.s + ` | printf "%q" }}`
 	}
@@ -120,6 +122,16 @@ func (q *query) meta(name string, v Value) *query {
 	return q
 }
 
+// id filters on an id of the structured metadata. An empty variable (a
+// text box not filled in yet) or label would match every event without
+// the id: those are left out first.
+func (q *query) id(name string, v Value) *query {
+	if v.kind != literal {
+		q.stages = append(q.stages, "| "+name+`!=""`)
+	}
+	return q.meta(name, v)
+}
+
 // field filters on a top-level scalar field of the JSON line (a nested
 // object's fields are joined with _: root_endpoint).
 func (q *query) field(name string, v Value) *query {
@@ -153,7 +165,7 @@ func (q *query) matches(re string) *query {
 func (q *query) hasString(name string, v Value) *query {
 	switch v.kind {
 	case variable:
-		q.stages = append(q.stages, "|~ "+Quote(jsonString(name)+`:"$`+v.s+`"`))
+		q.stages = append(q.stages, "|~ "+Quote(jsonString(name)+`:"${`+v.s+`}"`))
 	case template:
 		// Alert labels of this kind are fingerprints: hex, nothing to escape.
 		q.stages = append(q.stages, "|= "+Quote(jsonString(name)+`:"{{ $labels.`+v.s+` }}"`))

@@ -26,18 +26,18 @@ func FailedRequests(project, endpoint Value) string {
 // profile, php-fpm's reports on its worker and the lock trees and
 // activity snapshots in PostgreSQL where it was the root blocker.
 func Correlation(id Value) string {
-	return (&query{sel: []string{"job=~" + Quote(JobAgent+"|"+JobPgExporter)}}).meta("correlation_id", id).String()
+	return (&query{sel: []string{"job=~" + Quote(JobAgent+"|"+JobPgExporter)}}).id("correlation_id", id).String()
 }
 
 // Trace is the PHP events of one trace id (W3C traceparent).
 func Trace(id Value) string {
-	return stream(JobAgent, Is(""), "").meta("trace_id", id).String()
+	return stream(JobAgent, Is(""), "").id("trace_id", id).String()
 }
 
 // Request is the events of one request id: the request, its profile,
 // php-fpm's slowlog entries for it.
 func Request(id Value) string {
-	return stream(JobAgent, Is(""), "").meta("request_id", id).String()
+	return stream(JobAgent, Is(""), "").id("request_id", id).String()
 }
 
 // RequestsOfQuery is the requests that ran the statement of fingerprint
