@@ -67,7 +67,12 @@ func Var(name string) Value { return Value{variable, name} }
 // Label is the label name of the alert whose annotation holds the search,
 // filled in by Prometheus' template at each evaluation and quoted there
 // (printf "%q" writes a Go string literal, which is a LogQL one).
-func Label(name string) Value { return Value{template, name} }
+func Label(name string) Value { return Template("$labels." + name) }
+
+// Template is a Go template expression of an alert annotation (such as
+// .Labels.endpoint inside a range over a query's result), filled in and
+// quoted at each evaluation as Label's.
+func Template(expr string) Value { return Value{template, expr} }
 
 func (v Value) empty() bool { return v.kind == literal && v.s == "" }
 
@@ -81,7 +86,7 @@ func match(name string, v Value) string {
 	case variable:
 		return name + `=~"${` + v.s + `}"`
 	case template:
-		return name + `={{ $labels.` + v.s + ` | printf "%q" }}`
+		return name + `={{ ` + v.s + ` | printf "%q" }}`
 	}
 	if v.s == "" {
 		return ""
@@ -168,7 +173,7 @@ func (q *query) hasString(name string, v Value) *query {
 		q.stages = append(q.stages, "|~ "+Quote(jsonString(name)+`:"${`+v.s+`}"`))
 	case template:
 		// Alert labels of this kind are fingerprints: hex, nothing to escape.
-		q.stages = append(q.stages, "|= "+Quote(jsonString(name)+`:"{{ $labels.`+v.s+` }}"`))
+		q.stages = append(q.stages, "|= "+Quote(jsonString(name)+`:"{{ `+v.s+` }}"`))
 	default:
 		if v.s != "" {
 			q.contains(jsonString(name) + ":" + jsonString(v.s))

@@ -118,3 +118,28 @@ func checkExploreLink(t *testing.T, where, link string, vars map[string]bool) {
 		}
 	}
 }
+
+// The alerts with a culprit in the raw traces carry its LogQL search in
+// logs; filled in, it is well-formed (alerts/tests has the values).
+func TestAlertLogs(t *testing.T) {
+	want := []string{"BitvilleLoadSpike", "BitvilleFPMMaxChildrenReached", "BitvilleFPMListenQueue", "BitvilleRequestsAbandoned",
+		"BitvilleEndpointSlow", "BitvillePgActiveSessionsHigh", "BitvillePgLockWaits", "BitvillePgLongTransaction", "BitvillePgIdleInTransaction"}
+	for _, g := range Alerts(DefaultConfig()).Groups {
+		for _, r := range g.Rules {
+			s, ok := r.Annotations["logs"]
+			if ok != slices.Contains(want, r.Alert) {
+				t.Errorf("%s: logs annotation %v; want %v", r.Alert, ok, !ok)
+			}
+			if !ok {
+				continue
+			}
+			// A search of a query's result: the body of its range.
+			if _, body, found := strings.Cut(s, "{{ range . }}"); found {
+				s, _, _ = strings.Cut(body, "{{ end }}")
+			}
+			if err := logql.Check(s); err != nil {
+				t.Errorf("%s: %v\n  %s", r.Alert, err, s)
+			}
+		}
+	}
+}
