@@ -12,6 +12,7 @@ func searches(v func(name, example string) Value) map[string]string {
 	return map[string]string{
 		"SlowestRequests":    SlowestRequests(p, e),
 		"FailedRequests":     FailedRequests(p, e),
+		"FailedWith":         FailedWith(p, v("type", "PDOException")),
 		"Correlation":        Correlation(v("correlation_id", "c0ffee")),
 		"Trace":              Trace(v("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")),
 		"Request":            Request(v("request_id", "r-1")),

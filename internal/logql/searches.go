@@ -22,6 +22,12 @@ func FailedRequests(project, endpoint Value) string {
 	return stream(JobAgent, project, KindRequest).label("level", Is("error")).field("endpoint", endpoint).String()
 }
 
+// FailedWith is the failed requests with an error of the type errType
+// (an exception class, or E_ERROR and the like for PHP's errors).
+func FailedWith(project, errType Value) string {
+	return stream(JobAgent, project, KindRequest).label("level", Is("error")).hasString("type", errType).String()
+}
+
 // Correlation is everything of one correlation id: the PHP request, its
 // profile, php-fpm's reports on its worker and the lock trees and
 // activity snapshots in PostgreSQL where it was the root blocker.
