@@ -92,7 +92,7 @@ func newDashboard(uid, title, desc string) *dashboard.DashboardBuilder {
 		Timezone(common.TimeZoneBrowser).Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Link(dashboard.NewDashboardLinkBuilder("Bitville APM").Type(dashboard.DashboardLinkTypeDashboards).
 			Tags([]string{"bitville-apm"}).AsDropdown(true).IncludeVars(true).KeepTime(true)).
-		WithVariable(datasourceVar())
+		WithVariable(datasourceVar()).WithVariable(lokiVar())
 }
 
 // ---- queries and panels ----------------------------------------------------------

@@ -188,7 +188,7 @@ func TestDashboards(t *testing.T) {
 			vars[v.Name] = true
 			names = append(names, v.Name)
 		}
-		for _, want := range []string{"datasource", "project", "instance", "endpoint", "query_fp"} {
+		for _, want := range []string{"datasource", "loki", "project", "instance", "endpoint", "query_fp"} {
 			if !slices.Contains(names, want) {
 				t.Errorf("%s: no %s variable (has %v)", doc.UID, want, names)
 			}
@@ -205,12 +205,17 @@ func TestDashboards(t *testing.T) {
 			if len(p.Targets) == 0 {
 				t.Errorf("%s/%s: no query", doc.UID, p.Title)
 			}
-			if p.Datasource == nil || p.Datasource.UID != "${datasource}" {
-				t.Errorf("%s/%s: panel datasource is not ${datasource}", doc.UID, p.Title)
+			// Logs panels read the raw traces in Loki, the others Prometheus.
+			ds := "${datasource}"
+			if p.Type == "logs" {
+				ds = "${loki}"
+			}
+			if p.Datasource == nil || p.Datasource.UID != ds {
+				t.Errorf("%s/%s: panel datasource is not %s", doc.UID, p.Title, ds)
 			}
 			for _, tg := range p.Targets {
-				if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {
-					t.Errorf("%s/%s: query datasource is not ${datasource}", doc.UID, p.Title)
+				if tg.Datasource == nil || tg.Datasource.UID != ds {
+					t.Errorf("%s/%s: query datasource is not %s", doc.UID, p.Title, ds)
 				}
 				for _, m := range variableRe.FindAllStringSubmatch(tg.Expr, -1) {
 					if !vars[m[1]] {
@@ -219,6 +224,10 @@ func TestDashboards(t *testing.T) {
 				}
 			}
 			for _, l := range p.FieldConfig.Defaults.Links {
+				if strings.HasPrefix(l.URL, "/explore?") {
+					checkExploreLink(t, doc.UID+"/"+p.Title, l.URL, vars)
+					continue
+				}
 				m := regexp.MustCompile(`^/d/([a-z-]+)/`).FindStringSubmatch(l.URL)
 				if m == nil || !uids[m[1]] {
 					t.Errorf("%s/%s: link %q goes to no generated dashboard", doc.UID, p.Title, l.URL)

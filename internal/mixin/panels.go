@@ -1,6 +1,7 @@
 package mixin
 
 import (
+	"github.com/bitville/bitville-apm/internal/logql"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
 )
@@ -67,14 +68,14 @@ func triage() *dashboard.DashboardBuilder {
 		WithPanel(stacked(graph("Top endpoints by wall time", "Wall seconds per second: the php-fpm workers each endpoint keeps busy.", "short", 12, 9,
 			q{expr: `topk(10, sum by (endpoint) (` + RuleEndpointWall + epSel + `))`, legend: "{{endpoint}}"}))).
 		WithPanel(top("Endpoints by CPU over the range", "Average CPU seconds per second over the dashboard's time range. Click for the endpoint.", "short", "CPU s/s", 12, 9,
-			`topk(20, sum by (project, endpoint) (rate(bitville_php_request_cpu_seconds_total`+epSel+`[$__range])))`, toEndpoint)).
+			`topk(20, sum by (project, endpoint) (rate(bitville_php_request_cpu_seconds_total`+epSel+`[$__range])))`, toEndpoint, exploreEndpoint)).
 		WithPanel(top("Endpoints by wall time over the range", "Average busy workers over the dashboard's time range. Click for the endpoint.", "short", "busy workers", 12, 9,
-			`topk(20, sum by (project, endpoint) (rate(bitville_php_request_duration_seconds_sum`+epSel+`[$__range])))`, toEndpoint)).
+			`topk(20, sum by (project, endpoint) (rate(bitville_php_request_duration_seconds_sum`+epSel+`[$__range])))`, toEndpoint, exploreEndpoint)).
 		WithRow(row("SQL")).
 		WithPanel(top("SQL by time in PHP", "Seconds per second PHP spent waiting on each query (all its endpoints). Click for the query.", "short", "s/s", 12, 9,
-			withText(`topk(20, sum by (query_fp) (rate(bitville_php_sql_seconds_total`+sel("project", "instance", "endpoint", "query_fp")+`[$__range])))`), toSQL)).
+			withText(`topk(20, sum by (query_fp) (rate(bitville_php_sql_seconds_total`+sel("project", "instance", "endpoint", "query_fp")+`[$__range])))`), toSQL, exploreQuery)).
 		WithPanel(top("SQL by database active sessions", "Average sessions running each query in PostgreSQL (pg_stat_activity sampled every second). Click for the query.", "short", "active sessions", 12, 9,
-			withText(`topk(20, sum by (query_fp) (rate(bitville_pg_session_samples_total{state="active",endpoint=~"$endpoint",query_fp=~"$query_fp"}[$__range])))`), toSQL)).
+			withText(`topk(20, sum by (query_fp) (rate(bitville_pg_session_samples_total{state="active",endpoint=~"$endpoint",query_fp=~"$query_fp"}[$__range])))`), toSQL, exploreQuery)).
 		WithPanel(stacked(graph("SQL time in PHP by query", "Seconds per second PHP spent in each query.", "short", 12, 8,
 			q{expr: `topk(10, sum by (query_fp) (` + RulePHPSQL + sel("project", "instance", "query_fp") + `))`, legend: "{{query_fp}}"}))).
 		WithPanel(stacked(graph("Database active sessions by wait event", "Average active sessions in PostgreSQL, by what they wait on (CPU: running).", "short", 12, 8,
@@ -94,7 +95,7 @@ func triage() *dashboard.DashboardBuilder {
 // and functions.
 func endpointDashboard() *dashboard.DashboardBuilder {
 	d := newDashboard(UIDEndpoint, "Bitville APM / Endpoint", "One endpoint: latency, CPU and memory per request, its top queries and functions.")
-	d = phpVars(d, true, false)
+	d = phpVars(d, true, false).WithVariable(correlationVar())
 	e := sel("project", "instance", "endpoint")
 	hq := func(p string) q {
 		return q{expr: `histogram_quantile(` + p + `, sum by (le) (rate(bitville_php_request_duration_seconds_bucket` + e + `[$__rate_interval])))`, legend: "p" + p[2:]}
@@ -124,11 +125,18 @@ func endpointDashboard() *dashboard.DashboardBuilder {
 		WithPanel(stacked(graph("Errors by kind", "PHP errors, warnings, exceptions and fatals per second.", "short", 8, 8,
 			q{expr: `sum by (kind) (rate(bitville_php_errors_total` + e + `[$__rate_interval]))`, legend: "{{kind}}"}))).
 		WithPanel(top("Its queries by time in PHP", "Seconds per second this endpoint spent in each query. Click for the query.", "short", "s/s", 12, 9,
-			withText(`topk(20, sum by (query_fp) (rate(bitville_php_sql_seconds_total`+e+`[$__range])))`), toSQL)).
+			withText(`topk(20, sum by (query_fp) (rate(bitville_php_sql_seconds_total`+e+`[$__range])))`), toSQL, exploreQuery)).
 		WithPanel(top("Its functions by self time", "CPU seconds per second in each function, from each request's 10 heaviest.", "short", "self s/s", 12, 9,
 			`topk(20, sum by (function) (rate(bitville_php_endpoint_function_self_seconds_total`+e+`[$__range])))`)).
 		WithPanel(stacked(graph("Its database sessions by wait event", "Average PostgreSQL sessions running this endpoint's queries (from the SQL comment the PHP agent adds).", "short", 24, 8,
-			q{expr: `sum by (wait_event_type, wait_event) (rate(bitville_pg_session_samples_total{endpoint=~"$endpoint"}[$__rate_interval]))`, legend: "{{wait_event_type}}/{{wait_event}}"})))
+			q{expr: `sum by (wait_event_type, wait_event) (rate(bitville_pg_session_samples_total{endpoint=~"$endpoint"}[$__rate_interval]))`, legend: "{{wait_event_type}}/{{wait_event}}"}))).
+		WithRow(row("Raw traces (Loki)")).
+		WithPanel(rawTraces("Slowest requests of this endpoint", "The requests the agent sent to Loki because they were slow, newest first: each line holds the request's statements (with their call sites), errors and stacks. Empty without the agent's --loki.url.", 12, 10,
+			logql.SlowestRequests(logql.Var("project"), logql.Var("endpoint")))).
+		WithPanel(rawTraces("Failed requests", "Requests that died of a fatal error or an uncaught exception, answered 500 or more, or (CLI) exited non-zero, with their errors.", 12, 10,
+			logql.FailedRequests(logql.Var("project"), logql.Var("endpoint")))).
+		WithPanel(rawTraces("Everything of one correlation id", "Type a correlation id in the variable above: its request, profile and php-fpm reports, and the PostgreSQL lock trees where it was the root blocker.", 24, 10,
+			logql.Correlation(logql.Var("correlation_id"))))
 }
 
 // sqlDashboard is one query fingerprint, PHP side and database side.
@@ -141,7 +149,7 @@ func sqlDashboard() *dashboard.DashboardBuilder {
 		return q{expr: `histogram_quantile(` + p + `, sum by (le) (rate(bitville_php_sql_duration_seconds_bucket` + sel("project", "instance", "query_fp") + `[$__rate_interval])))`, legend: "p" + p[2:]}
 	}
 	return d.
-		WithPanel(top("Normalised text", "The query with its constants replaced by placeholders.", "short", "", 24, 4, RuleQueryInfo+fp)).
+		WithPanel(top("Normalised text", "The query with its constants replaced by placeholders. Click for the requests that ran it (Loki).", "short", "", 24, 4, RuleQueryInfo+fp, exploreQuery)).
 		WithPanel(graph("Latency in PHP", "Per statement, as PHP saw it (top queries have a histogram; the mean is there for every query).", "s", 12, 8,
 			hq("0.50"), hq("0.95"), hq("0.99"),
 			q{expr: `sum(rate(bitville_php_sql_seconds_total` + php + `[$__rate_interval])) / sum(rate(bitville_php_sql_calls_total` + php + `[$__rate_interval]))`, legend: "mean"})).
@@ -194,7 +202,7 @@ func postgresDashboard() *dashboard.DashboardBuilder {
 		WithPanel(stacked(graph("Average active sessions by endpoint", "The PHP endpoint, from the SQL comment the PHP agent adds.", "short", 12, 9,
 			q{expr: `topk(10, sum by (endpoint) (rate(` + samples + `,state="active"}[$__rate_interval])))`, legend: "{{endpoint}}"}))).
 		WithPanel(top("Statements by database time over the range", "Execution seconds per second (pg_stat_statements). Click for the query.", "short", "s/s", 12, 9,
-			withText(`topk(20, sum by (query_fp) (rate(bitville_pg_statement_seconds_total`+sd+`[$__range])))`), toSQL)).
+			withText(`topk(20, sum by (query_fp) (rate(bitville_pg_statement_seconds_total`+sd+`[$__range])))`), toSQL, exploreQuery)).
 		WithRow(row("Locks")).
 		WithPanel(graph("Blocked sessions", "Sessions waiting on a heavyweight lock, by database.", "short", 8, 8,
 			q{expr: `sum by (datname) (bitville_pg_blocked_sessions` + sd + `)`, legend: "{{datname}}"})).
@@ -202,7 +210,7 @@ func postgresDashboard() *dashboard.DashboardBuilder {
 			q{expr: `max by (datname) (bitville_pg_lock_wait_seconds_max` + sd + `)`, legend: "wait {{datname}}"},
 			q{expr: `max by (datname) (bitville_pg_lock_root_blocker_age_seconds_max` + sd + `)`, legend: "root blocker age {{datname}}"})).
 		WithPanel(top("Root blockers now", "Sessions blocked under each root blocker's last query (the full trees are at the exporter's /api/v1/locks).", "short", "blocked sessions", 8, 8,
-			withText(`sum by (server, datname, query_fp) (bitville_pg_lock_blocked_by_root`+sd+`)`), toSQL)).
+			withText(`sum by (server, datname, query_fp) (bitville_pg_lock_blocked_by_root`+sd+`)`), toSQL, exploreQuery)).
 		WithRow(row("Transactions")).
 		WithPanel(graph("Commits and rollbacks", "", "short", 8, 8,
 			q{expr: `sum by (datname) (rate(bitville_pg_database_commits_total` + sd + `[$__rate_interval]))`, legend: "commits {{datname}}"},

@@ -7,16 +7,27 @@ import (
 	"strings"
 )
 
-// PanelQuery is one PromQL query of a dashboard panel.
+// PanelQuery is one query of a dashboard panel.
 type PanelQuery struct {
 	Dashboard string // the dashboard's uid
 	Panel     string // the panel's title
 	Expr      string
-	Instant   bool // an instant query (tables); else a range query
+	Instant   bool   // an instant query (tables); else a range query
+	Type      string // the data source type: prometheus or loki
 }
 
-// Queries lists every panel query of ds, in dashboard and panel order.
+// Queries lists every PromQL panel query of ds, in dashboard and panel
+// order: what Prometheus can run. LokiQueries lists the others.
 func Queries(ds []Dashboard) ([]PanelQuery, error) {
+	return queriesOf(ds, "prometheus")
+}
+
+// LokiQueries lists every LogQL panel query of ds (the raw traces).
+func LokiQueries(ds []Dashboard) ([]PanelQuery, error) {
+	return queriesOf(ds, "loki")
+}
+
+func queriesOf(ds []Dashboard, typ string) ([]PanelQuery, error) {
 	var out []PanelQuery
 	for _, d := range ds {
 		b, err := json.Marshal(d.Dashboard)
@@ -29,8 +40,11 @@ func Queries(ds []Dashboard) ([]PanelQuery, error) {
 				Title   string `json:"title"`
 				Type    string `json:"type"`
 				Targets []struct {
-					Expr    string `json:"expr"`
-					Instant bool   `json:"instant"`
+					Expr       string `json:"expr"`
+					Instant    bool   `json:"instant"`
+					Datasource struct {
+						Type string `json:"type"`
+					} `json:"datasource"`
 				} `json:"targets"`
 			} `json:"panels"`
 		}
@@ -39,7 +53,10 @@ func Queries(ds []Dashboard) ([]PanelQuery, error) {
 		}
 		for _, p := range doc.Panels {
 			for _, t := range p.Targets {
-				out = append(out, PanelQuery{Dashboard: doc.UID, Panel: p.Title, Expr: t.Expr, Instant: t.Instant})
+				if t.Datasource.Type != typ {
+					continue
+				}
+				out = append(out, PanelQuery{Dashboard: doc.UID, Panel: p.Title, Expr: t.Expr, Instant: t.Instant, Type: t.Datasource.Type})
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bitville/bitville-apm/internal/logql"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -139,10 +140,18 @@ var (
 		`{{ .Labels.function }}{{ with .Labels.caller }} called from {{ . }}{{ end }}`)
 	tmplTopWallValue = topOf(`topk(1, sum by (function, caller) (rate(bitville_php_function_wall_seconds_total{instance=%q}[1m])))`, "$labels.instance",
 		`{{ .Labels.function }}{{ with .Labels.caller }} called from {{ . }}{{ end }} ({{ .Value | printf "%.1f" }} busy workers)`)
+	// The raw traces of the busiest endpoint on the host: its slowest
+	// requests (internal/logql), or none.
+	tmplLogsTopCPU  = topOf(`topk(1, sum by (project, endpoint) (`+RuleEndpointCPU+`{instance=%q}))`, "$labels.instance", slowestOfResult)
+	tmplLogsTopWall = topOf(`topk(1, sum by (project, endpoint) (`+RuleEndpointWall+`{instance=%q}))`, "$labels.instance", slowestOfResult)
 	// The database may be on another host: its busiest query overall.
 	tmplTopDBQueryValue = topOf(`topk(1, sum by (query_fp) (`+RulePgAAS+`{state="active"}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "",
 		`{{ .Labels.query }} [{{ .Labels.query_fp }}] ({{ .Value | printf "%.2f" }} active sessions)`)
 )
+
+// slowestOfResult is the slowest requests of the endpoint of one sample
+// of a query result.
+var slowestOfResult = logql.SlowestRequests(logql.Template(".Labels.project"), logql.Template(".Labels.endpoint"))
 
 // promDuration formats d as a Prometheus duration ("2m", "90s").
 func promDuration(d time.Duration) string {
@@ -164,7 +173,9 @@ func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 // alert has a severity label and summary, description and runbook_url
 // annotations; the load alert also names its offenders in top_endpoint,
 // top_function (CPU), top_wall_function (busy workers), top_process and
-// top_query.
+// top_query. The alerts with a culprit in the raw traces carry its LogQL
+// search (internal/logql) in logs: an endpoint's slowest requests, its
+// abandoned requests, a server's lock trees or activity snapshots.
 func Alerts(c Config) RuleFile {
 	runbook := func(name string) string { return c.RunbookURL + name + ".md" }
 	alert := func(name, severity, expr, forDur string, ann map[string]string) Rule {
@@ -193,27 +204,32 @@ func Alerts(c Config) RuleFile {
 				"top_wall_function": tmplTopWall,
 				"top_process":       tmplTopProcess,
 				"top_query":         tmplTopQuery,
+				"logs":              tmplLogsTopCPU,
 			}),
 		alert("BitvilleFPMMaxChildrenReached", "warning",
 			`increase(bitville_fpm_max_children_reached_total[5m]) > 0`, "", map[string]string{
 				"summary":     `php-fpm pool {{ $labels.pool }} on {{ $labels.instance }} hit pm.max_children`,
 				"description": `Pool {{ $labels.pool }} on {{ $labels.instance }} reached pm.max_children {{ $value | printf "%.0f" }} times in 5 minutes: requests queue for a free worker. Busiest endpoint by wall time: ` + topOf(`topk(1, sum by (endpoint) (`+RuleEndpointWall+`{instance=%q}))`, "$labels.instance", `{{ .Labels.endpoint }} ({{ .Value | printf "%.1f" }} busy workers)`) + `.`,
+				"logs":        tmplLogsTopWall,
 			}),
 		alert("BitvilleFPMListenQueue", "warning",
 			`max_over_time(bitville_fpm_listen_queue[1m]) > `+num(c.ListenQueue), "2m", map[string]string{
 				"summary":     `{{ $value | printf "%.0f" }} connections wait for a php-fpm worker in pool {{ $labels.pool }} on {{ $labels.instance }}`,
 				"description": `The listen queue of pool {{ $labels.pool }} on {{ $labels.instance }} stayed above ` + num(c.ListenQueue) + ` for 2 minutes: every worker is busy. Busiest endpoint by wall time: ` + topOf(`topk(1, sum by (endpoint) (`+RuleEndpointWall+`{instance=%q}))`, "$labels.instance", `{{ .Labels.endpoint }} ({{ .Value | printf "%.1f" }} busy workers)`) + `.`,
+				"logs":        tmplLogsTopWall,
 			}),
 		alert("BitvilleRequestsAbandoned", "warning",
 			`sum by (instance, project, endpoint) (increase(bitville_php_requests_abandoned_total[10m])) > 0`, "", map[string]string{
 				"summary":     `{{ $labels.endpoint }} on {{ $labels.instance }}: {{ $value | printf "%.0f" }} requests never finished`,
 				"description": `{{ $value | printf "%.0f" }} requests of {{ $labels.endpoint }} (project {{ $labels.project }}) on {{ $labels.instance }} started in the last 10 minutes and never finished: the worker was killed (request_terminate_timeout, OOM) or crashed. Their last stacks are at the agent's /api/v1/events.`,
+				"logs":        logql.Abandoned(logql.Label("project"), logql.Label("endpoint")),
 			}),
 		alert("BitvilleEndpointSlow", "warning",
 			`histogram_quantile(0.95, sum by (project, endpoint, le) (rate(bitville_php_request_duration_seconds_bucket[5m]))) > `+num(c.EndpointP95)+
 				` and on (project, endpoint) sum by (project, endpoint) (rate(bitville_php_requests_total[5m])) > `+num(c.EndpointMinRPS), "10m", map[string]string{
 				"summary":     `{{ $labels.endpoint }}: p95 latency {{ $value | printf "%.2f" }} s`,
 				"description": `The 95th percentile wall time of {{ $labels.endpoint }} (project {{ $labels.project }}) has been above ` + num(c.EndpointP95) + ` s for 10 minutes, at more than ` + num(c.EndpointMinRPS) + ` requests/s. Its top query by PHP time: ` + topOf(`topk(1, sum by (query_fp) (rate(bitville_php_sql_seconds_total{project=%q,endpoint=%q}[5m])) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.project $labels.endpoint", `{{ .Labels.query }} ({{ .Value | printf "%.2f" }} s/s)`) + `.`,
+				"logs":        logql.SlowestRequests(logql.Label("project"), logql.Label("endpoint")),
 			}),
 	}
 	pg := []Rule{
@@ -221,11 +237,13 @@ func Alerts(c Config) RuleFile {
 			`sum by (instance, server) (`+RulePgAAS+`{state="active"}) > on (instance) group_left () (`+num(c.PgAASPerCore)+` * `+RuleNodeCPUs+`)`, "5m", map[string]string{
 				"summary":     `{{ $labels.server }}: {{ $value | printf "%.1f" }} active sessions, more than its CPU cores`,
 				"description": `PostgreSQL {{ $labels.server }} averaged {{ $value | printf "%.1f" }} active sessions for 5 minutes, more than ` + num(c.PgAASPerCore) + ` per CPU core of its host {{ $labels.instance }}. Top query: ` + topOf(`topk(1, sum by (query_fp) (`+RulePgAAS+`{server=%q,state="active"}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.server", `{{ .Labels.query }} [{{ .Labels.query_fp }}] ({{ .Value | printf "%.1f" }} sessions)`) + `. Top wait: ` + topOf(`topk(1, sum by (wait_event_type, wait_event) (`+RulePgAAS+`{server=%q,state="active"}))`, "$labels.server", `{{ .Labels.wait_event_type }}/{{ .Labels.wait_event }} ({{ .Value | printf "%.1f" }} sessions)`) + `.`,
+				"logs":        logql.Activity(logql.Label("server")),
 			}),
 		alert("BitvillePgLockWaits", "warning",
 			`max by (instance, server, datname) (bitville_pg_lock_wait_seconds_max) > `+num(c.LockWait), "1m", map[string]string{
 				"summary":     `{{ $labels.server }}: a session has waited {{ $value | printf "%.0f" }} s on a lock in {{ $labels.datname }}`,
 				"description": `Sessions in {{ $labels.datname }} on {{ $labels.server }} wait on heavyweight locks (longest {{ $value | printf "%.0f" }} s). Root blocker's last query: ` + topOf(`topk(1, sum by (query_fp) (bitville_pg_lock_blocked_by_root{server=%q,datname=%q}) * on (query_fp) group_left (query) `+RuleQueryInfo+`)`, "$labels.server $labels.datname", `{{ .Labels.query }} [{{ .Labels.query_fp }}], blocking {{ .Value | printf "%.0f" }} sessions`) + `. The lock trees are at the pg-exporter's /api/v1/locks.`,
+				"logs":        logql.LockTrees(logql.Label("server"), logql.Label("datname")),
 			}),
 		alert("BitvillePgLongTransaction", "warning",
 			// Not by state: a transaction going back and forth between
@@ -233,11 +251,13 @@ func Alerts(c Config) RuleFile {
 			`max by (instance, server, datname) (bitville_pg_oldest_transaction_seconds) > `+num(c.LongXact), "1m", map[string]string{
 				"summary":     `{{ $labels.server }}: a transaction in {{ $labels.datname }} has been open {{ $value | humanizeDuration }}`,
 				"description": `The oldest transaction in {{ $labels.datname }} on {{ $labels.server }} has been open for {{ $value | humanizeDuration }}. Long transactions hold locks and keep vacuum from cleaning up.`,
+				"logs":        logql.LockTrees(logql.Label("server"), logql.Label("datname")),
 			}),
 		alert("BitvillePgIdleInTransaction", "warning",
 			`max by (instance, server, datname) (bitville_pg_idle_in_transaction_seconds_max) > `+num(c.IdleInXact), "1m", map[string]string{
 				"summary":     `{{ $labels.server }}: a session in {{ $labels.datname }} has been idle in transaction for {{ $value | humanizeDuration }}`,
 				"description": `A session in {{ $labels.datname }} on {{ $labels.server }} opened a transaction and has done nothing for {{ $value | humanizeDuration }}: usually application code waiting on something else with a transaction open. It holds its locks all that time.`,
+				"logs":        logql.LockTrees(logql.Label("server"), logql.Label("datname")),
 			}),
 	}
 	health := []Rule{

@@ -51,6 +51,9 @@ func (r *Report) Table(w io.Writer) error {
 	fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("Offenders of %s -> %s (%s), against the %s before",
 		r.Window.From.Format(tf), r.Window.To.Format("15:04:05 MST"), dur(r.Window.Seconds), dur(r.Baseline.Seconds)), width))
 	fmt.Fprintf(&b, "%s\n", wrap("Verdict: "+r.Verdict, width))
+	if r.LogQL != "" {
+		fmt.Fprintf(&b, "%s\n", wrapWords(append([]string{"Raw", "traces", "(LogQL):"}, queryWords(r.LogQL)...), width))
+	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(&b, "%s\n", wrap("Warning: "+warn, width))
 	}
@@ -107,10 +110,51 @@ func dur(seconds float64) string {
 
 // wrap breaks s into lines of at most n runes at spaces, indenting the
 // continuation lines.
-func wrap(s string, n int) string {
+func wrap(s string, n int) string { return wrapWords(strings.Fields(s), n) }
+
+// queryWords splits a LogQL query at the spaces outside its string
+// literals: broken there, it reads the same in logcli or Explore (a line
+// break is a space to LogQL; one inside a string is not).
+func queryWords(q string) []string {
+	var words []string
+	start, quote := 0, rune(0)
+	for i, c := range q {
+		switch {
+		case quote != 0:
+			if c == quote && (quote == '`' || !escaped(q, i)) {
+				quote = 0
+			}
+		case c == '"' || c == '`':
+			quote = c
+		case c == ' ':
+			if i > start {
+				words = append(words, q[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(q) {
+		words = append(words, q[start:])
+	}
+	return words
+}
+
+// escaped says whether the byte at i is preceded by an odd number of
+// backslashes.
+func escaped(s string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// wrapWords joins words into lines of at most n runes, indenting the
+// continuation lines; a word longer than a line is left whole.
+func wrapWords(words []string, n int) string {
 	var lines []string
 	line := ""
-	for _, word := range strings.Fields(s) {
+	for _, word := range words {
 		switch {
 		case line == "":
 			line = word

@@ -36,9 +36,13 @@ type Period struct {
 // a score: how much it grew, in workers, cores or sessions (memory: see
 // Memory).
 type Report struct {
-	Window    Period     `json:"window"`
-	Baseline  Period     `json:"baseline"`
-	Verdict   string     `json:"verdict"`
+	Window   Period `json:"window"`
+	Baseline Period `json:"baseline"`
+	Verdict  string `json:"verdict"`
+	// LogQL is the search of the verdict's culprit in the raw traces
+	// (docs/raw-traces.md), for the window: "" when the culprit has none
+	// (a process outside PHP) or there is no culprit.
+	LogQL     string     `json:"logql"`
 	Endpoints []Endpoint `json:"endpoints"`
 	Functions []Function `json:"functions"`
 	Queries   []Query    `json:"queries"`
@@ -164,7 +168,7 @@ func Run(ctx context.Context, c *promapi.Client, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	r.Verdict = verdict(r)
+	r.Verdict, r.LogQL = verdict(r)
 	if len(missing) > 0 {
 		return r, &MissingError{Missing: missing}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bitville/bitville-apm/internal/logql"
 	"github.com/bitville/bitville-apm/internal/promapi"
 )
 
@@ -171,7 +172,7 @@ func TestVerdicts(t *testing.T) {
 			"Busy workers: GET /x keeps 2.0 more workers busy."},
 		{Report{}, "No clear offender: nothing grew by more than the noise between the baseline and the window."},
 	} {
-		if got := verdict(&tc.r); got != tc.want {
+		if got, _ := verdict(&tc.r); got != tc.want {
 			t.Errorf("got %q\nwant %q", got, tc.want)
 		}
 	}
@@ -242,7 +243,7 @@ func TestVerdictPrecedence(t *testing.T) {
 		"busy workers win over memory": {Report{Endpoints: []Endpoint{cart}, Memory: []Memory{export}},
 			"Busy workers: GET /cart keeps 3.2 more workers busy."},
 	} {
-		if got := verdict(&tc.r); got != tc.want {
+		if got, _ := verdict(&tc.r); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", name, got, tc.want)
 		}
 	}
@@ -453,5 +454,101 @@ func TestProcessesAndMemory(t *testing.T) {
 		if !strings.Contains(tb.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, tb.String())
 		}
+	}
+}
+
+// The verdict's culprit comes with the LogQL search of its raw traces,
+// none for a process outside PHP.
+func TestVerdictLogQL(t *testing.T) {
+	report := Endpoint{Name: "GET /report", Project: "shop", Score: 2, Window: EndpointFigures{CPU: 2}}
+	for _, tc := range []struct {
+		name string
+		r    Report
+		want string
+	}{
+		{"cpu", Report{Endpoints: []Endpoint{report}}, logql.SlowestRequests(logql.Is("shop"), logql.Is("GET /report"))},
+		{"function", Report{Endpoints: []Endpoint{{Name: "GET /cart", Project: "shop", Score: 3, Window: EndpointFigures{Wall: 3}}},
+			Functions: []Function{{Name: "session_start", Score: 3, Window: FunctionFigures{Wall: 3}}}},
+			logql.SlowestRequests(logql.Is("shop"), logql.Is("GET /cart"))},
+		{"query", Report{Queries: []Query{{QueryFP: "abcdabcdabcdabcd", Score: 2, Window: QueryFigures{PHP: 2}}}},
+			logql.RequestsOfQuery(logql.Is(""), logql.Is("abcdabcdabcdabcd"))},
+		{"stuck", Report{Endpoints: []Endpoint{{Name: "GET /stuck", Project: "shop", Score: 4, Window: EndpointFigures{InFlight: 4, Abandoned: 12}}}},
+			logql.Abandoned(logql.Is("shop"), logql.Is("GET /stuck"))},
+		{"locks", Report{Waits: []Wait{{Name: "Lock/transactionid", WaitEventType: "Lock", Score: 3}}}, logql.LockTrees(logql.Is(""), logql.Is(""))},
+		{"memory", Report{Memory: []Memory{{Name: "GET /export", Project: "shop", Score: 2, Window: MemoryFigures{MemoryLimit: 2}}}},
+			logql.FailedRequests(logql.Is("shop"), logql.Is("GET /export"))},
+		{"process", Report{Processes: []Process{{Name: "bvbackup", Group: groupOther, Score: 2, Window: ProcessFigures{CPU: 2}}}}, ""},
+		{"nothing", Report{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := verdict(&tc.r)
+			if got != tc.want {
+				t.Errorf("got %q; want %q", got, tc.want)
+			}
+			if got != "" {
+				if err := logql.Check(got); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// The table prints the search under the verdict, broken only between the
+// query's words, and the JSON carries it whole as logql.
+func TestLogQLLine(t *testing.T) {
+	q := logql.SlowestRequests(logql.Is("shop"), logql.Is("GET /a very long endpoint name/{with}/{several}/{parameters}"))
+	r := Report{Verdict: "CPU in PHP: x.", LogQL: q, Processes: []Process{}, Memory: []Memory{}, Warnings: []string{}}
+	var b bytes.Buffer
+	if err := r.Table(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if lines[1] != "Verdict: CPU in PHP: x." || !strings.HasPrefix(lines[2], "Raw traces (LogQL): {") {
+		t.Fatalf("no LogQL line under the verdict:\n%s", b.String())
+	}
+	var words []string
+	for _, l := range lines[3:] {
+		if !strings.HasPrefix(l, "  ") {
+			break
+		}
+		if len([]rune(l)) > width {
+			t.Errorf("a line of %d columns: %q", len([]rune(l)), l)
+		}
+		words = append(words, strings.Fields(l)...)
+	}
+	if len([]rune(lines[2])) > width {
+		t.Errorf("a line of %d columns: %q", len([]rune(lines[2])), lines[2])
+	}
+	first := strings.Fields(lines[2])
+	got := strings.Join(append(first[3:], words...), " ")
+	if got != q {
+		t.Errorf("the wrapped query reads\n  %s\nnot\n  %s", got, q)
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		LogQL string `json:"logql"`
+	}
+	if err := json.Unmarshal(js, &back); err != nil || back.LogQL != q {
+		t.Errorf("json logql %q, %v; want %q", back.LogQL, err, q)
+	}
+	r.LogQL = ""
+	b.Reset()
+	if err := r.Table(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "Raw traces") {
+		t.Errorf("a LogQL line without a search:\n%s", b.String())
+	}
+}
+
+func TestQueryWords(t *testing.T) {
+	got := queryWords(`{a="x y", b=` + "`p q`" + `} |= "say \"hi there\"" | json`)
+	want := []string{`{a="x y",`, "b=`p q`}", `|=`, `"say \"hi there\""`, `|`, `json`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q; want %q", got, want)
 	}
 }

@@ -1,6 +1,10 @@
 package top
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/bitville/bitville-apm/internal/logql"
+)
 
 // noise is the growth below which nothing counts as the verdict's
 // offender: a twentieth of a worker, core or session.
@@ -9,8 +13,11 @@ const noise = 0.05
 // verdict names the most likely cause, taking the first that holds:
 // a process outside PHP and PostgreSQL, lock contention, stuck requests,
 // slow SQL, workers waiting in a function, CPU in PHP, busy workers,
-// memory.
-func verdict(r *Report) string {
+// memory. logs is the LogQL search of the culprit's raw traces
+// (internal/logql): an endpoint's slowest requests (its abandoned ones
+// when stuck, its failed ones for memory), the requests that ran a query,
+// the lock trees; "" for a process outside PHP or no offender.
+func verdict(r *Report) (text, logs string) {
 	var e *Endpoint
 	var q *Query
 	var w *Wait
@@ -52,46 +59,51 @@ func verdict(r *Report) string {
 	p := notPHP(r)
 	switch {
 	case p != nil:
-		return notPHPText(p)
+		return notPHPText(p), ""
 	case w != nil && w.WaitEventType == "Lock" && w.Score >= cpu:
 		s := fmt.Sprintf("Lock contention: %.1f more database sessions wait on %s", w.Score, w.Name)
 		if q != nil {
 			s += "; the statement they run: " + queryText(q)
 		}
-		return s + "."
+		return s + ".", logql.LockTrees(logql.Is(""), logql.Is(""))
 	// Stuck: requests are killed at least half as often as they finish. A
 	// few abandoned among many finished are lost end messages (a full
 	// socket queue) or the odd crash, not the cause of a spike.
 	case e != nil && e.Window.Abandoned > e.Baseline.Abandoned && e.Window.Abandoned >= 0.5*60*e.Window.Requests &&
 		e.Window.InFlight-e.Baseline.InFlight >= cpu:
 		return fmt.Sprintf("Stuck requests: %s holds %.1f more workers in flight, and %.1f of its requests a minute are killed before they finish.",
-			e.Name, e.Window.InFlight-e.Baseline.InFlight, e.Window.Abandoned)
+			e.Name, e.Window.InFlight-e.Baseline.InFlight, e.Window.Abandoned), logql.Abandoned(logql.Is(e.Project), logql.Is(e.Name))
 	// A query explains the waiting unless the workers wait more than
 	// twice as long elsewhere (PHP's own wait on a slow query shows as
 	// wall time in the call that runs it, about as much as the query's
 	// growth).
 	case q != nil && q.Score >= cpu && (fWait == nil || fWait.wallGrowth() <= 2*q.Score):
 		return fmt.Sprintf("Slow SQL: %s grew by %.2f s/s in PHP and %.2f active sessions in the database.",
-			queryText(q), q.Window.PHP-q.Baseline.PHP, q.Window.Sessions-q.Baseline.Sessions)
+			queryText(q), q.Window.PHP-q.Baseline.PHP, q.Window.Sessions-q.Baseline.Sessions), logql.RequestsOfQuery(logql.Is(""), logql.Is(q.QueryFP))
 	case fWait != nil:
 		s := "Workers wait in " + call(fWait.Name)
 		if fWait.Caller != "" {
 			s += " called from " + fWait.Caller
 		}
-		return s + fmt.Sprintf(": %s keeps %.1f more workers busy.", e.Name, busy)
+		return s + fmt.Sprintf(": %s keeps %.1f more workers busy.", e.Name, busy), slowest(e)
 	case e != nil && cpu > noise:
 		s := fmt.Sprintf("CPU in PHP: %s uses %.2f more cores", e.Name, cpu)
 		if fCPU != nil {
 			s += ", most of it in " + fCPU.Name
 		}
-		return s + "."
+		return s + ".", slowest(e)
 	case e != nil:
-		return fmt.Sprintf("Busy workers: %s keeps %.1f more workers busy.", e.Name, busy)
+		return fmt.Sprintf("Busy workers: %s keeps %.1f more workers busy.", e.Name, busy), slowest(e)
 	case m != nil:
-		return memoryText(m)
+		return memoryText(m), logql.FailedRequests(logql.Is(m.Project), logql.Is(m.Name))
 	default:
-		return "No clear offender: nothing grew by more than the noise between the baseline and the window."
+		return "No clear offender: nothing grew by more than the noise between the baseline and the window.", ""
 	}
+}
+
+// slowest is the search of an endpoint's slowest requests.
+func slowest(e *Endpoint) string {
+	return logql.SlowestRequests(logql.Is(e.Project), logql.Is(e.Name))
 }
 
 // waiting says whether growth of busy workers is mostly waiting: more of
