@@ -3,6 +3,7 @@ module github.com/bitville/bitville-apm
 go 1.26.8
 
 require (
+	github.com/Graylog2/go-gelf v0.0.0-20191017102106-1550ee647df0
 	github.com/VictoriaMetrics/metrics v1.45.0
 	github.com/alecthomas/kong v1.17.0
 	github.com/alecthomas/units v0.0.0-20240927000941-0f3dac36c52b
