@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
 // GELF sends events to a Graylog GELF input (GELF 1.1), one message an
-// event, over UDP, TCP or HTTP(S) as the URL's scheme says. Send is
-// called by one goroutine at a time; Oversized and Refused may be read
-// from any.
+// event, over UDP, TCP or HTTP(S) as the URL's scheme says. Its methods
+// may be called concurrently; concurrent Sends take turns on the one
+// connection.
 type GELF struct {
 	job, host string
+
+	mu        sync.Mutex // serialises Send and Close on transport
 	transport gelfTransport
 
 	oversized atomic.Uint64
@@ -34,7 +37,7 @@ type gelfTransport interface {
 }
 
 // errOversized is a message even a UDP GELF input cannot reassemble.
-var errOversized = errors.New("message larger than 128 GELF chunks")
+var errOversized = fmt.Errorf("message larger than %d GELF chunks", gelfMaxChunks)
 
 // NewGELF builds the GELF sink of cfg.GELFURL: udp://host:port,
 // tcp://host:port or http(s)://host:port/gelf.
@@ -44,6 +47,9 @@ func NewGELF(cfg Config, o SinkOptions) (*GELF, error) {
 		return nil, fmt.Errorf("cannot build the GELF sink: %w", err)
 	}
 	g := &GELF{job: o.Job, host: o.Instance}
+	if (u.Scheme == "udp" || u.Scheme == "tcp") && u.Port() == "" {
+		return nil, fmt.Errorf("cannot build the GELF sink: URL %q has no port (Graylog's GELF inputs listen on 12201 by default)", u.Redacted())
+	}
 	switch u.Scheme {
 	case "udp":
 		g.transport = newGELFUDP(u.Host)
@@ -80,6 +86,8 @@ func (g *GELF) Refused() uint64 { return g.refused.Load() }
 // the batch: the pipeline sends it all again, so the events before it
 // arrive twice.
 func (g *GELF) Send(ctx context.Context, batch []Event) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var oversized, refused uint64
 	var lastRefusal error
 	for _, e := range batch {
@@ -111,7 +119,11 @@ func (g *GELF) Send(ctx context.Context, batch []Event) error {
 }
 
 // Close closes the connection.
-func (g *GELF) Close() error { return g.transport.close() }
+func (g *GELF) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.transport.close()
+}
 
 // gelfLevel is the syslog severity GELF takes for a level.
 func gelfLevel(level string) int {
@@ -127,8 +139,8 @@ func gelfLevel(level string) int {
 // encodeGELF writes e as a GELF 1.1 message: the standard fields, the
 // sink's and the event's own additional fields, then every scalar
 // top-level field of the line as _<name> in name order. Fields named like
-// an earlier one are left out, since GELF has no repeated fields; so is
-// id, which Graylog keeps for itself.
+// an earlier one are left out, since GELF has no repeated fields, and so
+// are those of graylogOwnFields.
 func encodeGELF(e Event, host, job string, full bool) []byte {
 	b := make([]byte, 0, 256+len(e.Line)*2)
 	b = append(b, `{"version":"1.1","host":`...)
@@ -136,7 +148,7 @@ func encodeGELF(e Event, host, job string, full bool) []byte {
 	b = append(b, `,"short_message":`...)
 	short := e.Summary
 	if short == "" { // GELF requires a non-empty short_message
-		short = e.Kind
+		short = e.Kind + " event"
 	}
 	b = appendJSONString(b, short)
 	if full {
@@ -153,7 +165,7 @@ func encodeGELF(e Event, host, job string, full bool) []byte {
 	b = append(b, `,"level":`...)
 	b = strconv.AppendInt(b, int64(gelfLevel(e.Level)), 10)
 
-	seen := map[string]bool{"id": true}
+	seen := graylogOwnFields()
 	add := func(name string, raw []byte) {
 		seen[name] = true
 		b = append(b, `,"_`...)
@@ -176,6 +188,15 @@ func encodeGELF(e Event, host, job string, full bool) []byte {
 		}
 	}
 	return append(b, '}')
+}
+
+// graylogOwnFields are the names Graylog stores its own fields under once
+// it strips an additional field's underscore: _id is refused, and a
+// line's level ("error") would replace GELF's numeric level. The line
+// keeps them all in full_message.
+func graylogOwnFields() map[string]bool {
+	return map[string]bool{"id": true, "message": true, "full_message": true, "source": true,
+		"timestamp": true, "level": true, "facility": true, "file": true, "line": true}
 }
 
 // lineField is one scalar top-level field of an event line, its value as

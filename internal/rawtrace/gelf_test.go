@@ -89,7 +89,7 @@ func TestGELFUDP(t *testing.T) {
 	want := map[string]any{
 		"_job": "bitville-apm-agent", "_kind": "request", "_project": "shop",
 		"_correlation_id": "c-1", "_trace_id": "t-1", "_request_id": "r-1", "_query_fp": "fp1",
-		"_level": "error", "_status": 500.0, "_wall": 2.31, "_fatal": true, "_endpoint": "GET /orders/{id}", "_blob": noise(6000),
+		"_status": 500.0, "_wall": 2.31, "_fatal": true, "_endpoint": "GET /orders/{id}", "_blob": noise(6000),
 	}
 	if !reflect.DeepEqual(m.Extra, want) {
 		for k, v := range m.Extra {
@@ -335,6 +335,7 @@ func TestGELFConfigErrors(t *testing.T) {
 		{"graylog:12201", "needs a scheme and a host"},
 		{"ws://graylog:12201", `scheme "ws" is not udp, tcp, http or https`},
 		{"udp://gray log:12201", "invalid URL"},
+		{"tcp://graylog", "has no port"},
 	} {
 		_, err := NewGELF(Config{GELFURL: tc.url}, testSinkOptions)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -345,14 +346,14 @@ func TestGELFConfigErrors(t *testing.T) {
 
 func TestGELFEncode(t *testing.T) {
 	e := Event{Kind: "request", Level: LevelInfo, Project: "shop", Time: time.Unix(1700000000, 5000),
-		Line: json.RawMessage(`{"kind":"other","id":7,"_x":1,"ok.name-1":"v","bad/name":2,"ñ":3,"n":null,"o":{"a":1},"a":[1],"f":false,"e":1e3}`)}
+		Line: json.RawMessage(`{"kind":"other","id":7,"level":"info","message":"m","host":"php-1","_x":1,"ok.name-1":"v","bad/name":2,"ñ":3,"n":null,"o":{"a":1},"a":[1],"f":false,"e":1e3}`)}
 	var m map[string]any
 	if err := json.Unmarshal(encodeGELF(e, "h", "", false), &m); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"version": "1.1", "host": "h", "short_message": "request", "timestamp": 1700000000.000005, "level": 6.0,
-		"_kind": "request", "_project": "shop", "__x": 1.0, "_ok.name-1": "v", "_f": false, "_e": 1000.0,
+		"version": "1.1", "host": "h", "short_message": "request event", "timestamp": 1700000000.000005, "level": 6.0,
+		"_kind": "request", "_project": "shop", "_host": "php-1", "__x": 1.0, "_ok.name-1": "v", "_f": false, "_e": 1000.0,
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got  %v\nwant %v", m, want)
