@@ -42,7 +42,7 @@ var errOversized = fmt.Errorf("message larger than %d GELF chunks", gelfMaxChunk
 // NewGELF builds the GELF sink of cfg.GELFURL: udp://host:port,
 // tcp://host:port or http(s)://host:port/gelf.
 func NewGELF(cfg Config, o SinkOptions) (*GELF, error) {
-	u, err := parseURL(cfg.GELFURL)
+	u, err := parseSinkURL(cfg.GELFURL)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the GELF sink: %w", err)
 	}

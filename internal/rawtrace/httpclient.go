@@ -42,7 +42,7 @@ func newHTTPPoster(rawURL string, t TLSConfig, header http.Header) (*httpPoster,
 	if err := checkHTTPURL(rawURL); err != nil {
 		return nil, err
 	}
-	tc, err := tlsConfig(t)
+	tc, err := sinkTLSConfig(t)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func newHTTPPoster(rawURL string, t TLSConfig, header http.Header) (*httpPoster,
 
 // checkHTTPURL refuses what is not an absolute http(s) URL with a host.
 func checkHTTPURL(rawURL string) error {
-	u, err := parseURL(rawURL)
+	u, err := parseSinkURL(rawURL)
 	if err != nil {
 		return err
 	}
@@ -120,15 +120,15 @@ func quoteBody(b []byte) string {
 
 // redactURL drops the password of a URL that carries one, for errors.
 func redactURL(rawURL string) string {
-	u, err := parseURL(rawURL)
+	u, err := parseSinkURL(rawURL)
 	if err != nil {
 		return "(invalid URL)"
 	}
 	return u.Redacted()
 }
 
-// parseURL parses a sink's URL, which must have a scheme and a host.
-func parseURL(rawURL string) (*url.URL, error) {
+// parseSinkURL parses a sink's URL, which must have a scheme and a host.
+func parseSinkURL(rawURL string) (*url.URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("invalid URL: %w", err)
@@ -139,8 +139,8 @@ func parseURL(rawURL string) (*url.URL, error) {
 	return u, nil
 }
 
-// tlsConfig builds the client TLS of one sink.
-func tlsConfig(t TLSConfig) (*tls.Config, error) {
+// sinkTLSConfig builds the client TLS of one sink.
+func sinkTLSConfig(t TLSConfig) (*tls.Config, error) {
 	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

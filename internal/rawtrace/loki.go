@@ -155,8 +155,8 @@ func (l *Loki) labels(e Event) []push.LabelAdapter {
 	return ls
 }
 
-// metadata are the non-empty IDs of e, Loki's structured metadata.
-func metadata(ids IDs) push.LabelsAdapter {
+// lokiMetadata are the non-empty IDs of e, Loki's structured metadata.
+func lokiMetadata(ids IDs) push.LabelsAdapter {
 	var md push.LabelsAdapter
 	for _, lv := range [...]push.LabelAdapter{
 		{Name: "correlation_id", Value: ids.CorrelationID},
@@ -204,7 +204,7 @@ func lokiProtobuf(streams []lokiStream) ([]byte, error) {
 	for _, s := range streams {
 		entries := make([]push.Entry, 0, len(s.events))
 		for _, e := range s.events {
-			entries = append(entries, push.Entry{Timestamp: entryTime(e), Line: string(e.Line), StructuredMetadata: metadata(e.IDs)})
+			entries = append(entries, push.Entry{Timestamp: entryTime(e), Line: string(e.Line), StructuredMetadata: lokiMetadata(e.IDs)})
 		}
 		req.Streams = append(req.Streams, push.Stream{Labels: labelString(s.labels), Entries: entries})
 	}
@@ -242,7 +242,7 @@ func lokiJSON(streams []lokiStream) []byte {
 			b = strconv.AppendInt(b, entryTime(e).UnixNano(), 10)
 			b = append(b, `",`...)
 			b = appendJSONString(b, string(e.Line))
-			if md := metadata(e.IDs); len(md) > 0 {
+			if md := lokiMetadata(e.IDs); len(md) > 0 {
 				b = append(b, ",{"...)
 				for k, l := range md {
 					if k > 0 {
