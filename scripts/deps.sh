@@ -5,7 +5,8 @@
 #   scripts/deps.sh            # packages for build and tests
 #
 # Debian packages come from apt (after `apt-get update`); Go modules come
-# through the Go module proxy when `go` first builds.
+# through the Go module proxy when `go` first builds. VictoriaLogs, which
+# Debian does not package, is built with `go install` into /usr/local/bin.
 set -euo pipefail
 
 packages=(
@@ -29,6 +30,21 @@ fi
 if ! command -v go >/dev/null 2>&1; then
 	say "Go is not installed: this project needs Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") or newer on PATH (or in /usr/local/go)."
 	exit 1
+fi
+
+# VictoriaLogs (Apache-2.0): the Loki-compatible log store the raw-trace
+# tests push to (internal/stack/victorialogs.go).
+victoria_logs=github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.2
+if [ ! -x /usr/local/bin/victoria-logs ]; then
+	say "installing victoria-logs ($victoria_logs)"
+	if [ -w /usr/local/bin ]; then
+		GOBIN=/usr/local/bin go install "$victoria_logs"
+	else
+		gobin=$(mktemp -d)
+		GOBIN="$gobin" go install "$victoria_logs"
+		sudo install -m 755 "$gobin/victoria-logs" /usr/local/bin/victoria-logs
+		rm -rf "$gobin"
+	fi
 fi
 
 missing=()
