@@ -48,6 +48,9 @@ func (a *Agent) traceFPM(e *fpm.Event, req *InflightRequest) {
 	// secrets; the PHP agent sends the path alone, and so do the events.
 	r := *req
 	r.URI, _, _ = strings.Cut(r.URI, "?")
+	if r.Pool == "" && e.Slowlog != nil { // a PHP agent that does not know its pool
+		r.Pool = e.Slowlog.Pool
+	}
 	at := e.Time
 	if at.IsZero() {
 		at = a.now()

@@ -2,9 +2,11 @@ package phpagent
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bitville/bitville-apm/internal/protocol"
 	"github.com/bitville/bitville-apm/internal/rawtrace"
@@ -72,11 +74,18 @@ type wallLine struct {
 // messageFields are the common fields of an end message's events.
 func (t *tracer) messageFields(kind, level string, m *protocol.Message) phpFields {
 	return phpFields{
-		Kind: kind, Time: unixTime(m.TS).UTC(), Level: level,
+		Kind: kind, Time: messageTime(m.TS), Level: level,
 		Project: m.Project, Host: t.host(m.Host), Pool: m.Pool, PID: m.PID,
 		RequestID: m.ID, CorrelationID: m.CID, TraceID: m.TraceID,
 		SAPI: m.SAPI, Method: m.Method, Endpoint: m.Endpoint, URI: m.URI,
 	}
+}
+
+// messageTime is a message's timestamp in UTC, to the microsecond: the
+// float seconds PHP sends hold no more, and the nanoseconds a conversion
+// invents would only be noise in the line.
+func messageTime(ts float64) time.Time {
+	return time.UnixMicro(int64(math.Round(ts * 1e6))).UTC()
 }
 
 // requestEvent builds the request event of m, shipped for reasons r. fps
