@@ -28,6 +28,7 @@ type Agent struct {
 	fps        *sqlfp.Cache
 	fpsCut     *sqlfp.Cache // for texts the PHP agent truncated
 	ring       *EventRing
+	traces     tracer             // raw traces: which requests, and where to (ShipTo)
 	invalid    *throttle.Throttle // logs of rejected datagrams
 	readErrs   *throttle.Throttle // logs of socket read errors
 	spoolErrs  *throttle.Throttle // logs of spool files that cannot be taken in
@@ -53,6 +54,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Agent {
 		fps:       sqlfp.NewCache(cfg.SQLCacheSize),
 		fpsCut:    sqlfp.NewTruncatedCache(max(cfg.SQLCacheSize/8, 16)),
 		ring:      NewEventRing(cfg.EventsBuffer),
+		traces:    newTracer(cfg.Traces, log),
 		invalid:   throttle.New(logEvery),
 		readErrs:  throttle.New(logEvery),
 		spoolErrs: throttle.New(logEvery),
@@ -140,6 +142,9 @@ func (a *Agent) Handle(b []byte, st *readerState) {
 			a.self.phpTruncated.WithLabelValues(a.projectLabel(m.Project)).Inc()
 		}
 		a.agg.ApplyEnd(m, st.fps, now)
+		if a.traces.on {
+			a.traceEnd(m, st.fps)
+		}
 	}
 }
 
@@ -156,6 +161,9 @@ func (a *Agent) abandon(r *InflightRequest, reason string, now time.Time) {
 	a.self.inflightEnded.WithLabelValues(reason).Inc()
 	a.agg.Abandoned(endpointKey{r.Project, r.Endpoint}, now)
 	a.emit(Event{Kind: EventAbandoned, Time: now, Reason: reason, Seconds: r.Age(now).Seconds(), Request: *r})
+	if a.traces.on {
+		a.traceAbandoned(r, reason, now)
+	}
 }
 
 func (a *Agent) emit(e Event) {

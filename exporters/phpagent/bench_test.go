@@ -39,14 +39,23 @@ func realisticEnd(t testing.TB, i int) []byte {
 
 // BenchmarkHandleEnd measures decoding and aggregating one realistic end
 // message: the agent's per-request cost. Run with -cpu 1 for one core.
-func BenchmarkHandleEnd(b *testing.B) { benchHandleEnd(b, false) }
+func BenchmarkHandleEnd(b *testing.B) { benchHandleEnd(b, false, false) }
 
 // BenchmarkHandleEndNative is BenchmarkHandleEnd with native histograms on
 // (--metrics.native-histograms): what that option costs per message.
-func BenchmarkHandleEndNative(b *testing.B) { benchHandleEnd(b, true) }
+func BenchmarkHandleEndNative(b *testing.B) { benchHandleEnd(b, true, false) }
 
-func benchHandleEnd(b *testing.B, native bool) {
+// BenchmarkHandleEndShipping is BenchmarkHandleEnd with raw traces on
+// (ShipTo): the messages are neither failed, slow nor forced, so this is
+// what the selection costs a request that is not shipped.
+func BenchmarkHandleEndShipping(b *testing.B) { benchHandleEnd(b, false, true) }
+
+func benchHandleEnd(b *testing.B, native, ship bool) {
 	a, _ := newTestAgent(b, func(c *Config) { c.NativeBuckets = native })
+	var c collector
+	if ship {
+		a.ShipTo(&c)
+	}
 	msgs := make([][]byte, 64)
 	for i := range msgs {
 		msgs[i] = realisticEnd(b, i)
@@ -64,6 +73,9 @@ func benchHandleEnd(b *testing.B, native bool) {
 		i++
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	if len(c.events) != 0 {
+		b.Fatalf("shipped %d events; want none", len(c.events))
+	}
 }
 
 // BenchmarkApplyEndWall measures aggregating one decoded end message (the
@@ -169,4 +181,38 @@ func BenchmarkScrape10kSeries(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "series")
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
+}
+
+// BenchmarkTraceReasons measures the raw-trace selection alone on the
+// golden end message (a request neither failed, slow nor forced), with
+// and without a sample rate: the whole cost a request that is not shipped
+// pays when raw traces are on.
+func BenchmarkTraceReasons(b *testing.B) {
+	m := decodeGolden(b, "end.json")
+	for _, rate := range []float64{0, 0.01} {
+		b.Run(fmt.Sprintf("rate=%v", rate), func(b *testing.B) {
+			tr := newTracer(Traces{SlowThreshold: time.Second, SampleRate: rate, ProfileFunctions: 300}, discardLog)
+			tr.draw = func() float64 { return 0.5 }
+			b.ReportAllocs()
+			for b.Loop() {
+				if tr.reasons(m) != 0 {
+					b.Fatal("selected")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTraceRequestEvent measures building the request event of the
+// golden end message (20 statements): what a shipped request costs on top.
+func BenchmarkTraceRequestEvent(b *testing.B) {
+	a, _ := newTestAgent(b, nil)
+	m := decodeGolden(b, "end.json")
+	fps := agentFPs(a, m)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := requestEvent(&a.traces, m, fps, reasonSlow); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

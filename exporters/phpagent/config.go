@@ -8,7 +8,8 @@
 // limits, selfmetrics.go counts what the daemon itself does, events.go holds
 // abandoned and long-running requests for the raw-trace sink (and takes
 // php-fpm's events from exporters/fpm, which watches php-fpm itself), http.go
-// serves them.
+// serves them. traces.go turns finished, abandoned and php-fpm's requests
+// into raw-trace events for a rawtrace.Emitter.
 package phpagent
 
 import (
@@ -54,7 +55,16 @@ type Config struct {
 	ListenAddress        string           `name:"web.listen-address" default:":19100" placeholder:"ADDR" help:"Address for /, /metrics, /healthz, /readyz and /api/v1/."`
 
 	Limits Limits     `embed:""`
+	Traces Traces     `embed:""` // which requests become raw traces (traces.go)
 	FPM    fpm.Config `embed:""` // php-fpm itself: status pages and slowlogs (exporters/fpm)
+}
+
+// Traces choose the requests shipped as raw traces (docs/raw-traces.md).
+// Where and how they are shipped is rawtrace.Config's, beside these.
+type Traces struct {
+	SlowThreshold    time.Duration `name:"events.slow-threshold" default:"1s" help:"A request whose wall time reaches this is shipped as a slow request event, with its SQL, stacks and errors."`
+	SampleRate       float64       `name:"events.sample-rate" default:"0" help:"Fraction (0 to 1) of the other requests, neither failed, slow nor forced, shipped as sampled request events, drawn at random."`
+	ProfileFunctions int           `name:"events.profile-functions" default:"300" help:"Most functions of a profile event (a request profiled by tideways or xhprof), the heaviest by self time; the rest are counted in functions_dropped."`
 }
 
 // Limits bound the label values the agent creates, per project.
@@ -146,6 +156,10 @@ func (c Config) Validate() error {
 	if err := c.FPM.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	tr := c.Traces
+	check(tr.SlowThreshold > 0, "events.slow-threshold must be positive")
+	check(tr.SampleRate >= 0 && tr.SampleRate <= 1, "events.sample-rate %v must be between 0 and 1", tr.SampleRate)
+	check(tr.ProfileFunctions >= 1, "events.profile-functions must be at least 1")
 	l := c.Limits
 	check(l.Projects >= 1, "limits.projects must be at least 1")
 	check(l.Endpoints >= 1, "limits.endpoints must be at least 1")

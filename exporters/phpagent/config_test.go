@@ -1,6 +1,7 @@
 package phpagent
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +27,37 @@ func TestDefaultConfig(t *testing.T) {
 		"limits.wall-functions":     c.Limits.WallFunctions == 5000,
 		"fpm.poll-interval":         c.FPM.PollInterval == 10*time.Second,
 		"metrics.native-histograms": !c.NativeBuckets,
+		"events.slow-threshold":     c.Traces.SlowThreshold == time.Second,
+		"events.sample-rate":        c.Traces.SampleRate == 0,
+		"events.profile-functions":  c.Traces.ProfileFunctions == 300,
 	} {
 		if !ok {
 			t.Errorf("default of --%s is not the documented one: %+v", name, c)
 		}
+	}
+}
+
+func TestValidateTraces(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Traces)
+		want   string
+	}{
+		{"sample rate 1", func(c *Traces) { c.SampleRate = 1 }, ""},
+		{"sample rate below 0", func(c *Traces) { c.SampleRate = -0.01 }, "events.sample-rate -0.01 must be between 0 and 1"},
+		{"sample rate above 1", func(c *Traces) { c.SampleRate = 1.5 }, "events.sample-rate 1.5 must be between 0 and 1"},
+		{"sample rate NaN", func(c *Traces) { c.SampleRate = math.NaN() }, "events.sample-rate NaN must be between 0 and 1"},
+		{"slow threshold 0", func(c *Traces) { c.SlowThreshold = 0 }, "events.slow-threshold must be positive"},
+		{"no profile functions", func(c *Traces) { c.ProfileFunctions = 0 }, "events.profile-functions must be at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mutate(&c.Traces)
+			err := c.Validate()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want) {
+				t.Errorf("got %v; want %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -15,9 +15,11 @@ const (
 	EventFPMSlowlog     = fpm.EventSlowlog     // php-fpm wrote a slowlog entry
 )
 
-// Event is a notable request the raw-trace sink ships (Loki, later GELF).
-// Until a sink is configured the recent ones are kept in memory and served
-// at /api/v1/events.
+// Event is a notable request: abandoned, long running, or one php-fpm
+// reported. The recent ones are kept in memory and served at
+// /api/v1/events; all but EventLongRunning are also shipped as raw traces
+// (traces.go), which a long_running event would only repeat: the request
+// ends as slow, or is abandoned.
 type Event struct {
 	Kind    string          `json:"kind"`
 	Time    time.Time       `json:"time"`
@@ -40,6 +42,9 @@ func (a *Agent) EmitFPM(e fpm.Event) {
 		req = InflightRequest{Pool: r.Pool, PID: r.PID, Method: r.Method, URI: r.URI, Started: r.Started, LastSeen: r.LastSeen}
 	}
 	a.emit(Event{Kind: e.Kind, Time: e.Time, Seconds: e.Seconds, Request: req, Slowlog: e.Slowlog, FPMWorker: e.Worker})
+	if a.traces.on {
+		a.traceFPM(&e, &req)
+	}
 }
 
 // FPMRequest returns the request in flight on worker pid, to enrich
