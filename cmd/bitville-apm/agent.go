@@ -19,7 +19,16 @@ import (
 	"github.com/bitville/bitville-apm/exporters/host"
 	"github.com/bitville/bitville-apm/exporters/phpagent"
 	"github.com/bitville/bitville-apm/internal/buildinfo"
+	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/bitville/bitville-apm/internal/web"
+)
+
+// The agent's raw traces: their Loki job label, and their spool when
+// --events.spool-dir is not given (a state directory: the spool outlives a
+// reboot, unlike the PHP agents' one under /run).
+const (
+	agentJob         = "bitville-apm-agent"
+	agentEventsSpool = "/var/lib/bitville-apm/events"
 )
 
 // AgentCmd runs the per-host agent daemon. Its flags are those of
@@ -27,7 +36,8 @@ import (
 // declared once.
 type AgentCmd struct {
 	phpagent.Config `embed:""`
-	Host            host.Config `embed:""` // the host's processes and pressure (exporters/host)
+	Host            host.Config     `embed:""` // the host's processes and pressure (exporters/host)
+	Events          rawtrace.Config `embed:""` // raw traces to Loki and Graylog (internal/rawtrace)
 	WebConfigFile   string      `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
@@ -52,7 +62,7 @@ func newRegistry(name, help string) (*prometheus.Registry, buildinfo.Info) {
 // reading, lets in-progress scrapes finish and exits.
 func (c *AgentCmd) Run(log *slog.Logger) error {
 	cfg := c.Config
-	if err := errors.Join(cfg.Validate(), c.Host.Validate()); err != nil {
+	if err := errors.Join(cfg.Validate(), c.Host.Validate(), c.Events.Validate()); err != nil {
 		return fmt.Errorf("invalid agent configuration: %w", err)
 	}
 	if err := web.CheckConfigFile(c.WebConfigFile); err != nil {
@@ -68,6 +78,13 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	// go to the agent, enriched by what the agent knows of the worker's
 	// request; the monitor never calls back into the agent otherwise.
 	agent := phpagent.New(cfg, log, reg)
+	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: agentJob, SpoolDir: agentEventsSpool, Log: log}, reg)
+	if err != nil {
+		return err
+	}
+	if events.Enabled() {
+		agent.ShipTo(events)
+	}
 	overflow, expired := agent.SeriesCounters()
 	php := fpm.New(fpm.Options{
 		Config:         cfg.FPM,
@@ -114,7 +131,15 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		log.Info("raised net.unix.max_dgram_qlen", "value", conn.QueueLen)
 	}
 	log.Info("agent started", "version", bi.Version, "socket", cfg.Socket, "web", srv.Addr().String(), "receive_buffer", rcvbuf, "max_queued_datagrams", conn.QueueLen, "readers", cfg.Readers,
-		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPM.StatusURIs), "fpm_slowlogs", len(cfg.FPM.Slowlogs), "host", c.Host.Enabled)
+		"spool", cfg.SpoolPath(), "fpm_status", len(cfg.FPM.StatusURIs), "fpm_slowlogs", len(cfg.FPM.Slowlogs), "host", c.Host.Enabled,
+		"loki", c.Events.LokiURL != "", "gelf", c.Events.GELFURL != "")
+
+	// The raw traces outlive the readers: what the last messages produce
+	// is spooled before the pipeline's clean stop.
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	eventsDone := make(chan struct{})
+	go func() { events.Run(eventsCtx); close(eventsDone) }()
+	defer func() { stopEvents(); <-eventsDone }()
 
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve() }()
