@@ -168,6 +168,9 @@ func (a *activity) sampleOnce(ctx context.Context, srv, scrapes *server, deadlin
 		return
 	}
 	fps, eps := a.fold(rows, querySize, start, took)
+	if a.emit == rawtrace.Discard {
+		return // not even the lock trees' read
+	}
 	// The events' read of the lock trees (rare) shares the sample's
 	// deadline.
 	now := time.Now()

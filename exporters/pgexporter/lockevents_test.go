@@ -421,3 +421,17 @@ func TestLockEvents(t *testing.T) {
 	}
 	release(bDone)
 }
+
+func TestSqlcommenterTag(t *testing.T) {
+	q := "UPDATE t SET a = 1 /*endpoint='POST%20%2Fpay',xcorrelation_id='no',correlation_id='4bf92f35-77b3%2Fx'*/"
+	for key, want := range map[string]string{
+		"correlation_id": "4bf92f35-77b3/x",
+		"endpoint":       "POST /pay",
+		"trace_id":       "",
+		"relation_id":    "", // a suffix of a tag is not the tag
+	} {
+		if got := sqlcommenterTag(q, key); got != want {
+			t.Errorf("sqlcommenterTag(%q) = %q; want %q", key, got, want)
+		}
+	}
+}
