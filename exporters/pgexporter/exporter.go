@@ -230,7 +230,12 @@ func (e *Exporter) scrape(s *serverState) {
 // ShipTo sends the raw-trace events (pg_locks, pg_activity) to emit.
 // Call it before RunBackground, and only with a sink to send to: until
 // then the events are not even built (rawtrace.Discard).
-func (e *Exporter) ShipTo(emit rawtrace.Emitter) { e.emit = emit }
+func (e *Exporter) ShipTo(emit rawtrace.Emitter) {
+	if emit == nil {
+		emit = rawtrace.Discard
+	}
+	e.emit = emit
+}
 
 // RunBackground runs the background collectors of every server, each on
 // a connection of its own, until ctx ends.
