@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bitville/bitville-apm/internal/labelset"
 	"github.com/bitville/bitville-apm/internal/periodic"
+	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/bitville/bitville-apm/internal/sqlfp"
 )
 
@@ -70,6 +72,9 @@ type activity struct {
 	lastErr    error
 
 	// Used by the sampling goroutine only.
+	emit   rawtrace.Emitter // set by run
+	lockEv *lockEvents      // also read by collect (its counters)
+	actEv  *activityEvents
 	seed   maphash.Seed
 	byID   map[int64]string  // query_id → query_fp (PostgreSQL 14+)
 	byText map[uint64]string // hash of the text → query_fp
@@ -80,10 +85,13 @@ func newActivity(cfg Config) *activity {
 	if limit < 100 {
 		limit = 100
 	}
+	host, _ := os.Hostname() // "" leaves the events' host out
 	a := &activity{
 		interval: cfg.ActivityInterval, cacheLimit: limit, labelTTL: cfg.LabelTTL,
 		samples: map[actSampleKey]float64{},
 		seed:    maphash.MakeSeed(), byID: map[int64]string{}, byText: map[uint64]string{},
+		emit:   rawtrace.Discard,
+		lockEv: newLockEvents(cfg, host), actEv: newActivityEvents(cfg, host),
 	}
 	// A value that expires takes its sample series along (Expire runs in
 	// fold, with mu held): they are what the label bound is for.
@@ -115,13 +123,15 @@ func (a *activity) name() string { return "activity" }
 // update does nothing: the work is done by run, between scrapes.
 func (a *activity) update(context.Context, *pgx.Conn, int) error { return nil }
 
-// run samples every interval until ctx ends. The sample runs in this
-// goroutine, so a slow one delays the next tick and time.Ticker drops the
-// ticks missed meanwhile: samples never queue up.
-func (a *activity) run(ctx context.Context, srv, scrapes *server) {
+// run samples every interval until ctx ends, sending the raw-trace events
+// the samples call for to emit. The sample runs in this goroutine, so a
+// slow one delays the next tick and time.Ticker drops the ticks missed
+// meanwhile: samples never queue up.
+func (a *activity) run(ctx context.Context, srv, scrapes *server, emit rawtrace.Emitter) {
 	if a.interval <= 0 {
 		return
 	}
+	a.emit = emit
 	// A sample may take up to the statement timeout (the first one also
 	// connects); the ticks it overlaps are skipped.
 	deadline := max(a.interval, srv.timeout)
@@ -157,11 +167,20 @@ func (a *activity) sampleOnce(ctx context.Context, srv, scrapes *server, deadlin
 		a.mu.Unlock()
 		return
 	}
-	a.fold(rows, querySize, start, took)
+	fps, eps := a.fold(rows, querySize, start, took)
+	if a.emit == rawtrace.Discard {
+		return // not even the lock trees' read
+	}
+	// The events' read of the lock trees (rare) shares the sample's
+	// deadline.
+	now := time.Now()
+	a.actEv.observe(a.emit, srv.label, rows, fps, eps, querySize, now)
+	a.lockEv.observe(sctx, a.emit, srv, rows, querySize, own, now)
 }
 
 // actRow is one session of a sample.
 type actRow struct {
+	pid                                   int32
 	datname, state, waitType, wait, query string
 	queryID                               int64 // 0: unknown
 	xactAge, queryAge, stateAge           float64
@@ -179,7 +198,7 @@ func activityQuery(version int) string {
 	// current_setting() shows the size with its unit ("1kB"), which
 	// pg_size_bytes() turns into bytes; pg_settings would build the whole
 	// settings table on every sample.
-	return `SELECT pg_size_bytes(current_setting('track_activity_query_size'))::int,
+	return `SELECT pg_size_bytes(current_setting('track_activity_query_size'))::int, pid,
 		coalesce(datname, ''), coalesce(state, ''), coalesce(wait_event_type, ''), coalesce(wait_event, ''),
 		coalesce(query, ''), ` + queryID + `,
 		extract(epoch FROM now() - xact_start)::float8,
@@ -204,7 +223,7 @@ func readActivity(ctx context.Context, c *pgx.Conn, version int, exclude []uint3
 		var r actRow
 		var qid *int64
 		var xa, qa, sa *float64
-		if err := rs.Scan(&size, &r.datname, &r.state, &r.waitType, &r.wait, &r.query, &qid, &xa, &qa, &sa); err != nil {
+		if err := rs.Scan(&size, &r.pid, &r.datname, &r.state, &r.waitType, &r.wait, &r.query, &qid, &xa, &qa, &sa); err != nil {
 			return nil, 0, fmt.Errorf("cannot read pg_stat_activity: %w", err)
 		}
 		if qid != nil {
@@ -228,11 +247,12 @@ func readActivity(ctx context.Context, c *pgx.Conn, version int, exclude []uint3
 }
 
 // fold adds a sample taken at now to the counters and replaces the gauges.
-func (a *activity) fold(rows []actRow, querySize int, now time.Time, took time.Duration) {
+// It returns the query_fp and endpoint of each row.
+func (a *activity) fold(rows []actRow, querySize int, now time.Time, took time.Duration) (fps, eps []string) {
 	// Fingerprints are computed outside the lock (collect never waits on
 	// the parser).
-	fps := make([]string, len(rows))
-	eps := make([]string, len(rows))
+	fps = make([]string, len(rows))
+	eps = make([]string, len(rows))
 	for i, r := range rows {
 		fps[i] = a.fingerprint(r, querySize)
 		eps[i] = parseEndpoint(r.query)
@@ -302,6 +322,7 @@ func (a *activity) fold(rows []actRow, querySize int, now time.Time, took time.D
 	a.ok++
 	a.took = took
 	a.lastErr = nil
+	return fps, eps
 }
 
 // fingerprint gives the session's query_fp: by query_id when there is one
@@ -317,17 +338,11 @@ func (a *activity) fingerprint(r actRow, querySize int) string {
 			return fp
 		}
 	}
-	// PostgreSQL keeps at most track_activity_query_size-1 bytes, cut on a
-	// character boundary (up to 3 bytes less for UTF-8).
-	cut := querySize > 0 && len(r.query) >= querySize-4
+	cut := queryCut(r.query, querySize)
 	h := maphash.String(a.seed, r.query)
 	fp, ok := a.byText[h]
 	if !ok {
-		if cut {
-			fp = sqlfp.FingerprintTruncated(r.query).Fingerprint
-		} else {
-			fp = sqlfp.Fingerprint(r.query).Fingerprint
-		}
+		fp = fingerprintText(r.query, querySize).Fingerprint
 		if len(a.byText) >= a.cacheLimit {
 			clear(a.byText)
 		}
@@ -343,10 +358,32 @@ func (a *activity) fingerprint(r actRow, querySize int) string {
 	return fp
 }
 
+// queryCut says a pg_stat_activity text was cut by PostgreSQL, which
+// keeps at most track_activity_query_size-1 bytes, cut on a character
+// boundary (up to 3 bytes less for UTF-8).
+func queryCut(q string, querySize int) bool {
+	return querySize > 0 && len(q) >= querySize-4
+}
+
+// fingerprintText fingerprints a pg_stat_activity text:
+// FingerprintTruncated when it was cut, so all cut copies of one
+// statement share a fingerprint.
+func fingerprintText(q string, querySize int) sqlfp.Result {
+	if queryCut(q, querySize) {
+		return sqlfp.FingerprintTruncated(q)
+	}
+	return sqlfp.Fingerprint(q)
+}
+
 // parseEndpoint reads the endpoint of a sqlcommenter comment
 // (/*endpoint='GET%20%2Forders%2F%7Bid%7D',...*/ → "GET /orders/{id}");
 // "" when there is none or it is not valid URL encoding.
-func parseEndpoint(q string) string {
+func parseEndpoint(q string) string { return sqlcommenterTag(q, "endpoint") }
+
+// sqlcommenterTag reads the tag key of a sqlcommenter comment, URL-
+// unescaped (the PHP agent writes endpoint and correlation_id); "" when
+// there is none or it is not valid URL encoding.
+func sqlcommenterTag(q, key string) string {
 	for {
 		i := strings.Index(q, "/*")
 		if i < 0 {
@@ -361,7 +398,7 @@ func parseEndpoint(q string) string {
 		q = q[j+2:]
 		for _, kv := range strings.Split(comment, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-			if !ok || strings.TrimSpace(k) != "endpoint" {
+			if !ok || strings.TrimSpace(k) != key {
 				continue
 			}
 			v = strings.TrimSpace(v)
@@ -404,4 +441,5 @@ func (a *activity) collect(server string, ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descActRuns, prometheus.CounterValue, a.ok, server, "ok")
 	ch <- prometheus.MustNewConstMetric(descActRuns, prometheus.CounterValue, a.errs, server, "error")
 	ch <- prometheus.MustNewConstMetric(descActDuration, prometheus.GaugeValue, a.took.Seconds(), server)
+	a.lockEv.collect(server, ch)
 }

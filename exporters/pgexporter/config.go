@@ -6,6 +6,7 @@ package pgexporter
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bitville/bitville-apm/internal/flagdefaults"
@@ -24,6 +25,14 @@ type Config struct {
 	ActivityInterval time.Duration `name:"pg.activity-interval" default:"1s" help:"How often pg_stat_activity is sampled in the background (active-session history: rate() of bitville_pg_session_samples_total is the average number of active sessions)."`
 	LabelLimit       int           `name:"limits.session-labels" default:"200" help:"query_fp and endpoint values per server in the session samples and lock metrics; more are counted as \"other\"."`
 	LabelTTL         time.Duration `name:"limits.session-labels-ttl" default:"1h" help:"A query_fp or endpoint value not seen for this long gives its place under limits.session-labels back, and its session sample series go (0: never, the first values keep their places)."`
+
+	// Raw-trace events (pg_locks, pg_activity), built from the background
+	// samples; the sinks are configured by the command.
+	EventsProject           string        `name:"events.project" default:"postgres" help:"Project of the pg-exporter's raw-trace events (the Loki label project, GELF _project)."`
+	LockWaitThreshold       time.Duration `name:"events.lock-wait-threshold" default:"1s" help:"A pg_locks event reports a lock tree once a session in it has waited on a lock longer than this (seen by the pg.activity-interval sampler)."`
+	LockRepeat              time.Duration `name:"events.lock-repeat" default:"1m" help:"A lock tree still there (same root session, same transaction) is reported again this often."`
+	ActiveSessionsThreshold int           `name:"events.active-sessions-threshold" default:"20" help:"A pg_activity event snapshots the sessions while more than this many are non-idle (the exporter's own left out); 0: never."`
+	ActivityEvery           time.Duration `name:"events.activity-every" default:"10s" help:"At most one pg_activity event per server this often."`
 }
 
 // DefaultConfig returns the defaults of the flags (the tags of Config),
@@ -51,5 +60,12 @@ func (c Config) Validate() error {
 	check(c.ActivityInterval >= 100*time.Millisecond && c.ActivityInterval <= time.Minute, "pg.activity-interval %s must be between 100ms and 1m", c.ActivityInterval)
 	check(c.LabelLimit >= 1, "limits.session-labels must be at least 1")
 	check(c.LabelTTL == 0 || c.LabelTTL >= time.Minute, "limits.session-labels-ttl %s must be 0 (never) or at least 1m", c.LabelTTL)
+	check(strings.TrimSpace(c.EventsProject) != "", "events.project must not be empty")
+	check(c.LockWaitThreshold > 0, "events.lock-wait-threshold %s must be positive", c.LockWaitThreshold)
+	// The sampler looks once per pg.activity-interval: a shorter period
+	// would promise what it cannot keep.
+	check(c.LockRepeat >= c.ActivityInterval, "events.lock-repeat %s must be at least pg.activity-interval %s", c.LockRepeat, c.ActivityInterval)
+	check(c.ActiveSessionsThreshold >= 0, "events.active-sessions-threshold %d must be 0 (off) or more", c.ActiveSessionsThreshold)
+	check(c.ActivityEvery >= c.ActivityInterval, "events.activity-every %s must be at least pg.activity-interval %s", c.ActivityEvery, c.ActivityInterval)
 	return errors.Join(errs...)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bitville/bitville-apm/internal/rawtrace"
 )
 
 // Exporter reads every configured server at scrape time. It is a
@@ -21,6 +23,7 @@ type Exporter struct {
 	cfg     Config
 	log     *slog.Logger
 	servers []*serverState
+	emit    rawtrace.Emitter // the background collectors' raw-trace events
 
 	mu     sync.Mutex // one scrape at a time: collectors keep state
 	errors *prometheus.CounterVec
@@ -43,11 +46,12 @@ var collectorFactories []func(cfg Config) collector
 
 // backgroundCollector is a collector that also works between scrapes
 // (the active-session sampler), on a connection of its own: run gets a
-// second server for the same DSN, and the scrapes' one (whose sessions
-// are the exporter's own), and returns when ctx ends.
+// second server for the same DSN, the scrapes' one (whose sessions are
+// the exporter's own) and the Emitter of its raw-trace events, and
+// returns when ctx ends.
 type backgroundCollector interface {
 	collector
-	run(ctx context.Context, srv, scrapes *server)
+	run(ctx context.Context, srv, scrapes *server, emit rawtrace.Emitter)
 }
 
 // collector is one part of a scrape: update reads the server (within the
@@ -71,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Exporter{cfg: cfg, log: log,
+	e := &Exporter{cfg: cfg, log: log, emit: rawtrace.Discard,
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bitville_pg_scrape_errors_total",
 			Help: "Collector runs that failed, by server and collector (the last error is logged).",
@@ -223,6 +227,16 @@ func (e *Exporter) scrape(s *serverState) {
 	}
 }
 
+// ShipTo sends the raw-trace events (pg_locks, pg_activity) to emit.
+// Call it before RunBackground, and only with a sink to send to: until
+// then the events are not even built (rawtrace.Discard).
+func (e *Exporter) ShipTo(emit rawtrace.Emitter) {
+	if emit == nil {
+		emit = rawtrace.Discard
+	}
+	e.emit = emit
+}
+
 // RunBackground runs the background collectors of every server, each on
 // a connection of its own, until ctx ends.
 func (e *Exporter) RunBackground(ctx context.Context) {
@@ -241,7 +255,7 @@ func (e *Exporter) RunBackground(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				defer srv.close()
-				bc.run(ctx, srv, s.srv)
+				bc.run(ctx, srv, s.srv, e.emit)
 			}()
 		}
 	}

@@ -78,6 +78,11 @@ type lockRow struct {
 	waitType  string
 	blockers  []int32
 	waiting   bool // a row of the waiters (wait_event_type = 'Lock')
+
+	// Read for the pg_locks events only (lockevents.go).
+	appName, waitEvent       string
+	locktype, mode, relation string     // the lock a waiter waits for
+	since                    *time.Time // xact_start, else backend_start: with pid, what names an episode
 }
 
 type lockDBState struct{ datname, state string }
@@ -148,40 +153,14 @@ func (l *locks) build(all []lockRow, now time.Time) {
 		l.fps.Expire(now.Add(-l.fpTTL), nil)
 	}
 
-	// Each waiter's roots: the blockers reachable through blockers that
-	// wait on a Lock themselves (a cycle, a deadlock about to be broken,
-	// has none).
-	under := map[int32][]*lockRow{} // root pid → waiters under it
 	for i := range all {
-		w := &all[i]
-		if !w.waiting {
-			continue
-		}
-		l.blocked[w.datname]++
-		l.seenDB[w.datname] = true
-		l.waitMax[w.datname] = max(l.waitMax[w.datname], max(w.waitSec, 0))
-		visited := map[int32]bool{w.pid: true}
-		queue := append([]int32(nil), w.blockers...)
-		for len(queue) > 0 {
-			p := queue[0]
-			queue = queue[1:]
-			if visited[p] {
-				continue
-			}
-			visited[p] = true
-			if b, ok := byPID[p]; ok && b.waiting {
-				queue = append(queue, b.blockers...)
-				continue
-			}
-			under[p] = append(under[p], w)
+		if w := &all[i]; w.waiting {
+			l.blocked[w.datname]++
+			l.seenDB[w.datname] = true
+			l.waitMax[w.datname] = max(l.waitMax[w.datname], max(w.waitSec, 0))
 		}
 	}
-
-	rootPIDs := make([]int32, 0, len(under))
-	for p := range under {
-		rootPIDs = append(rootPIDs, p)
-	}
-	sort.Slice(rootPIDs, func(i, j int) bool { return rootPIDs[i] < rootPIDs[j] })
+	under, rootPIDs := lockRoots(all, byPID)
 	var trees []LockTree
 	for _, p := range rootPIDs {
 		t := LockTree{RootPID: p, LastSeen: now, FirstSeen: now}
@@ -208,6 +187,44 @@ func (l *locks) build(all []lockRow, now time.Time) {
 		trees = append(trees, t)
 	}
 	l.remember(trees)
+}
+
+// lockRoots attaches each waiter to its roots: the blockers reachable
+// through blockers that wait on a Lock themselves. Sessions in a cycle (a
+// deadlock the server is about to break) reach no root. It returns the
+// waiters under each root pid and the root pids in ascending order;
+// byPID indexes all.
+func lockRoots(all []lockRow, byPID map[int32]*lockRow) (map[int32][]*lockRow, []int32) {
+	under := map[int32][]*lockRow{}
+	for i := range all {
+		w := &all[i]
+		if !w.waiting {
+			continue
+		}
+		// visited ends the walk on a cycle and counts a root reached
+		// along two paths once.
+		visited := map[int32]bool{w.pid: true}
+		queue := append([]int32(nil), w.blockers...)
+		for len(queue) > 0 {
+			p := queue[0]
+			queue = queue[1:]
+			if visited[p] {
+				continue
+			}
+			visited[p] = true
+			if b, ok := byPID[p]; ok && b.waiting {
+				queue = append(queue, b.blockers...)
+				continue
+			}
+			under[p] = append(under[p], w)
+		}
+	}
+	rootPIDs := make([]int32, 0, len(under))
+	for p := range under {
+		rootPIDs = append(rootPIDs, p)
+	}
+	sort.Slice(rootPIDs, func(i, j int) bool { return rootPIDs[i] < rootPIDs[j] })
+	return under, rootPIDs
 }
 
 // fpLabel bounds the query_fp values: the first labelLimit fingerprints
