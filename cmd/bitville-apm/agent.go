@@ -38,7 +38,7 @@ type AgentCmd struct {
 	phpagent.Config `embed:""`
 	Host            host.Config     `embed:""` // the host's processes and pressure (exporters/host)
 	Events          rawtrace.Config `embed:""` // raw traces to Loki and Graylog (internal/rawtrace)
-	WebConfigFile   string      `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
+	WebConfigFile   string          `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
 // newRegistry returns the registry of a daemon: the Go and process

@@ -9,14 +9,23 @@ import (
 	"time"
 
 	"github.com/bitville/bitville-apm/exporters/pgexporter"
+	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/bitville/bitville-apm/internal/web"
+)
+
+// The pg-exporter's raw traces: their Loki job label, and their spool when
+// --events.spool-dir is not given.
+const (
+	pgExporterJob         = "bitville-apm-pg-exporter"
+	pgExporterEventsSpool = "/var/lib/bitville-apm/pg-exporter-events"
 )
 
 // PgExporterCmd runs the PostgreSQL exporter.
 type PgExporterCmd struct {
 	pgexporter.Config `embed:""`
-	ListenAddress     string `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
-	WebConfigFile     string `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
+	Events            rawtrace.Config `embed:""` // lock trees and activity snapshots to Loki and Graylog (internal/rawtrace)
+	ListenAddress     string          `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
+	WebConfigFile     string          `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
 // Run serves the exporter until SIGTERM or SIGINT.
@@ -26,6 +35,9 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	}
 	cfg := c.Config
 	log = log.With("component", "pg-exporter")
+	if err := c.Events.Validate(); err != nil {
+		return fmt.Errorf("invalid pg-exporter configuration: %w", err)
+	}
 	exp, err := pgexporter.New(cfg, log)
 	if err != nil {
 		return fmt.Errorf("invalid pg-exporter configuration: %w", err)
@@ -36,12 +48,25 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 
 	reg, bi := newRegistry("bitville_pg_exporter_build_info", "Build of the running pg-exporter (value is always 1).")
 	reg.MustRegister(exp)
+	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: pgExporterJob, SpoolDir: pgExporterEventsSpool, Log: log}, reg)
+	if err != nil {
+		return err
+	}
+	if events.Enabled() {
+		exp.ShipTo(events)
+	}
+	// Stopped last (defers run in reverse): the sampler's last events are
+	// spooled before the pipeline's clean stop.
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	eventsDone := make(chan struct{})
+	go func() { events.Run(eventsCtx); close(eventsDone) }()
+	defer func() { stopEvents(); <-eventsDone }()
 
 	srv, err := web.Listen(c.ListenAddress, c.WebConfigFile, exp.Handler(reg, bi.Version), log)
 	if err != nil {
 		return err
 	}
-	log.Info("pg-exporter started", "version", bi.Version, "web", srv.Addr().String(), "servers", len(cfg.DSNs))
+	log.Info("pg-exporter started", "version", bi.Version, "web", srv.Addr().String(), "servers", len(cfg.DSNs), "loki", c.Events.LokiURL != "", "gelf", c.Events.GELFURL != "")
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve() }()
 	bgCtx, stopBg := context.WithCancel(ctx)
