@@ -83,7 +83,7 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 		return err
 	}
 	if events.Enabled() {
-		agent.ShipTo(events)
+		agent.ShipTo(events, int(c.Events.MaxLineBytes))
 	}
 	overflow, expired := agent.SeriesCounters()
 	php := fpm.New(fpm.Options{

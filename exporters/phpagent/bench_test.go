@@ -54,7 +54,7 @@ func benchHandleEnd(b *testing.B, native, ship bool) {
 	a, _ := newTestAgent(b, func(c *Config) { c.NativeBuckets = native })
 	var c collector
 	if ship {
-		a.ShipTo(&c)
+		a.ShipTo(&c, 0)
 	}
 	msgs := make([][]byte, 64)
 	for i := range msgs {

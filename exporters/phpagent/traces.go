@@ -88,6 +88,7 @@ type tracer struct {
 	sample   float64
 	draw     func() float64 // uniform in [0, 1): the sampled draw
 	maxFns   int
+	maxLine  int // the sink's longest line: a larger request event is trimmed to fit (0: no limit)
 	hostname string
 	errs     *throttle.Throttle // logs of events that cannot be encoded
 	log      *slog.Logger
@@ -111,14 +112,17 @@ func newTracer(c Traces, log *slog.Logger) tracer {
 }
 
 // ShipTo sends the agent's raw traces to e (by default rawtrace.Discard:
-// none are built). Call it before Serve and RunBackground; e must be safe
-// for concurrent use, as the datagram readers and the sweep emit at once.
-// The events of /api/v1/events are kept as before.
-func (a *Agent) ShipTo(e rawtrace.Emitter) {
+// none are built), whose lines may be at most maxLine bytes (0: any): a
+// request event that would be longer is trimmed to fit (requestFit). Call
+// it before Serve and RunBackground; e must be safe for concurrent use, as
+// the datagram readers and the sweep emit at once. The events of
+// /api/v1/events are kept as before.
+func (a *Agent) ShipTo(e rawtrace.Emitter, maxLine int) {
 	if e == nil {
 		e = rawtrace.Discard
 	}
 	a.traces.out = e
+	a.traces.maxLine = maxLine
 	a.traces.on = e != rawtrace.Discard
 }
 

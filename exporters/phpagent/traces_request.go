@@ -2,6 +2,7 @@ package phpagent
 
 import (
 	"cmp"
+	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -131,11 +132,69 @@ func requestEvent(t *tracer, m *protocol.Message, fps []sqlfp.Result, r reasons)
 			l.WallFn[i] = wallLine{N: w.Function, C: w.Caller, S: w.Seconds}
 		}
 	}
-	return event(rawtrace.Event{
+	e, err := event(rawtrace.Event{
 		Kind: TraceRequest, Level: level, Priority: prio, Project: m.Project, Time: l.Time,
 		Summary: requestSummary(m, l.Reasons),
 		IDs:     rawtrace.IDs{CorrelationID: m.CID, TraceID: m.TraceID, RequestID: m.ID, QueryFP: l.QueryFP},
 	}, l)
+	if err == nil && t.maxLine > 0 && len(e.Line) > t.maxLine {
+		e.Line, err = requestFit(&l, t.maxLine)
+	}
+	return e, err
+}
+
+// requestFit trims l until its line is at most max bytes, in this order,
+// naming each step in truncated: the stacks, the wall entries, the call
+// site of every statement but the first from each site, the errors, then
+// the statements from the last (counted in sql_dropped). Identity, timing
+// and the statement that took the most time stay. It is the rare path of
+// a request with hundreds of long statements.
+func requestFit(l *requestLine, max int) ([]byte, error) {
+	l.Truncated = slices.Clone(l.Truncated)
+	steps := []struct {
+		name string
+		cut  func() bool
+	}{
+		{"stacks", func() bool { l.Stacks = nil; return false }},
+		{"wall_fn", func() bool { l.WallFn = nil; return false }},
+		{"sites", func() bool { dedupSites(l.SQL); return false }},
+		{"errors", func() bool { l.Errors = nil; return false }},
+		{"sql", func() bool {
+			n := len(l.SQL) / 2
+			l.SQLDropped += int64(len(l.SQL) - n)
+			l.SQL = l.SQL[:n]
+			return n > 0 // again, halving, while statements are left
+		}},
+	}
+	var b []byte
+	for _, s := range steps {
+		for {
+			again := s.cut()
+			if !slices.Contains(l.Truncated, s.name) {
+				l.Truncated = append(l.Truncated, s.name)
+			}
+			var err error
+			if b, err = json.Marshal(l); err != nil || len(b) <= max {
+				return b, err
+			}
+			if !again {
+				break
+			}
+		}
+	}
+	return b, nil // too large still: the pipeline drops it, counted as too_large
+}
+
+// dedupSites keeps a call site on the first statement run from it only.
+func dedupSites(sql []sqlLine) {
+	seen := make(map[string]bool)
+	for i := range sql {
+		k := strings.Join(sql[i].Site, "\n")
+		if seen[k] {
+			sql[i].Site = nil
+		}
+		seen[k] = true
+	}
 }
 
 // sqlLines copies m's statements with their fingerprints, and returns their

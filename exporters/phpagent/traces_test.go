@@ -48,7 +48,7 @@ func newTracingAgent(t testing.TB, mutate func(*Config)) (*Agent, *collector) {
 	a.now = func() time.Time { return t0 }
 	a.traces.hostname = "web-9"
 	c := &collector{}
-	a.ShipTo(c)
+	a.ShipTo(c, 0)
 	return a, c
 }
 
@@ -310,8 +310,63 @@ func TestTraceKinds(t *testing.T) {
 	if host, _ := os.Hostname(); newTracer(DefaultConfig().Traces, discardLog).hostname != host {
 		t.Errorf("the tracer's host name is not os.Hostname()'s %q", host)
 	}
-	a.ShipTo(nil)
+	a.ShipTo(nil, 0)
 	if a.traces.on || a.traces.out != rawtrace.Discard {
 		t.Error("ShipTo(nil) does not fall back to Discard")
+	}
+}
+
+// TestRequestEventFits: a request whose event would pass the sink's line
+// limit (500 long statements, each with a long call site) is trimmed in
+// the documented order until it fits, and says what it lost.
+func TestRequestEventFits(t *testing.T) {
+	a, c := newTracingAgent(t, nil)
+	const limit = 64 << 10
+	a.traces.maxLine = limit
+	m := decodeGolden(t, "end.json")
+	m.Wall = 5
+	m.SQL = m.SQL[:0]
+	m.Sites = m.Sites[:0]
+	for i := 0; i < 3; i++ {
+		var site []string
+		for j := 0; j < 5; j++ {
+			site = append(site, fmt.Sprintf("/srv/app/src/Module%d/Repository/VeryLongNameRepository%d.php:%d App\\Module%d\\Repository\\VeryLongNameRepository%d::findAllByCustomer", i, j, 100+j, i, j))
+		}
+		m.Sites = append(m.Sites, site)
+	}
+	for i := 0; i < protocol.MaxSQL; i++ {
+		m.SQL = append(m.SQL, protocol.SQL{Query: fmt.Sprintf("SELECT id, customer_id, status, created_at, total_amount, currency FROM orders_%d WHERE customer_id = %d", i%7, i), Duration: 0.001, Rows: 1, Site: i % 3})
+	}
+	a.traceEnd(m, agentFPs(a, m))
+	ev := c.take()
+	if len(ev) != 1 {
+		t.Fatalf("got %d events; want 1", len(ev))
+	}
+	if n := len(ev[0].Line); n > limit {
+		t.Fatalf("line of %d bytes; want at most %d", n, limit)
+	}
+	var l struct {
+		Truncated  []string                  `json:"truncated"`
+		SQL        []struct{ Site []string } `json:"sql"`
+		SQLDropped int                       `json:"sql_dropped"`
+		QueryFP    string                    `json:"query_fp"`
+	}
+	if err := json.Unmarshal(ev[0].Line, &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"stacks", "wall_fn", "sites"} {
+		if !slices.Contains(l.Truncated, want) {
+			t.Errorf("truncated %v lacks %q", l.Truncated, want)
+		}
+	}
+	withSite := 0
+	for _, s := range l.SQL {
+		if len(s.Site) > 0 {
+			withSite++
+		}
+	}
+	if withSite != 3 || len(l.SQL)+l.SQLDropped != protocol.MaxSQL || l.QueryFP == "" {
+		t.Errorf("kept %d statements (%d dropped), %d with a site, query_fp %q; want all %d counted, one site each of 3, the top fingerprint",
+			len(l.SQL), l.SQLDropped, withSite, l.QueryFP, protocol.MaxSQL)
 	}
 }
