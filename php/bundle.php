@@ -2577,9 +2577,10 @@ namespace Bitville\Apm;
  * `sites`).
  *
  * One debug_backtrace() per statement, without arguments and bounded: the
- * frames kept plus SCAN_EXTRA, room for the agent's own frames (up to five:
- * this class, RequestRecord, Runtime, TracedPdo or the Phalcon listener) and
- * for a database library's between the application and the driver. An
+ * frames kept plus SCAN_EXTRA, room for the agent's own frames (three or
+ * four: Runtime's, then TracedPdo's, TracedStatement's, SqlSpan's, Agent's
+ * or the Phalcon listener's) and for a database library's between the
+ * application and the driver (Phalcon's ORM: five to seven C frames). An
  * application frame deeper than that is not found; the site then has fewer
  * frames, or none.
  */
@@ -2594,8 +2595,21 @@ final class SqlSite
     /** The language constructs that run a file's top-level code. */
     private const INCLUDES = ['include' => true, 'include_once' => true, 'require' => true, 'require_once' => true];
 
-    /** The agent's source directory, found once. */
-    private static ?string $src = null;
+    /**
+     * Per process, for the statements to come: whether a file is the
+     * application's, and each place formatted, by file, line and the
+     * function it is in (class and name: a trait's line is in the class
+     * that uses it). A statement then costs lookups, not string building.
+     * Both are bounded by the code's size; MAX_FILES bounds them for
+     * eval()'d or generated code too.
+     *
+     * @var array<string, bool>
+     */
+    private static array $application = [];
+    /** @var array<string, array<int, array<string, array<string, string>>>> */
+    private static array $places = [];
+    /** Files known; both tables start afresh past it. */
+    private const MAX_FILES = 2000;
 
     private function __construct()
     {
@@ -2629,46 +2643,50 @@ final class SqlSite
      */
     public static function frames(array $trace, int $max, bool $complete = true): array
     {
+        if (count(self::$application) > self::MAX_FILES) {
+            self::$application = [];
+            self::$places = [];
+        }
         $out = [];
-        $n = count($trace);
-        for ($i = 0; $i < $n && count($out) < $max; $i++) {
-            $file = $trace[$i]['file'] ?? null;
-            if (!is_string($file) || str_contains($file, '/vendor/') || self::isAgent($file)) {
-                continue;
-            }
-            if ($i + 1 < $n) {
-                $fn = self::function($trace[$i + 1]);
-            } elseif ($complete) {
-                $fn = self::MAIN;
-            } else {
+        $kept = 0;
+        foreach ($trace as $i => $frame) {
+            if ($kept >= $max) {
                 break;
             }
-            $out[] = $file . ':' . (int) ($trace[$i]['line'] ?? 0) . ' ' . $fn;
+            $file = $frame['file'] ?? '';
+            if ($file === '' || !(self::$application[$file] ??= self::isApplication($file))) {
+                continue;
+            }
+            $line = $frame['line'] ?? 0;
+            $caller = $trace[$i + 1] ?? null;
+            if ($caller === null && !$complete) {
+                break;
+            }
+            $fn = $caller['function'] ?? '';
+            $class = $caller['class'] ?? '';
+            $out[] = self::$places[$file][$line][$class][$fn] ??= $file . ':' . $line . ' ' . self::name($caller, $class, $fn);
+            $kept++;
         }
         return $out;
     }
 
-    /** "Class::method", "function", or MAIN for a file's top level. @param array<string, mixed> $frame */
-    private static function function(array $frame): string
+    /** @param array<string, mixed>|null $caller */
+    private static function name(?array $caller, string $class, string $fn): string
     {
-        $fn = (string) ($frame['function'] ?? '');
-        if ($fn === '' || isset(self::INCLUDES[$fn])) {
+        if ($caller === null || $fn === '' || isset(self::INCLUDES[$fn])) {
             return self::MAIN;
         }
-        $class = $frame['class'] ?? '';
-        return is_string($class) && $class !== '' ? $class . '::' . $fn : $fn;
+        return $class !== '' ? $class . '::' . $fn : $fn;
     }
 
     /**
-     * A file of the agent: under its src/ directory, or the generated
-     * bundle this class may be declared in.
+     * Not the agent's (its src/ directory, or the generated bundle this
+     * class may be declared in) and not a library's (under /vendor/).
      */
-    private static function isAgent(string $file): bool
+    private static function isApplication(string $file): bool
     {
-        if (self::$src === null) {
-            self::$src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
-        }
-        return $file === __FILE__ || str_starts_with($file, self::$src);
+        $src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+        return !str_contains($file, '/vendor/') && !str_starts_with($file, $src) && $file !== __FILE__;
     }
 }
 

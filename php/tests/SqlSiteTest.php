@@ -59,6 +59,18 @@ final class SqlSiteTest extends TestCase
         ], SqlSite::frames($trace, 5, true));
     }
 
+    /** A trait's line is in each class that uses it: places are told apart by class. */
+    public function testOnePlaceInTwoClasses(): void
+    {
+        $trace = static fn (string $class): array => [
+            ['file' => '/srv/shop/app/Traits/Finds.php', 'line' => 7, 'function' => 'query', 'class' => 'Db', 'type' => '->'],
+            ['file' => '/srv/shop/app/index.php', 'line' => 3, 'function' => 'find', 'class' => $class, 'type' => '::'],
+        ];
+        self::assertSame(['/srv/shop/app/Traits/Finds.php:7 App\Order::find'], SqlSite::frames($trace('App\Order'), 1));
+        self::assertSame(['/srv/shop/app/Traits/Finds.php:7 App\Item::find'], SqlSite::frames($trace('App\Item'), 1));
+        self::assertSame(['/srv/shop/app/Traits/Finds.php:7 App\Order::find'], SqlSite::frames($trace('App\Order'), 1));
+    }
+
     public function testCaptureSkipsTheAgentAndNamesTheCaller(): void
     {
         $frames = SqlSite::capture(2);
