@@ -14,10 +14,10 @@ namespace Bitville\Apm;
  * Optional keys follow fixed rules (the golden messages under
  * testdata/protocol show them): `dropped` is always in start and in other
  * messages only when non-zero; `pool` and `host` only when known; `exit` only
- * when known; `errors_dropped` only when there are errors or drops; `trace_id` only with a valid incoming
- * traceparent; `sites` and `sql[].site` only when statements have call
- * sites; `forced` only when true; `fn`,
- * `stacks` and `period` only when a profiler ran (`stacks` only for requests
+ * when known; `errors_dropped` only when there are errors or drops;
+ * `trace_id` only with a valid incoming traceparent; `sites` and
+ * `sql[].site` only when statements have call sites; `forced` only when
+ * true; `fn`, `stacks` and `period` only when a profiler ran (`stacks` only for requests
  * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
  * `truncated` always.
  */
