@@ -37,6 +37,7 @@ if (!defined('BITVILLE_APM_BOOTSTRAPPED')) {
             'Bitville\\Apm\\Runtime' => '/Runtime.php',
             'Bitville\\Apm\\ShutdownGuard' => '/ShutdownGuard.php',
             'Bitville\\Apm\\SqlCommenter' => '/SqlCommenter.php',
+            'Bitville\\Apm\\SqlSite' => '/SqlSite.php',
             'Bitville\\Apm\\SqlSpan' => '/SqlSpan.php',
             'Bitville\\Apm\\Text' => '/Text.php',
             'Bitville\\Apm\\Transport\\Channel' => '/Transport/Channel.php',

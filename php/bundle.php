@@ -256,6 +256,11 @@ final class Config
     /** Requests still running after this long are profiled at the full rate (profile_long_ms). */
     public const DEFAULT_PROFILE_LONG_MS = 1000;
 
+    /**
+     * Frames of a statement's call site (sql_site_frames): enough to tell
+     * the model method from the controller action that called it.
+     */
+    public const DEFAULT_SQL_SITE_FRAMES = 5;
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
     /** Upper bound of sql_max_statements: the daemon's limit for sql[]. */
@@ -293,6 +298,7 @@ final class Config
         'sqlcommenter_correlation' => '0',
         'sql_max_length' => '2048',
         'sql_max_statements' => '500',
+        'sql_site_frames' => '' . self::DEFAULT_SQL_SITE_FRAMES,
         'endpoint_rules' => '',
         'redact_keys' => '',
         'redact_patterns' => '',
@@ -324,6 +330,7 @@ final class Config
         'sqlcommenter_correlation' => 'BITVILLE_APM_SQLCOMMENTER_CORRELATION',
         'sql_max_length' => 'BITVILLE_APM_SQL_MAX_LENGTH',
         'sql_max_statements' => 'BITVILLE_APM_SQL_MAX_STATEMENTS',
+        'sql_site_frames' => 'BITVILLE_APM_SQL_SITE_FRAMES',
         'endpoint_rules' => 'BITVILLE_APM_ENDPOINT_RULES',
         'redact_keys' => 'BITVILLE_APM_REDACT_KEYS',
         'redact_patterns' => 'BITVILLE_APM_REDACT_PATTERNS',
@@ -361,6 +368,7 @@ final class Config
         public readonly bool $sqlcommenterCorrelation = false,
         public readonly int $sqlMaxLength = 2048,
         public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
+        public readonly int $sqlSiteFrames = self::DEFAULT_SQL_SITE_FRAMES,
         public readonly array $endpointRules = [],
         public readonly array $redactKeys = [],
         public readonly array $redactPatterns = [],
@@ -530,6 +538,7 @@ final class Config
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
         'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
+        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, Messages::MAX_SITE_FRAMES],
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
@@ -977,6 +986,7 @@ final class Runtime
         $started = is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
+        $traceId = '';
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
@@ -990,6 +1000,13 @@ final class Runtime
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
+            $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
+            $traceId = is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
+        }
+        $forced = false;
+        if ($config->forceHeaderSecret !== '' && !$cli) {
+            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
+            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
         }
         $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
@@ -1006,13 +1023,10 @@ final class Runtime
             host: $host,
             pool: $config->pool,
             sqlMax: $config->sqlMaxStatements,
+            traceId: $traceId,
+            forced: $forced,
         );
 
-        $forced = false;
-        if ($config->forceHeaderSecret !== '' && !$cli) {
-            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
-        }
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
@@ -1394,12 +1408,33 @@ final class Runtime
         ), $dropped);
     }
 
-    /** Records a statement; $ns is its duration in nanoseconds. Never throws. */
-    public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false): void
+    /**
+     * Records a statement; $ns is its duration in nanoseconds, $site its
+     * call site from site(), null to take it here. Never throws.
+     */
+    public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed);
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
         } catch (\Throwable) {
+        }
+    }
+
+    /**
+     * The call site of a statement run here, as an index in the request's
+     * table; -1 when sql_site_frames is 0, the statement would not be
+     * listed, or no application frame is within reach. Never throws.
+     */
+    public function site(): int
+    {
+        $frames = $this->config->sqlSiteFrames;
+        if ($frames <= 0) {
+            return -1;
+        }
+        try {
+            return $this->record->sqlFull() ? -1 : $this->record->addSite(SqlSite::capture($frames));
+        } catch (\Throwable) {
+            return -1;
         }
     }
 
@@ -1787,8 +1822,10 @@ namespace Bitville\Apm;
  * Optional keys follow fixed rules (the golden messages under
  * testdata/protocol show them): `dropped` is always in start and in other
  * messages only when non-zero; `pool` and `host` only when known; `exit` only
- * when known; `errors_dropped` only when there are errors or drops; `fn`,
- * `stacks` and `period` only when a profiler ran (`stacks` only for requests
+ * when known; `errors_dropped` only when there are errors or drops;
+ * `trace_id` only with a valid incoming traceparent; `sites` and
+ * `sql[].site` only when statements have call sites; `forced` only when
+ * true; `fn`, `stacks` and `period` only when a profiler ran (`stacks` only for requests
  * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
  * `truncated` always.
  */
@@ -1818,6 +1855,12 @@ final class Messages
     public const MAX_PROFILER = 16;
     /** `exit` is clamped to -MAX_EXIT..MAX_EXIT. */
     public const MAX_EXIT = 255;
+    /** Entries of `sites`: statements of further call sites get none. */
+    public const MAX_SITES = 200;
+    /** Frames of one site; sql_site_frames is at most this. */
+    public const MAX_SITE_FRAMES = 8;
+    /** Bytes of one frame of a site. */
+    public const MAX_SITE_FRAME = 1024;
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
@@ -1896,7 +1939,7 @@ final class Messages
         $sql = [];
         $cut = false;
         $texts = [];
-        foreach ($r->sql() as [$q, $d, $rows, $failed]) {
+        foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
                 $texts[$q] = $this->sqlText($q);
             }
@@ -1912,6 +1955,9 @@ final class Messages
                 $s['trunc'] = true;
                 $cut = true;
             }
+            if ($site >= 0) {
+                $s['site'] = $site;
+            }
             $sql[] = $s;
         }
         if ($cut) {
@@ -1919,6 +1965,10 @@ final class Messages
         }
         $m['sql'] = $sql;
         $m['sql_dropped'] = min($r->sqlDropped(), self::MAX_COUNT);
+        $sites = $r->sites();
+        if ($sites !== []) {
+            $m['sites'] = self::sites($sites);
+        }
 
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
@@ -1957,6 +2007,9 @@ final class Messages
             $m['errors_dropped'] = min($r->errorsDropped(), self::MAX_COUNT);
         }
         $m['fatal'] = $r->fatal;
+        if ($r->forced) {
+            $m['forced'] = true;
+        }
         $m['truncated'] = $truncated;
         return $m;
     }
@@ -2004,13 +2057,37 @@ final class Messages
     /** @return array<string, mixed> */
     private function requestFields(RequestRecord $r): array
     {
-        return [
-            'cid' => $r->cid,
+        $f = ['cid' => $r->cid];
+        if ($r->traceId !== '') {
+            $f['trace_id'] = $r->traceId;
+        }
+        return $f + [
             'method' => $r->method,
             'uri' => $r->uri,
             'endpoint' => $r->endpoint,
             'started' => round($r->started, 6),
         ];
+    }
+
+    /**
+     * The call-site table as sent: at most MAX_SITE_FRAMES frames a site,
+     * each sanitized and cut to MAX_SITE_FRAME bytes. (The record holds at
+     * most MAX_SITES.)
+     *
+     * @param list<list<string>> $sites
+     * @return list<list<string>>
+     */
+    private static function sites(array $sites): array
+    {
+        $out = [];
+        foreach ($sites as $frames) {
+            $site = [];
+            foreach (array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
+                $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
+            }
+            $out[] = $site;
+        }
+        return $out;
     }
 
     /** A duration in seconds as sent: finite, within the daemon's range, microseconds. */
@@ -2307,10 +2384,15 @@ final class RequestRecord
     /** The daemon's cap on errors per end message. */
     public const MAX_ERRORS = 50;
 
-    /** @var list<array{0: string, 1: float, 2: ?int, 3: bool}> statement text, seconds, rows, failed */
+    /** @var list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> statement text, seconds, rows, failed, site (-1: none) */
     private array $sql = [];
     private int $sqlCount = 0;
     private int $sqlDropped = 0;
+
+    /** @var list<list<string>> call sites of the statements (SqlSite), each once */
+    private array $sites = [];
+    /** @var array<string, int> index in $sites by the site's frames joined */
+    private array $siteIndex = [];
 
     /** @var list<array{0: string, 1: string, 2: string, 3: int}> type, message, file, line */
     private array $errors = [];
@@ -2347,6 +2429,10 @@ final class RequestRecord
         public readonly string $host = '',
         public readonly string $pool = '',
         private readonly int $sqlMax = Config::MAX_SQL_STATEMENTS,
+        /** The W3C trace id of a valid incoming traceparent, '' without one. */
+        public readonly string $traceId = '',
+        /** The request carried the profile header (force_header_secret). */
+        public readonly bool $forced = false,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -2359,15 +2445,52 @@ final class RequestRecord
         }
     }
 
-    /** Records one statement; past the per-request cap it is only counted. */
-    public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false): void
+    /**
+     * Records one statement, run by the code of addSite()'s index $site (-1:
+     * unknown); past the per-request cap it is only counted.
+     */
+    public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false, int $site = -1): void
     {
         if ($this->sqlCount >= $this->sqlMax) {
             $this->sqlDropped++;
             return;
         }
-        $this->sql[] = [$sql, $seconds, $rows, $failed];
+        $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
         $this->sqlCount++;
+    }
+
+    /** True when further statements are only counted: their call sites are not needed. */
+    public function sqlFull(): bool
+    {
+        return $this->sqlCount >= $this->sqlMax;
+    }
+
+    /**
+     * The index of a call site in the request's table, added when new; -1
+     * when the table is full (Messages::MAX_SITES) or $frames is empty.
+     *
+     * @param list<string> $frames innermost first
+     */
+    public function addSite(array $frames): int
+    {
+        if ($frames === []) {
+            return -1;
+        }
+        $key = implode("\n", $frames);
+        if (isset($this->siteIndex[$key])) {
+            return $this->siteIndex[$key];
+        }
+        if (count($this->sites) >= Messages::MAX_SITES) {
+            return -1;
+        }
+        $this->sites[] = $frames;
+        return $this->siteIndex[$key] = count($this->sites) - 1;
+    }
+
+    /** @return list<list<string>> */
+    public function sites(): array
+    {
+        return $this->sites;
     }
 
     /** Records one PHP error or uncaught exception; past the cap it is only counted. */
@@ -2381,7 +2504,7 @@ final class RequestRecord
         $this->errors[] = [$type, $message, $file, $line];
     }
 
-    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool}> */
+    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> */
     public function sql(): array
     {
         return $this->sql;
@@ -2441,6 +2564,129 @@ final class SqlSpan
         }
         $this->stopped = true;
         $this->runtime?->sql($this->sql, hrtime(true) - $this->start, $rows, $failed);
+    }
+}
+
+// ---- src/SqlSite.php
+
+namespace Bitville\Apm;
+
+/**
+ * The code that ran a statement: the first frames of the application on the
+ * stack, innermost first, each "file:line function" (docs/protocol.md,
+ * `sites`).
+ *
+ * One debug_backtrace() per statement, without arguments and bounded: the
+ * frames kept plus SCAN_EXTRA, room for the agent's own frames (three or
+ * four: Runtime's, then TracedPdo's, TracedStatement's, SqlSpan's, Agent's
+ * or the Phalcon listener's) and for a database library's between the
+ * application and the driver (Phalcon's ORM: five to seven C frames). An
+ * application frame deeper than that is not found; the site then has fewer
+ * frames, or none.
+ */
+final class SqlSite
+{
+    /** Frames read beyond the ones kept (see the class comment). */
+    public const SCAN_EXTRA = 24;
+
+    /** The function of code outside any function, and of a file's top level. */
+    private const MAIN = '{main}';
+
+    /** The language constructs that run a file's top-level code. */
+    private const INCLUDES = ['include' => true, 'include_once' => true, 'require' => true, 'require_once' => true];
+
+    /**
+     * Per process, for the statements to come: whether a file is the
+     * application's, and each place formatted, by file, line and the
+     * function it is in (class and name: a trait's line is in the class
+     * that uses it). A statement then costs lookups, not string building.
+     * Both are bounded by the code's size; MAX_FILES bounds them for
+     * eval()'d or generated code too.
+     *
+     * @var array<string, bool>
+     */
+    private static array $application = [];
+    /** @var array<string, array<int, array<string, array<string, string>>>> */
+    private static array $places = [];
+    /** Files known; both tables start afresh past it. */
+    private const MAX_FILES = 2000;
+
+    private function __construct()
+    {
+    }
+
+    /**
+     * The application's frames at the caller, at most $max; [] when none
+     * is within reach.
+     *
+     * @return list<string>
+     */
+    public static function capture(int $max): array
+    {
+        $limit = $max + self::SCAN_EXTRA;
+        $trace = debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+        return self::frames($trace, $max, count($trace) < $limit);
+    }
+
+    /**
+     * The application's frames of a backtrace, at most $max. A frame of
+     * debug_backtrace() holds the function called and where it was called
+     * from; a site frame is that place and the function it is in, the
+     * called function of the next frame. Places without a file (a C
+     * extension calling back: Phalcon's events), in the agent's files or
+     * under a /vendor/ directory are not the application's. $complete says
+     * the trace reaches the script's top level; when it does not, its last
+     * place is in a function it does not show, so that place is left out.
+     *
+     * @param list<array<string, mixed>> $trace as debug_backtrace() returns it
+     * @return list<string>
+     */
+    public static function frames(array $trace, int $max, bool $complete = true): array
+    {
+        if (count(self::$application) > self::MAX_FILES) {
+            self::$application = [];
+            self::$places = [];
+        }
+        $out = [];
+        $kept = 0;
+        foreach ($trace as $i => $frame) {
+            if ($kept >= $max) {
+                break;
+            }
+            $file = $frame['file'] ?? '';
+            if ($file === '' || !(self::$application[$file] ??= self::isApplication($file))) {
+                continue;
+            }
+            $line = $frame['line'] ?? 0;
+            $caller = $trace[$i + 1] ?? null;
+            if ($caller === null && !$complete) {
+                break;
+            }
+            $fn = $caller['function'] ?? '';
+            $class = $caller['class'] ?? '';
+            $out[] = self::$places[$file][$line][$class][$fn] ??= $file . ':' . $line . ' ' . self::name($caller, $class, $fn);
+            $kept++;
+        }
+        return $out;
+    }
+
+    /** @param array<string, mixed>|null $caller */
+    private static function name(?array $caller, string $class, string $fn): string
+    {
+        if ($caller === null || $fn === '' || isset(self::INCLUDES[$fn])) {
+            return self::MAIN;
+        }
+        return $class !== '' ? $class . '::' . $fn : $fn;
+    }
+
+    /**
+     * Not the agent's (its src/ directory, or the generated bundle this
+     * class may be declared in) and not a library's (under /vendor/).
+     */
+    private static function isApplication(string $file): bool
+    {
+        $src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+        return !str_contains($file, '/vendor/') && !str_starts_with($file, $src) && $file !== __FILE__;
     }
 }
 
@@ -2598,11 +2844,12 @@ namespace Bitville\Apm;
  *   2. Messages::WALL_KEY (wall time by function): the entries with the
  *      least seconds first;
  *   3. `fn`: the functions with the least self time first;
- *   4. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
+ *   4. `sites`: the call-site table, with every statement's `site`;
+ *   5. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
  *      marked "trunc";
- *   5. `sql`: the statements list cut to its first entries, the rest counted
+ *   6. `sql`: the statements list cut to its first entries, the rest counted
  *      in sql_dropped;
- *   6. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
+ *   7. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
  *      the rest counted in errors_dropped.
  * Identity, timing, CPU, memory and status are never removed. The encoded
  * size is measured once per attempt; a list is cut by the exact encoded size
@@ -2697,7 +2944,20 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 4. statement texts to 1024 bytes, then to 256
+        // 4. the call sites: where a statement ran matters less than what it was
+        if (isset($m['sites'])) {
+            unset($m['sites']);
+            foreach ($m['sql'] ?? [] as $i => $s) {
+                unset($m['sql'][$i]['site']);
+            }
+            $mark('sites');
+            $m['truncated'] = $truncated;
+            if (($json = $this->fits($m)) !== null) {
+                return $json;
+            }
+            $json = (string) self::json($m);
+        }
+        // 5. statement texts to 1024 bytes, then to 256
         if (!empty($m['sql'])) {
             foreach ([1024, 256] as $limit) {
                 $changed = false;
@@ -2717,7 +2977,7 @@ final class Encoder
                 }
             }
             $json = (string) self::json($m);
-            // 5. the statements list, its first entries kept
+            // 6. the statements list, its first entries kept
             $m['sql'] = $this->cutList($m['sql'], $over($json) + $this->markCost($truncated, 'sql') + 11, $removed);
             $m['sql_dropped'] = (int) ($m['sql_dropped'] ?? 0) + $removed;
             $mark('sql');
@@ -2727,7 +2987,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 6. error messages to 256 bytes, then the list
+        // 7. error messages to 256 bytes, then the list
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {

@@ -147,6 +147,71 @@ func (r *reader) requestFields(m *Message) {
 	m.Method = r.istr(r.v, "method", MaxMethodLen, true)
 	m.URI = r.str(r.v, "uri", MaxURILen, false)
 	m.Started = r.float("started", MinTimestamp, MaxTimestamp, true)
+	m.TraceID = r.traceID("trace_id")
+}
+
+// traceID reads an optional W3C trace id: exactly 32 lowercase hex
+// characters, as the traceparent header carries it. It becomes a Loki
+// structured-metadata value, so anything else is rejected, not passed on.
+func (r *reader) traceID(field string) string {
+	b, ok := r.text(r.v, field, TraceIDLen, false)
+	if !ok {
+		return ""
+	}
+	if len(b) != TraceIDLen {
+		r.fail(ReasonRange, field, fmt.Sprintf("%d characters; want %d", len(b), TraceIDLen))
+		return ""
+	}
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			r.fail(ReasonRange, field, fmt.Sprintf("character %q not lowercase hex", c))
+			return ""
+		}
+	}
+	return string(b)
+}
+
+// sites reads the call-site table into m.Sites, reusing the frame slices of
+// an earlier message: frames repeat from request to request, so they are
+// interned too.
+func (r *reader) sites(m *Message) {
+	for i, x := range r.array("sites", MaxSites) {
+		// Field names are formatted only on failure: the table is on every
+		// end message's path.
+		if x.Type() != fastjson.TypeArray {
+			r.wrongType(fmt.Sprintf("sites[%d]", i), x, "array")
+			return
+		}
+		a, _ := x.Array()
+		if len(a) == 0 {
+			r.fail(ReasonRange, fmt.Sprintf("sites[%d]", i), "no frames")
+			return
+		}
+		if len(a) > MaxSiteFrames {
+			r.fail(ReasonTooMany, fmt.Sprintf("sites[%d]", i), fmt.Sprintf("%d frames, limit %d", len(a), MaxSiteFrames))
+			return
+		}
+		var frames []string
+		if len(m.Sites) < cap(m.Sites) {
+			frames = m.Sites[:len(m.Sites)+1][len(m.Sites)][:0]
+		}
+		for j, f := range a {
+			if f.Type() != fastjson.TypeString {
+				r.wrongType(fmt.Sprintf("sites[%d][%d]", i, j), f, "string")
+				return
+			}
+			b, _ := f.StringBytes()
+			if len(b) == 0 {
+				r.fail(ReasonRange, "", "empty frame")
+			}
+			if r.err != nil || !r.checkText("", b, MaxSiteFrameLen) {
+				r.err.Field = fmt.Sprintf("sites[%d][%d]", i, j)
+				return
+			}
+			frames = append(frames, r.d.intern(b))
+		}
+		m.Sites = append(m.Sites, frames)
+	}
 }
 
 func (r *reader) endFields(m *Message) {
@@ -165,7 +230,9 @@ func (r *reader) endFields(m *Message) {
 	m.Period = r.float("period", 0, MaxPeriodSec, false)
 	m.ErrorsDropped = r.int("errors_dropped", 0, MaxCount, false)
 	m.Fatal = r.bool("fatal")
+	m.Forced = r.bool("forced")
 	m.Truncated = r.strings("truncated", MaxTruncated, MaxTruncatedLen, m.Truncated)
+	r.sites(m) // before sql, whose site indexes it
 
 	for i, e := range r.array("sql", MaxSQL) {
 		o := r.object(e, "sql", i)
@@ -180,6 +247,9 @@ func (r *reader) endFields(m *Message) {
 		}
 		s.Error = r.boolIn(o, "err")
 		s.Cut = r.boolIn(o, "trunc")
+		if x := o.Get("site"); x != nil && x.Type() != fastjson.TypeNull {
+			s.Site = int(r.intIn(o, "site", 0, int64(len(m.Sites))-1, true))
+		}
 		if r.err != nil {
 			r.err.Field = fmt.Sprintf("sql[%d].%s", i, r.err.Field)
 			return

@@ -33,8 +33,8 @@ func TestDecodeGolden(t *testing.T) {
 		if m.Method != "GET" || m.Endpoint != "GET /orders/{id}" || m.URI != "/orders/12345" || m.Pool != "www" {
 			t.Errorf("got method %q endpoint %q uri %q pool %q", m.Method, m.Endpoint, m.URI, m.Pool)
 		}
-		if m.Started != 1764294512.120001 || m.CID != "0af7651916cd43dd8448eb211c80319c" {
-			t.Errorf("got started %v cid %q", m.Started, m.CID)
+		if m.Started != 1764294512.120001 || m.CID != "0af7651916cd43dd8448eb211c80319c" || m.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("got started %v cid %q trace id %q", m.Started, m.CID, m.TraceID)
 		}
 	})
 	t.Run("progress", func(t *testing.T) {
@@ -79,6 +79,19 @@ func TestDecodeGolden(t *testing.T) {
 		if m.HasExit {
 			t.Errorf("got HasExit for an fpm request")
 		}
+		if !m.Forced || m.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("got forced %v trace id %q; want true and the traceparent's", m.Forced, m.TraceID)
+		}
+		if len(m.Sites) != 3 || len(m.Sites[0]) != 3 || m.Sites[0][0] != `/srv/shop/app/Models/Order.php:41 App\Models\Order::findWithItems` || m.Sites[2][1] != "/srv/shop/public/index.php:12 {main}" {
+			t.Errorf("got sites %q", m.Sites)
+		}
+		var sites []int
+		for _, s := range m.SQL {
+			sites = append(sites, s.Site)
+		}
+		if want := []int{0, 0, 1, 1, 2, 1, 2, 1, 0, 0, 1, 1, 2, 1, 2, 1, 0, 0, -1, -1}; !slices.Equal(sites, want) {
+			t.Errorf("got sql sites %v; want %v", sites, want)
+		}
 	})
 	t.Run("end-cli", func(t *testing.T) {
 		if err := d.Decode(readGolden(t, "end-cli.json"), &m); err != nil {
@@ -95,6 +108,9 @@ func TestDecodeGolden(t *testing.T) {
 		}
 		if len(m.Truncated) != 1 || m.Truncated[0] != "sql.q" {
 			t.Errorf("got truncated %q; want [sql.q]", m.Truncated)
+		}
+		if m.Forced || m.TraceID != "" || len(m.Sites) != 0 || m.SQL[0].Site != -1 {
+			t.Errorf("got forced %v trace id %q sites %q sql[0].site %d; want none", m.Forced, m.TraceID, m.Sites, m.SQL[0].Site)
 		}
 	})
 }
@@ -167,6 +183,24 @@ func TestDecodeCases(t *testing.T) {
 		{"wall_fn missing seconds", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f"}]}`, ReasonMissing, "wall_fn[0].s"},
 		{"wall_fn seconds past a month", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","s":2592001}]}`, ReasonRange, "wall_fn[0].s"},
 		{"wall_fn second entry bad", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"wall_fn":[{"n":"f","s":1},{"n":"g","s":-1}]}`, ReasonRange, "wall_fn[1].s"},
+		{"trace id", `{` + base + `,"type":"start","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`, "", ""},
+		{"trace id null", `{` + base + `,"type":"start","trace_id":null}`, "", ""},
+		{"trace id short", `{` + base + `,"type":"start","trace_id":"4bf92f3577b34da6a3ce929d0e0e473"}`, ReasonRange, "trace_id"},
+		{"trace id long", `{` + base + `,"type":"start","trace_id":"4bf92f3577b34da6a3ce929d0e0e47361"}`, ReasonRange, "trace_id"},
+		{"trace id not hex", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"trace_id":"4bf92f3577b34da6a3ce929d0e0e473g"}`, ReasonRange, "trace_id"},
+		{"trace id number", `{` + base + `,"type":"start","trace_id":42}`, ReasonFieldType, "trace_id"},
+		{"forced not bool", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"forced":1}`, ReasonFieldType, "forced"},
+		{"site", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[["a.php:1 {main}"]],"sql":[{"q":"x","d":0,"site":0},{"q":"y","d":0,"site":null}]}`, "", ""},
+		{"site without sites", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sql":[{"q":"x","d":0,"site":0}]}`, ReasonRange, "sql[0].site"},
+		{"site negative", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[["a.php:1 {main}"]],"sql":[{"q":"x","d":0,"site":-1}]}`, ReasonRange, "sql[0].site"},
+		{"site fraction", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[["a.php:1 {main}"]],"sql":[{"q":"x","d":0,"site":0.5}]}`, ReasonRange, "sql[0].site"},
+		{"sites not an array", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":{"a":1}}`, ReasonFieldType, "sites"},
+		{"site not an array", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":["a.php:1 {main}"]}`, ReasonFieldType, "sites[0]"},
+		{"site without frames", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[[]]}`, ReasonRange, "sites[0]"},
+		{"site frame empty", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[["a.php:1 f",""]]}`, ReasonRange, "sites[0][1]"},
+		{"site frame not a string", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[[1]]}`, ReasonFieldType, "sites[0][0]"},
+		{"site frame too long", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[["` + strings.Repeat("f", MaxSiteFrameLen+1) + `"]]}`, ReasonRange, "sites[0][0]"},
+		{"site frames too many", `{` + base + `,"type":"end","endpoint":"GET /","wall":0,"sites":[[` + strings.Repeat(`"f",`, MaxSiteFrames) + `"f"]]}`, ReasonTooMany, "sites[0]"},
 		{"stack zero samples", `{` + base + `,"type":"end","endpoint":"GET /","wall":0.1,"stacks":[{"s":"a;b","n":0}]}`, ReasonRange, "stacks[0].n"},
 		{"stack frames not strings", `{"v":1,"id":"r1","pid":7,"project":"p","ts":1764294512.5,"type":"progress","elapsed":1,"stack":[1]}`, ReasonFieldType, "stack[0]"},
 		{"trailing garbage", `{` + base + `,"type":"start"} x`, ReasonJSON, ""},
@@ -216,8 +250,35 @@ func TestDecodeReuse(t *testing.T) {
 	if err := d.Decode(readGolden(t, "start.json"), &m); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.SQL) != 0 || len(m.Functions) != 0 || len(m.WallFunctions) != 0 || m.Wall != 0 || m.Status != 0 || m.Profiler != "" {
-		t.Errorf("got leftovers from the previous message: %d sql, %d functions, wall %v", len(m.SQL), len(m.Functions), m.Wall)
+	if len(m.SQL) != 0 || len(m.Functions) != 0 || len(m.WallFunctions) != 0 || m.Wall != 0 || m.Status != 0 || m.Profiler != "" || len(m.Sites) != 0 || m.Forced {
+		t.Errorf("got leftovers from the previous message: %d sql, %d functions, %d sites, wall %v, forced %v", len(m.SQL), len(m.Functions), len(m.Sites), m.Wall, m.Forced)
+	}
+}
+
+// TestDecodeSitesReuse checks that a site table decoded into the frame
+// slices of an earlier, longer one holds the new frames only.
+func TestDecodeSitesReuse(t *testing.T) {
+	var d Decoder
+	var m Message
+	if err := d.Decode(readGolden(t, "end.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	const small = `{"v":1,"type":"end","id":"r","pid":1,"project":"p","ts":1764294512,"method":"GET","endpoint":"GET /","started":1764294512,"wall":0.1,` +
+		`"sites":[["b.php:2 g"],["c.php:3 h","d.php:4 {main}"]],"sql":[{"q":"x","d":0.1,"site":1}]}`
+	if err := d.Decode([]byte(small), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"b.php:2 g"}, {"c.php:3 h", "d.php:4 {main}"}}
+	if !slices.EqualFunc(m.Sites, want, slices.Equal) || m.SQL[0].Site != 1 {
+		t.Errorf("got sites %q sql[0].site %d; want %q and 1", m.Sites, m.SQL[0].Site, want)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := d.Decode([]byte(small), &m); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("decoding a known site table again allocates %v times; want 0", allocs)
 	}
 }
 
@@ -242,6 +303,11 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(m.SQL) > MaxSQL || len(m.Functions) > MaxFunctions || len(m.WallFunctions) > MaxWall || m.Wall < 0 || m.Wall > MaxDurationSec {
 			t.Fatalf("accepted a message beyond limits")
+		}
+		for _, s := range m.SQL {
+			if s.Site < -1 || s.Site >= len(m.Sites) {
+				t.Fatalf("accepted sql site %d with %d sites", s.Site, len(m.Sites))
+			}
 		}
 	})
 }

@@ -42,6 +42,9 @@ var limitConstants = map[string]float64{
 	"max_count":            MaxCount,
 	"max_period_seconds":   MaxPeriodSec,
 	"max_exit_code":        MaxExitCode,
+	"max_sites":            MaxSites,
+	"max_site_frames":      MaxSiteFrames,
+	"max_site_frame_bytes": MaxSiteFrameLen,
 }
 
 // limitsNotProtocol are keys of limits.json that describe something else

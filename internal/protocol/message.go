@@ -44,6 +44,10 @@ const (
 	MaxWall         = 500 // entries of wall_fn
 	MaxErrors       = 50
 	MaxTruncated    = 16
+	MaxSites        = 200            // entries of sites: statements past them get no site
+	MaxSiteFrames   = 8              // frames of one site
+	MaxSiteFrameLen = 1024           // one frame, "file:line function"
+	TraceIDLen      = 32             // a W3C trace id: 32 lowercase hex characters
 	MaxDurationSec  = 30 * 24 * 3600 // a CLI job may run for days, not for longer than a month
 	MaxMemoryBytes  = 1 << 40        // 1 TiB
 	MaxRows         = 1 << 53        // exactly representable in JSON numbers

@@ -30,6 +30,7 @@ const BUNDLED = [
     'Ids',
     'RequestRecord',
     'SqlSpan',
+    'SqlSite',
     'SqlCommenter',
     'ErrorLog',
     'ShutdownGuard',

@@ -32,6 +32,11 @@ final class Config
     /** Requests still running after this long are profiled at the full rate (profile_long_ms). */
     public const DEFAULT_PROFILE_LONG_MS = 1000;
 
+    /**
+     * Frames of a statement's call site (sql_site_frames): enough to tell
+     * the model method from the controller action that called it.
+     */
+    public const DEFAULT_SQL_SITE_FRAMES = 5;
     /** Upper bound of sql_max_length: the daemon's limit for sql[].q. */
     public const MAX_SQL_LENGTH = 8192;
     /** Upper bound of sql_max_statements: the daemon's limit for sql[]. */
@@ -69,6 +74,7 @@ final class Config
         'sqlcommenter_correlation' => '0',
         'sql_max_length' => '2048',
         'sql_max_statements' => '500',
+        'sql_site_frames' => '' . self::DEFAULT_SQL_SITE_FRAMES,
         'endpoint_rules' => '',
         'redact_keys' => '',
         'redact_patterns' => '',
@@ -100,6 +106,7 @@ final class Config
         'sqlcommenter_correlation' => 'BITVILLE_APM_SQLCOMMENTER_CORRELATION',
         'sql_max_length' => 'BITVILLE_APM_SQL_MAX_LENGTH',
         'sql_max_statements' => 'BITVILLE_APM_SQL_MAX_STATEMENTS',
+        'sql_site_frames' => 'BITVILLE_APM_SQL_SITE_FRAMES',
         'endpoint_rules' => 'BITVILLE_APM_ENDPOINT_RULES',
         'redact_keys' => 'BITVILLE_APM_REDACT_KEYS',
         'redact_patterns' => 'BITVILLE_APM_REDACT_PATTERNS',
@@ -137,6 +144,7 @@ final class Config
         public readonly bool $sqlcommenterCorrelation = false,
         public readonly int $sqlMaxLength = 2048,
         public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
+        public readonly int $sqlSiteFrames = self::DEFAULT_SQL_SITE_FRAMES,
         public readonly array $endpointRules = [],
         public readonly array $redactKeys = [],
         public readonly array $redactPatterns = [],
@@ -306,6 +314,7 @@ final class Config
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
         'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
+        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, Messages::MAX_SITE_FRAMES],
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],

@@ -14,11 +14,12 @@ namespace Bitville\Apm;
  *   2. Messages::WALL_KEY (wall time by function): the entries with the
  *      least seconds first;
  *   3. `fn`: the functions with the least self time first;
- *   4. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
+ *   4. `sites`: the call-site table, with every statement's `site`;
+ *   5. `sql.q`: statement texts cut to 1024 bytes, then to 256, each cut one
  *      marked "trunc";
- *   5. `sql`: the statements list cut to its first entries, the rest counted
+ *   6. `sql`: the statements list cut to its first entries, the rest counted
  *      in sql_dropped;
- *   6. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
+ *   7. `errors.msg`: messages cut to 256 bytes, then `errors`: the list cut,
  *      the rest counted in errors_dropped.
  * Identity, timing, CPU, memory and status are never removed. The encoded
  * size is measured once per attempt; a list is cut by the exact encoded size
@@ -113,7 +114,20 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 4. statement texts to 1024 bytes, then to 256
+        // 4. the call sites: where a statement ran matters less than what it was
+        if (isset($m['sites'])) {
+            unset($m['sites']);
+            foreach ($m['sql'] ?? [] as $i => $s) {
+                unset($m['sql'][$i]['site']);
+            }
+            $mark('sites');
+            $m['truncated'] = $truncated;
+            if (($json = $this->fits($m)) !== null) {
+                return $json;
+            }
+            $json = (string) self::json($m);
+        }
+        // 5. statement texts to 1024 bytes, then to 256
         if (!empty($m['sql'])) {
             foreach ([1024, 256] as $limit) {
                 $changed = false;
@@ -133,7 +147,7 @@ final class Encoder
                 }
             }
             $json = (string) self::json($m);
-            // 5. the statements list, its first entries kept
+            // 6. the statements list, its first entries kept
             $m['sql'] = $this->cutList($m['sql'], $over($json) + $this->markCost($truncated, 'sql') + 11, $removed);
             $m['sql_dropped'] = (int) ($m['sql_dropped'] ?? 0) + $removed;
             $mark('sql');
@@ -143,7 +157,7 @@ final class Encoder
             }
             $json = (string) self::json($m);
         }
-        // 6. error messages to 256 bytes, then the list
+        // 7. error messages to 256 bytes, then the list
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {

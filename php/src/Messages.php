@@ -14,8 +14,10 @@ namespace Bitville\Apm;
  * Optional keys follow fixed rules (the golden messages under
  * testdata/protocol show them): `dropped` is always in start and in other
  * messages only when non-zero; `pool` and `host` only when known; `exit` only
- * when known; `errors_dropped` only when there are errors or drops; `fn`,
- * `stacks` and `period` only when a profiler ran (`stacks` only for requests
+ * when known; `errors_dropped` only when there are errors or drops;
+ * `trace_id` only with a valid incoming traceparent; `sites` and
+ * `sql[].site` only when statements have call sites; `forced` only when
+ * true; `fn`, `stacks` and `period` only when a profiler ran (`stacks` only for requests
  * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
  * `truncated` always.
  */
@@ -45,6 +47,12 @@ final class Messages
     public const MAX_PROFILER = 16;
     /** `exit` is clamped to -MAX_EXIT..MAX_EXIT. */
     public const MAX_EXIT = 255;
+    /** Entries of `sites`: statements of further call sites get none. */
+    public const MAX_SITES = 200;
+    /** Frames of one site; sql_site_frames is at most this. */
+    public const MAX_SITE_FRAMES = 8;
+    /** Bytes of one frame of a site. */
+    public const MAX_SITE_FRAME = 1024;
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
@@ -123,7 +131,7 @@ final class Messages
         $sql = [];
         $cut = false;
         $texts = [];
-        foreach ($r->sql() as [$q, $d, $rows, $failed]) {
+        foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
                 $texts[$q] = $this->sqlText($q);
             }
@@ -139,6 +147,9 @@ final class Messages
                 $s['trunc'] = true;
                 $cut = true;
             }
+            if ($site >= 0) {
+                $s['site'] = $site;
+            }
             $sql[] = $s;
         }
         if ($cut) {
@@ -146,6 +157,10 @@ final class Messages
         }
         $m['sql'] = $sql;
         $m['sql_dropped'] = min($r->sqlDropped(), self::MAX_COUNT);
+        $sites = $r->sites();
+        if ($sites !== []) {
+            $m['sites'] = self::sites($sites);
+        }
 
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
@@ -184,6 +199,9 @@ final class Messages
             $m['errors_dropped'] = min($r->errorsDropped(), self::MAX_COUNT);
         }
         $m['fatal'] = $r->fatal;
+        if ($r->forced) {
+            $m['forced'] = true;
+        }
         $m['truncated'] = $truncated;
         return $m;
     }
@@ -231,13 +249,37 @@ final class Messages
     /** @return array<string, mixed> */
     private function requestFields(RequestRecord $r): array
     {
-        return [
-            'cid' => $r->cid,
+        $f = ['cid' => $r->cid];
+        if ($r->traceId !== '') {
+            $f['trace_id'] = $r->traceId;
+        }
+        return $f + [
             'method' => $r->method,
             'uri' => $r->uri,
             'endpoint' => $r->endpoint,
             'started' => round($r->started, 6),
         ];
+    }
+
+    /**
+     * The call-site table as sent: at most MAX_SITE_FRAMES frames a site,
+     * each sanitized and cut to MAX_SITE_FRAME bytes. (The record holds at
+     * most MAX_SITES.)
+     *
+     * @param list<list<string>> $sites
+     * @return list<list<string>>
+     */
+    private static function sites(array $sites): array
+    {
+        $out = [];
+        foreach ($sites as $frames) {
+            $site = [];
+            foreach (array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
+                $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
+            }
+            $out[] = $site;
+        }
+        return $out;
     }
 
     /** A duration in seconds as sent: finite, within the daemon's range, microseconds. */

@@ -15,10 +15,15 @@ final class RequestRecord
     /** The daemon's cap on errors per end message. */
     public const MAX_ERRORS = 50;
 
-    /** @var list<array{0: string, 1: float, 2: ?int, 3: bool}> statement text, seconds, rows, failed */
+    /** @var list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> statement text, seconds, rows, failed, site (-1: none) */
     private array $sql = [];
     private int $sqlCount = 0;
     private int $sqlDropped = 0;
+
+    /** @var list<list<string>> call sites of the statements (SqlSite), each once */
+    private array $sites = [];
+    /** @var array<string, int> index in $sites by the site's frames joined */
+    private array $siteIndex = [];
 
     /** @var list<array{0: string, 1: string, 2: string, 3: int}> type, message, file, line */
     private array $errors = [];
@@ -55,6 +60,10 @@ final class RequestRecord
         public readonly string $host = '',
         public readonly string $pool = '',
         private readonly int $sqlMax = Config::MAX_SQL_STATEMENTS,
+        /** The W3C trace id of a valid incoming traceparent, '' without one. */
+        public readonly string $traceId = '',
+        /** The request carried the profile header (force_header_secret). */
+        public readonly bool $forced = false,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -67,15 +76,52 @@ final class RequestRecord
         }
     }
 
-    /** Records one statement; past the per-request cap it is only counted. */
-    public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false): void
+    /**
+     * Records one statement, run by the code of addSite()'s index $site (-1:
+     * unknown); past the per-request cap it is only counted.
+     */
+    public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false, int $site = -1): void
     {
         if ($this->sqlCount >= $this->sqlMax) {
             $this->sqlDropped++;
             return;
         }
-        $this->sql[] = [$sql, $seconds, $rows, $failed];
+        $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
         $this->sqlCount++;
+    }
+
+    /** True when further statements are only counted: their call sites are not needed. */
+    public function sqlFull(): bool
+    {
+        return $this->sqlCount >= $this->sqlMax;
+    }
+
+    /**
+     * The index of a call site in the request's table, added when new; -1
+     * when the table is full (Messages::MAX_SITES) or $frames is empty.
+     *
+     * @param list<string> $frames innermost first
+     */
+    public function addSite(array $frames): int
+    {
+        if ($frames === []) {
+            return -1;
+        }
+        $key = implode("\n", $frames);
+        if (isset($this->siteIndex[$key])) {
+            return $this->siteIndex[$key];
+        }
+        if (count($this->sites) >= Messages::MAX_SITES) {
+            return -1;
+        }
+        $this->sites[] = $frames;
+        return $this->siteIndex[$key] = count($this->sites) - 1;
+    }
+
+    /** @return list<list<string>> */
+    public function sites(): array
+    {
+        return $this->sites;
     }
 
     /** Records one PHP error or uncaught exception; past the cap it is only counted. */
@@ -89,7 +135,7 @@ final class RequestRecord
         $this->errors[] = [$type, $message, $file, $line];
     }
 
-    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool}> */
+    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> */
     public function sql(): array
     {
         return $this->sql;

@@ -129,6 +129,7 @@ final class Runtime
         $started = is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
+        $traceId = '';
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
@@ -142,6 +143,13 @@ final class Runtime
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
             $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
+            $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
+            $traceId = is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
+        }
+        $forced = false;
+        if ($config->forceHeaderSecret !== '' && !$cli) {
+            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
+            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
         }
         $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
 
@@ -158,13 +166,10 @@ final class Runtime
             host: $host,
             pool: $config->pool,
             sqlMax: $config->sqlMaxStatements,
+            traceId: $traceId,
+            forced: $forced,
         );
 
-        $forced = false;
-        if ($config->forceHeaderSecret !== '' && !$cli) {
-            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
-        }
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
         $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
@@ -546,12 +551,33 @@ final class Runtime
         ), $dropped);
     }
 
-    /** Records a statement; $ns is its duration in nanoseconds. Never throws. */
-    public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false): void
+    /**
+     * Records a statement; $ns is its duration in nanoseconds, $site its
+     * call site from site(), null to take it here. Never throws.
+     */
+    public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed);
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
         } catch (\Throwable) {
+        }
+    }
+
+    /**
+     * The call site of a statement run here, as an index in the request's
+     * table; -1 when sql_site_frames is 0, the statement would not be
+     * listed, or no application frame is within reach. Never throws.
+     */
+    public function site(): int
+    {
+        $frames = $this->config->sqlSiteFrames;
+        if ($frames <= 0) {
+            return -1;
+        }
+        try {
+            return $this->record->sqlFull() ? -1 : $this->record->addSite(SqlSite::capture($frames));
+        } catch (\Throwable) {
+            return -1;
         }
     }
 

@@ -173,6 +173,38 @@ final class EncoderTest extends TestCase
         }
     }
 
+    /** The call sites go before any statement text is cut, with every statement's index. */
+    public function testSitesGoBeforeStatementTexts(): void
+    {
+        $r = self::record();
+        for ($i = 0; $i < 40; $i++) {
+            $site = $r->addSite(array_fill(0, 8, sprintf('/srv/app/%03d/', $i) . str_repeat('d', 900) . '.php:1 f'));
+            $r->addSql(sprintf('SELECT %d, ', $i) . str_repeat('x', 600), 0.001, 1, false, $site);
+        }
+        $m = self::end($r);
+        self::assertGreaterThan(Encoder::MAX_BYTES, strlen((string) Encoder::json($m)));
+        $out = self::decode((new Encoder())->encode($m));
+        self::assertSame(['sites'], $out['truncated']);
+        self::assertArrayNotHasKey('sites', $out);
+        self::assertCount(40, $out['sql']);
+        foreach ($out['sql'] as $i => $s) {
+            self::assertArrayNotHasKey('site', $s);
+            self::assertArrayNotHasKey('trunc', $s, 'statement texts are untouched while dropping the sites is enough');
+            self::assertStringStartsWith("SELECT $i, ", $s['q']);
+        }
+
+        // after fn, before sql.q
+        $r = self::record();
+        for ($i = 0; $i < 40; $i++) {
+            $r->addSql(sprintf('SELECT %d, ', $i) . str_repeat('x', 3000), 0.001, 1, false, $r->addSite(["/srv/app/a.php:$i f"]));
+        }
+        $out = self::decode((new Encoder())->encode(self::end($r, self::functions(500, 400))));
+        self::assertSame(['fn', 'sites', 'sql.q'], $out['truncated']);
+        self::assertArrayNotHasKey('sites', $out);
+        self::assertArrayNotHasKey('site', $out['sql'][0]);
+        self::assertIdentityKept($out);
+    }
+
     public function testErrorsLast(): void
     {
         $r = self::record();

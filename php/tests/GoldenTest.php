@@ -24,7 +24,7 @@ use PHPUnit\Framework\TestCase;
  */
 final class GoldenTest extends TestCase
 {
-    private static function webRecord(): RequestRecord
+    private static function webRecord(bool $forced = false): RequestRecord
     {
         return new RequestRecord(
             id: '5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90',
@@ -38,6 +38,8 @@ final class GoldenTest extends TestCase
             sapi: 'fpm-fcgi',
             host: 'web-1',
             pool: 'www',
+            traceId: '0af7651916cd43dd8448eb211c80319c',
+            forced: $forced,
         );
     }
 
@@ -71,7 +73,7 @@ final class GoldenTest extends TestCase
     public function testEnd(): void
     {
         $golden = Golden::load('end');
-        $r = self::webRecord();
+        $r = self::webRecord(forced: true);
         $comment = SqlCommenter::comment($r->endpoint);
         foreach ($golden['sql'] as $s) {
             // the statements the golden shows with the endpoint tag were sent through the commenter
@@ -79,7 +81,8 @@ final class GoldenTest extends TestCase
             if (str_ends_with($q, ' ' . $comment)) {
                 $q = SqlCommenter::apply(substr($q, 0, -strlen(' ' . $comment)), $comment);
             }
-            $r->addSql($q, $s['d'], $s['rows'] ?? null, $s['err'] ?? false);
+            $site = isset($s['site']) ? $r->addSite($golden['sites'][$s['site']]) : -1;
+            $r->addSql($q, $s['d'], $s['rows'] ?? null, $s['err'] ?? false, $site);
         }
         foreach ($golden['errors'] as $e) {
             $r->addError($e['type'], $e['msg'], $e['file'], $e['line']);
@@ -121,25 +124,29 @@ final class GoldenTest extends TestCase
      */
     public function testRuntimeFromGlobalsMatchesByType(): void
     {
-        $config = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1', 'pool' => 'www']);
+        $config = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'host' => 'web-1', 'pool' => 'www',
+            'force_header_secret' => 's3cret', 'sql_site_frames' => '1']);
         $server = [
             'REQUEST_METHOD' => 'GET',
             'REQUEST_URI' => '/orders/12345?expand=items',
             'REQUEST_TIME_FLOAT' => microtime(true),
             'HTTP_TRACEPARENT' => '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+            'HTTP_X_BITVILLE_PROFILE' => 's3cret',
         ];
         $t = new MemoryTransport();
         $rt = Runtime::fromGlobals($config, $server, $t, 'fpm-fcgi', status: static fn (): int => 200);
         $rt->start();
         $rt->sql('SELECT 1', 200000, 1);
+        $site = __FILE__ . ':' . (__LINE__ - 1) . ' ' . __METHOD__;
         $rt->finish(false);
         [$start, $end] = $t->messages();
 
         foreach (['start' => $start, 'end' => $end] as $name => $got) {
             $want = Golden::load($name);
             if ($name === 'end') {
-                // this request ran one statement and no profiler
-                $want['sql'] = [['q' => 'SELECT 1', 'd' => 0.0002, 'rows' => 1]];
+                // this request ran one statement, from here, and no profiler
+                $want['sql'] = [['q' => 'SELECT 1', 'd' => 0.0002, 'rows' => 1, 'site' => 0]];
+                $want['sites'] = [[$site]];
                 $want['errors'] = [];
                 unset($want['errors_dropped'], $want['fn'], $want['wall_fn'], $want['stacks'], $want['period']);
                 $want['profiler'] = 'none';

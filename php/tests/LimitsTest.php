@@ -41,6 +41,9 @@ final class LimitsTest extends TestCase
         'max_count' => ['Bitville\Apm\Messages::MAX_COUNT'],
         'max_period_seconds' => ['Bitville\Apm\Profiler\ProfilerFactory::MAX_PERIOD'],
         'max_exit_code' => ['Bitville\Apm\Messages::MAX_EXIT'],
+        'max_sites' => ['Bitville\Apm\Messages::MAX_SITES'],
+        'max_site_frames' => ['Bitville\Apm\Messages::MAX_SITE_FRAMES'],
+        'max_site_frame_bytes' => ['Bitville\Apm\Messages::MAX_SITE_FRAME'],
     ];
 
     /** @return array<string, mixed> */

@@ -56,13 +56,17 @@ final class RuntimeTest extends TestCase
 
         $rt->setRoute('/orders/{order}');
         $rt->sql('SELECT 1', 1500000, 1);
+        $line = __LINE__ - 1;
         $rt->finish(false);
         $end = $this->transport->last('end');
         self::assertNotNull($end);
         self::assertSame($start['id'], $end['id']);
         self::assertSame('GET /orders/{order}', $end['endpoint']);
         self::assertSame(404, $end['status']);
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.0015, 'rows' => 1]], $end['sql']);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 0.0015, 'rows' => 1, 'site' => 0]], $end['sql']);
+        self::assertSame(__FILE__ . ":$line " . __METHOD__, $end['sites'][0][0], 'the call site starts at the caller of Runtime::sql()');
+        self::assertArrayNotHasKey('trace_id', $end);
+        self::assertArrayNotHasKey('forced', $end);
         self::assertSame('none', $end['profiler']);
         self::assertGreaterThanOrEqual(0.0, $end['wall']);
         self::assertGreaterThanOrEqual($end['started'], $end['ts']);

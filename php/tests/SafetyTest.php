@@ -81,7 +81,8 @@ final class SafetyTest extends TestCase
         Agent::setExitCode(2);
         $rt->finish(false);
         $end = $t->last('end');
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.25, 'rows' => 1, 'err' => true], 'SELECT 2'], [$end['sql'][0], $end['sql'][1]['q']]);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 0.25, 'rows' => 1, 'err' => true, 'site' => 0], 'SELECT 2'], [$end['sql'][0], $end['sql'][1]['q']]);
+        self::assertSame(1, $end['sql'][1]['site'], 'a span has the site of its stop()');
         self::assertSame(5, $end['sql'][1]['rows']);
         self::assertCount(2, $end['sql'], 'a span stops once');
         self::assertSame(2, $end['exit']);

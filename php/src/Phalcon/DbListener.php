@@ -24,6 +24,9 @@ use Bitville\Apm\Runtime;
  * ...) sets affectedRows() before afterQuery; query() does not, so rows are
  * reported only for data-changing statements without RETURNING.
  *
+ * The statement's call site (Runtime::site()) is taken in db:beforeQuery,
+ * so a statement recorded later (below) keeps its own.
+ *
  * A statement that throws never reaches db:afterQuery: it is recorded as
  * failed when the next statement starts or when the request ends, with its
  * duration measured up to then (an upper bound).
@@ -44,6 +47,7 @@ final class DbListener
 {
     private ?int $startedAt = null;
     private string $pending = '';
+    private int $site = -1;
     private ?Runtime $registered = null;
 
     public function beforeQuery(object $event, object $connection, mixed $data = null): void
@@ -60,6 +64,7 @@ final class DbListener
             }
             $sql = method_exists($connection, 'getSQLStatement') ? $connection->getSQLStatement() : '';
             $this->pending = is_string($sql) ? $sql : '';
+            $this->site = $this->pending !== '' ? $rt->site() : -1;
             $this->startedAt = hrtime(true);
         } catch (\Throwable) {
             $this->startedAt = null;
@@ -85,7 +90,7 @@ final class DbListener
                 $n = $connection->affectedRows();
                 $rows = is_int($n) ? $n : null;
             }
-            $rt->sql($this->pending, $ns, $rows, false);
+            $rt->sql($this->pending, $ns, $rows, false, $this->site);
         } catch (\Throwable) {
         }
     }
@@ -99,7 +104,7 @@ final class DbListener
         $ns = hrtime(true) - $this->startedAt;
         $this->startedAt = null;
         if ($this->pending !== '') {
-            Agent::current()?->sql($this->pending, $ns, null, true);
+            Agent::current()?->sql($this->pending, $ns, null, true, $this->site);
         }
     }
 }

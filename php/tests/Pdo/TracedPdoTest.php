@@ -12,6 +12,8 @@ use Bitville\Apm\RequestRecord;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\Tests\Support\MemoryTransport;
 use Bitville\Apm\Tests\Support\Postgres;
+use BitvilleSiteFixture\Acme\Db\Gateway;
+use BitvilleSiteFixture\App\OrderRepository;
 use PHPUnit\Framework\TestCase;
 
 /** TracedPdo against a real PostgreSQL (a throwaway cluster, see Support\Postgres). */
@@ -243,5 +245,49 @@ final class OwnStatement extends \PDOStatement
 {
     protected function __construct()
     {
+    }
+
+    /**
+     * The call site of a statement run through a library under /vendor/ is
+     * the application's code that called the library: the agent's frames
+     * (TracedStatement, Runtime) and the library's are skipped.
+     */
+    public function testCallSitesAreTheApplicationsFrames(): void
+    {
+        require_once dirname(__DIR__) . '/Fixtures/sites/vendor/acme/db/Gateway.php';
+        require_once dirname(__DIR__) . '/Fixtures/sites/app/OrderRepository.php';
+        $this->runtime = $this->runtimeWith(['sql_site_frames' => '2', 'sqlcommenter' => '0']);
+        Agent::setRuntime($this->runtime);
+        $repo = new OrderRepository(new Gateway(self::connect()));
+        $repo->find(7);
+        $findLine = __LINE__ - 1;
+        $repo->countTwice();
+        $countLine = __LINE__ - 1;
+        $repo->find(8);
+        self::connect()->exec('SELECT 1');
+        $execLine = __LINE__ - 1;
+
+        $this->runtime->finish(false);
+        $end = $this->transport->last('end');
+        $app = realpath(dirname(__DIR__) . '/Fixtures/sites/app/OrderRepository.php');
+        $here = __FILE__ . ':%d ' . __METHOD__;
+        self::assertSame([$app . ':' . OrderRepository::FIND_LINE . ' ' . OrderRepository::class . '::find', sprintf($here, $findLine)], $end['sites'][0]);
+        self::assertSame([$app . ':' . OrderRepository::COUNT_LINE . ' ' . OrderRepository::class . '::countTwice', sprintf($here, $countLine)], $end['sites'][1]);
+        self::assertSame(sprintf($here, $execLine), $end['sites'][2][0], 'TracedPdo called by the application directly');
+        self::assertCount(3, $end['sites'], 'one entry per distinct site');
+        self::assertSame(['SELECT 7', 'SELECT count(*) FROM (VALUES (1)) v', 'SELECT count(*) FROM (VALUES (1)) v', 'SELECT 8', 'SELECT 1'], array_column($end['sql'], 'q'));
+        self::assertSame([0, 1, 1, 0, 2], array_column($end['sql'], 'site'), 'a statement refers to its site by index');
+    }
+
+    public function testNoCallSitesWhenSwitchedOff(): void
+    {
+        $this->runtime = $this->runtimeWith(['sql_site_frames' => '0']);
+        Agent::setRuntime($this->runtime);
+        self::connect()->query('SELECT 1');
+        $this->runtime->finish(false);
+        $end = $this->transport->last('end');
+        self::assertCount(1, $end['sql']);
+        self::assertArrayNotHasKey('site', $end['sql'][0]);
+        self::assertArrayNotHasKey('sites', $end);
     }
 }

@@ -101,4 +101,31 @@ final class DbListenerTest extends TestCase
         $l->afterQuery(new Event('afterQuery'), new \stdClass());
         self::assertSame([], $this->statements(), 'no text, nothing recorded');
     }
+
+    /**
+     * The call site is taken in db:beforeQuery: a failed statement, recorded
+     * only when the next one starts, keeps its own. (The doubles' frames
+     * come first here; Phalcon's own are C frames without a file.)
+     */
+    public function testCallSiteIsTakenWhenTheStatementStarts(): void
+    {
+        $db = new Connection($this->em, static function (string $sql): int {
+            if (str_contains($sql, 'missing')) {
+                throw new \PDOException('SQLSTATE[42P01]: relation "missing" does not exist');
+            }
+            return 1;
+        });
+        try {
+            $db->execute('SELECT * FROM missing');
+        } catch (\PDOException) {
+        }
+        $failedLine = __LINE__ - 3;
+        $db->execute('SELECT 1');
+        $okLine = __LINE__ - 1;
+        $this->runtime->finish(false);
+        $end = $this->transport->last('end');
+        self::assertSame([true, false], array_map(static fn (array $s): bool => $s['err'] ?? false, $end['sql']));
+        self::assertContains(__FILE__ . ":$failedLine " . __METHOD__, $end['sites'][$end['sql'][0]['site']]);
+        self::assertContains(__FILE__ . ":$okLine " . __METHOD__, $end['sites'][$end['sql'][1]['site']]);
+    }
 }

@@ -1,0 +1,124 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Bitville\Apm;
+
+/**
+ * The code that ran a statement: the first frames of the application on the
+ * stack, innermost first, each "file:line function" (docs/protocol.md,
+ * `sites`).
+ *
+ * One debug_backtrace() per statement, without arguments and bounded: the
+ * frames kept plus SCAN_EXTRA, room for the agent's own frames (three or
+ * four: Runtime's, then TracedPdo's, TracedStatement's, SqlSpan's, Agent's
+ * or the Phalcon listener's) and for a database library's between the
+ * application and the driver (Phalcon's ORM: five to seven C frames). An
+ * application frame deeper than that is not found; the site then has fewer
+ * frames, or none.
+ */
+final class SqlSite
+{
+    /** Frames read beyond the ones kept (see the class comment). */
+    public const SCAN_EXTRA = 24;
+
+    /** The function of code outside any function, and of a file's top level. */
+    private const MAIN = '{main}';
+
+    /** The language constructs that run a file's top-level code. */
+    private const INCLUDES = ['include' => true, 'include_once' => true, 'require' => true, 'require_once' => true];
+
+    /**
+     * Per process, for the statements to come: whether a file is the
+     * application's, and each place formatted, by file, line and the
+     * function it is in (class and name: a trait's line is in the class
+     * that uses it). A statement then costs lookups, not string building.
+     * Both are bounded by the code's size; MAX_FILES bounds them for
+     * eval()'d or generated code too.
+     *
+     * @var array<string, bool>
+     */
+    private static array $application = [];
+    /** @var array<string, array<int, array<string, array<string, string>>>> */
+    private static array $places = [];
+    /** Files known; both tables start afresh past it. */
+    private const MAX_FILES = 2000;
+
+    private function __construct()
+    {
+    }
+
+    /**
+     * The application's frames at the caller, at most $max; [] when none
+     * is within reach.
+     *
+     * @return list<string>
+     */
+    public static function capture(int $max): array
+    {
+        $limit = $max + self::SCAN_EXTRA;
+        $trace = debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+        return self::frames($trace, $max, count($trace) < $limit);
+    }
+
+    /**
+     * The application's frames of a backtrace, at most $max. A frame of
+     * debug_backtrace() holds the function called and where it was called
+     * from; a site frame is that place and the function it is in, the
+     * called function of the next frame. Places without a file (a C
+     * extension calling back: Phalcon's events), in the agent's files or
+     * under a /vendor/ directory are not the application's. $complete says
+     * the trace reaches the script's top level; when it does not, its last
+     * place is in a function it does not show, so that place is left out.
+     *
+     * @param list<array<string, mixed>> $trace as debug_backtrace() returns it
+     * @return list<string>
+     */
+    public static function frames(array $trace, int $max, bool $complete = true): array
+    {
+        if (count(self::$application) > self::MAX_FILES) {
+            self::$application = [];
+            self::$places = [];
+        }
+        $out = [];
+        $kept = 0;
+        foreach ($trace as $i => $frame) {
+            if ($kept >= $max) {
+                break;
+            }
+            $file = $frame['file'] ?? '';
+            if ($file === '' || !(self::$application[$file] ??= self::isApplication($file))) {
+                continue;
+            }
+            $line = $frame['line'] ?? 0;
+            $caller = $trace[$i + 1] ?? null;
+            if ($caller === null && !$complete) {
+                break;
+            }
+            $fn = $caller['function'] ?? '';
+            $class = $caller['class'] ?? '';
+            $out[] = self::$places[$file][$line][$class][$fn] ??= $file . ':' . $line . ' ' . self::name($caller, $class, $fn);
+            $kept++;
+        }
+        return $out;
+    }
+
+    /** @param array<string, mixed>|null $caller */
+    private static function name(?array $caller, string $class, string $fn): string
+    {
+        if ($caller === null || $fn === '' || isset(self::INCLUDES[$fn])) {
+            return self::MAIN;
+        }
+        return $class !== '' ? $class . '::' . $fn : $fn;
+    }
+
+    /**
+     * Not the agent's (its src/ directory, or the generated bundle this
+     * class may be declared in) and not a library's (under /vendor/).
+     */
+    private static function isApplication(string $file): bool
+    {
+        $src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+        return !str_contains($file, '/vendor/') && !str_starts_with($file, $src) && $file !== __FILE__;
+    }
+}
