@@ -6,10 +6,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bitville/bitville-apm/internal/stack"
 )
 
 // BenchmarkAgentSocket measures the real binary end to end on one core: it
@@ -34,6 +37,23 @@ func BenchmarkAgentSocket(b *testing.B) {
 	b.Run("unique", func(b *testing.B) {
 		socketRun(b, bin, func(i int) []byte { return uniqueEnd(i) })
 	})
+	// Raw traces: every message is a slow request (a threshold of 1 ms), so
+	// each is selected, built and offered to the pipeline. sink-off ships
+	// nowhere; loki-down ships to a Loki that refuses connections, with the
+	// default rate limit and a spool on disk: what a dead receiver costs
+	// the agent (its target: within 10 % of sink-off).
+	slow := []string{"--events.slow-threshold=1ms"}
+	b.Run("traces-sink-off", func(b *testing.B) {
+		socketRun(b, bin, func(i int) []byte { return msgs[i%len(msgs)] }, slow...)
+	})
+	b.Run("traces-loki-down", func(b *testing.B) {
+		port, err := stack.FreePort()
+		if err != nil {
+			b.Fatal(err)
+		}
+		args := append(slices.Clone(slow), fmt.Sprintf("--loki.url=http://127.0.0.1:%d/loki/api/v1/push", port), "--events.spool-dir="+b.TempDir())
+		socketRun(b, bin, func(i int) []byte { return msgs[i%len(msgs)] }, args...)
+	})
 }
 
 func uniqueEnd(i int) []byte {
@@ -56,8 +76,8 @@ func uniqueEnd(i int) []byte {
 	return []byte(sb.String())
 }
 
-func socketRun(b *testing.B, bin string, msg func(i int) []byte) {
-	p := startAgentFor(b, bin)
+func socketRun(b *testing.B, bin string, msg func(i int) []byte, args ...string) {
+	p := startAgentFor(b, bin, args...)
 	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: p.socket, Net: "unixgram"})
 	if err != nil {
 		b.Fatal(err)
@@ -88,9 +108,9 @@ func socketRun(b *testing.B, bin string, msg func(i int) []byte) {
 
 // startAgentFor runs the agent on one core: GOMAXPROCS=1, and pinned to
 // CPU 0 when taskset is there.
-func startAgentFor(b *testing.B, bin string) *agentProcess {
+func startAgentFor(b *testing.B, bin string, extra ...string) *agentProcess {
 	socket := b.TempDir() + "/agent.sock"
-	args := []string{bin, "--log.format=json", "agent", "--agent.socket=" + socket, "--web.listen-address=127.0.0.1:0", "--no-agent.check-pids", "--agent.readers=1"}
+	args := append([]string{bin, "--log.format=json", "agent", "--agent.socket=" + socket, "--web.listen-address=127.0.0.1:0", "--no-agent.check-pids", "--agent.readers=1"}, extra...)
 	if ts, err := exec.LookPath("taskset"); err == nil {
 		args = append([]string{ts, "-c", "0"}, args...)
 	}

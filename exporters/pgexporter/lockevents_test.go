@@ -22,6 +22,8 @@ type recorder struct {
 	events []rawtrace.Event
 }
 
+func (r *recorder) Admit(string, rawtrace.Priority) bool { return true }
+
 func (r *recorder) Emit(e rawtrace.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -165,9 +165,13 @@ func failed(m *protocol.Message) bool {
 func (a *Agent) traceEnd(m *protocol.Message, fps []sqlfp.Result) {
 	t := &a.traces
 	if r := t.reasons(m); r != 0 {
-		t.ship(requestEvent(t, m, fps, r))
+		// Asked before building: under a flood the rate limit refuses
+		// most, and a refused event costs nothing but the question.
+		if _, prio := r.level(); t.out.Admit(m.Project, prio) {
+			t.ship(requestEvent(t, m, fps, r))
+		}
 	}
-	if len(m.Functions) > 0 && (m.Profiler == profilerTideways || m.Profiler == profilerXHProf) {
+	if len(m.Functions) > 0 && (m.Profiler == profilerTideways || m.Profiler == profilerXHProf) && t.out.Admit(m.Project, rawtrace.PrioritySampled) {
 		t.ship(profileEvent(t, m))
 	}
 }
@@ -258,6 +262,9 @@ type abandonedLine struct {
 // traceAbandoned ships r, abandoned for reason at now.
 func (a *Agent) traceAbandoned(r *InflightRequest, reason string, now time.Time) {
 	t := &a.traces
+	if !t.out.Admit(r.Project, rawtrace.PriorityError) {
+		return
+	}
 	l := abandonedLine{
 		phpFields: t.inflightFields(EventAbandoned, rawtrace.LevelError, now, r),
 		Reason:    reason,

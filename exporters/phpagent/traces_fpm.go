@@ -59,6 +59,9 @@ func (a *Agent) traceFPM(e *fpm.Event, req *InflightRequest) {
 		Kind: e.Kind, Level: rawtrace.LevelWarning, Priority: rawtrace.PrioritySlow, Project: r.Project, Time: at.UTC(),
 		IDs: rawtrace.IDs{CorrelationID: r.CID, RequestID: r.ID},
 	}
+	if !t.out.Admit(r.Project, base.Priority) {
+		return
+	}
 	fields := t.inflightFields(e.Kind, rawtrace.LevelWarning, at, &r)
 	switch e.Kind {
 	case EventFPMSlowlog:

@@ -54,12 +54,13 @@ func TestTraceGolden(t *testing.T) {
 		t.Fatalf("got %d events; want the request", len(req))
 	}
 	checkEvent(t, req[0], rawtrace.Event{Kind: "request", Level: "error", Priority: rawtrace.PriorityError, Project: "shop",
-		Summary: "GET /orders/{id} 500 2.31s failed,slow",
+		Summary: "GET /orders/{id} 500 2.31s failed,slow,forced",
 		IDs:     rawtrace.IDs{CorrelationID: "0af7651916cd43dd8448eb211c80319c", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", RequestID: "5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90", QueryFP: sqlfp.Fingerprint(m.SQL[3].Query).Fingerprint}},
 		"request.json")
 
 	m = decodeGolden(t, "end.json")
 	m.Profiler, m.Functions = "xhprof", m.Functions[:5]
+	m.Forced = false // only the profile: a forced request would be shipped too
 	m.Functions[3].Calls = 12
 	a.traceEnd(m, agentFPs(a, m))
 	prof := c.take()
@@ -68,7 +69,7 @@ func TestTraceGolden(t *testing.T) {
 	}
 	checkEvent(t, prof[0], rawtrace.Event{Kind: "profile", Level: "info", Priority: rawtrace.PrioritySampled, Project: "shop",
 		Summary: "GET /orders/{id} profile (xhprof) 0.05s, 5 functions",
-		IDs:     rawtrace.IDs{CorrelationID: "0af7651916cd43dd8448eb211c80319c", RequestID: "5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90"}},
+		IDs:     rawtrace.IDs{CorrelationID: "0af7651916cd43dd8448eb211c80319c", TraceID: "0af7651916cd43dd8448eb211c80319c", RequestID: "5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90"}},
 		"profile.json")
 
 	at := func(sec float64) { a.now = func() time.Time { return messageTime(sec) } }

@@ -26,6 +26,8 @@ type collector struct {
 	events []rawtrace.Event
 }
 
+func (c *collector) Admit(string, rawtrace.Priority) bool { return true }
+
 func (c *collector) Emit(e rawtrace.Event) {
 	c.mu.Lock()
 	c.events = append(c.events, e)
@@ -197,7 +199,7 @@ func TestTraceHandle(t *testing.T) {
 		t.Fatalf("got %d events; want the two requests", len(ev))
 	}
 	web, job := ev[0], ev[1]
-	if web.Summary != "GET /orders/{id} 200 0.05s slow" || web.IDs.RequestID != "5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90" || web.IDs.CorrelationID != "0af7651916cd43dd8448eb211c80319c" || web.Project != "shop" {
+	if web.Summary != "GET /orders/{id} 200 0.05s slow,forced" || web.IDs.RequestID != "5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90" || web.IDs.CorrelationID != "0af7651916cd43dd8448eb211c80319c" || web.Project != "shop" {
 		t.Errorf("got %+v; want the slow web request", web)
 	}
 	if job.Summary != "CLI bin/cron/reindex.php exit 0 60.25s slow" || !strings.Contains(string(job.Line), `"exit":0,`) {
@@ -368,5 +370,25 @@ func TestRequestEventFits(t *testing.T) {
 	if withSite != 3 || len(l.SQL)+l.SQLDropped != protocol.MaxSQL || l.QueryFP == "" {
 		t.Errorf("kept %d statements (%d dropped), %d with a site, query_fp %q; want all %d counted, one site each of 3, the top fingerprint",
 			len(l.SQL), l.SQLDropped, withSite, l.QueryFP, protocol.MaxSQL)
+	}
+}
+
+// refuser is an Emitter whose rate limit is spent: it admits nothing.
+type refuser struct{ collector }
+
+func (*refuser) Admit(string, rawtrace.Priority) bool { return false }
+
+// TestTracesAskBeforeBuilding: an event the emitter does not admit is
+// neither built nor emitted.
+func TestTracesAskBeforeBuilding(t *testing.T) {
+	a, _ := newTracingAgent(t, nil)
+	r := &refuser{}
+	a.ShipTo(r, 0)
+	m := decodeGolden(t, "end.json")
+	m.Wall = 5
+	a.traceEnd(m, agentFPs(a, m))
+	a.traceAbandoned(&InflightRequest{ID: "r1", Project: "shop", PID: 7}, AbandonPIDGone, t0)
+	if got := r.take(); len(got) != 0 {
+		t.Errorf("%d events emitted past a refusal; want none", len(got))
 	}
 }

@@ -86,15 +86,19 @@ func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Emitter takes events from a producer. Emit never blocks on a sink and
-// never fails: what cannot be kept is dropped and counted. The Pipeline is
-// one; Discard is the one to use when no sink is configured.
+// never fails: what cannot be kept is dropped and counted. A producer asks
+// Admit before it builds an event and builds it only when admitted, so
+// that what the rate limit would drop is never built. The Pipeline is an
+// Emitter; Discard is the one to use when no sink is configured.
 type Emitter interface {
+	Admit(project string, p Priority) bool
 	Emit(Event)
 }
 
-// Discard is an Emitter that keeps nothing.
+// Discard is an Emitter that admits and keeps nothing.
 var Discard Emitter = discard{}
 
 type discard struct{}
 
-func (discard) Emit(Event) {}
+func (discard) Admit(string, Priority) bool { return false }
+func (discard) Emit(Event)                  {}

@@ -156,6 +156,25 @@ func (p *Pipeline) Emit(e Event) {
 	}
 }
 
+// Admit says whether an event of project and priority would pass the rate
+// limit now, without taking its place: a producer asks before it builds
+// an event, so that a flood the limit drops costs it nothing. A refusal is
+// counted as a drop (reason rate_limited) and the producer drops the
+// event; an admitted event is given to Emit, which decides again.
+func (p *Pipeline) Admit(project string, prio Priority) bool {
+	if len(p.senders) == 0 {
+		return false
+	}
+	if prio >= numPriorities {
+		prio = PrioritySampled
+	}
+	if !p.limiter.admits(project, prio, p.now()) {
+		p.m.rateLimited.Inc()
+		return false
+	}
+	return true
+}
+
 // Run sends each sink's spool until ctx ends, one goroutine a sink. Then
 // it lets a push under way finish (or time out), saves the spools'
 // cursors and closes the sinks. Without a sink it only waits for ctx.

@@ -53,6 +53,16 @@ func newRateLimiter(rate float64, burst int) *rateLimiter {
 // allow takes a token from the project's bucket if an event of priority p
 // may pass at now.
 func (r *rateLimiter) allow(project string, p Priority, now time.Time) bool {
+	return r.check(project, p, now, true)
+}
+
+// admits says whether an event of priority p would pass at now, and
+// leaves the token.
+func (r *rateLimiter) admits(project string, p Priority, now time.Time) bool {
+	return r.check(project, p, now, false)
+}
+
+func (r *rateLimiter) check(project string, p Priority, now time.Time, take bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.expire(now)
@@ -73,7 +83,9 @@ func (r *rateLimiter) allow(project string, p Priority, now time.Time) bool {
 	if b.tokens < need {
 		return false
 	}
-	b.tokens--
+	if take {
+		b.tokens--
+	}
 	return true
 }
 

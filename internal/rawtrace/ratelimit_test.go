@@ -59,3 +59,39 @@ func TestRateLimiterBoundsItsProjects(t *testing.T) {
 		t.Errorf("%d buckets an hour later; want 1", got)
 	}
 }
+
+// TestAdmitAsksWithoutTaking: Admit says what Emit would do and leaves the
+// token; a refusal is counted as a rate-limited drop.
+func TestAdmitAsksWithoutTaking(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RateLimit = 0.001 // no refill within the test
+	cfg.RateBurst = 4
+	p := start(t, cfg, newFakeSink("loki"))
+	for i := 0; i < 10; i++ {
+		if !p.Admit("shop", PriorityError) {
+			t.Fatalf("Admit refused question %d with a full bucket", i)
+		}
+	}
+	// Slow events need a quarter of the burst, one token here: the whole
+	// burst passes, each admitted event taking its token when emitted.
+	emitted := 0
+	for i := 0; p.Admit("shop", PrioritySlow) && i < 10; i++ {
+		p.Emit(testEvent(fmt.Sprint("s", i), PrioritySlow))
+		emitted++
+	}
+	if emitted != 4 {
+		t.Errorf("%d slow events admitted and emitted; want 4 (the whole burst)", emitted)
+	}
+	if p.Admit("shop", PriorityError) {
+		t.Error("Admit let an error event through an empty bucket")
+	}
+	if got := metric(t, p.reg, "bitville_events_dropped_total{reason=rate_limited,sink=}"); got != 2 {
+		t.Errorf("rate_limited = %v; want 2 (the two refused questions)", got)
+	}
+	if got := metric(t, p.reg, "bitville_events_total{kind=request,priority=slow}"); got != 4 {
+		t.Errorf("accepted = %v; want 4", got)
+	}
+	if Discard.Admit("shop", PriorityError) {
+		t.Error("Discard admitted an event")
+	}
+}
