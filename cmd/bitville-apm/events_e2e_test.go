@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -248,4 +250,71 @@ func TestEventsBreaker(t *testing.T) {
 		t.Errorf("%d pushes after the probe; want 6 (one probe, which failed and opened the breaker again)", n)
 	}
 	stopDaemon(t, agent)
+}
+
+// checkRawTraces finds, by their correlation ids, the raw traces of the
+// slow query and of the request php-fpm killed in the receiver: the first
+// with its statement, normalised, and the code that ran it; the second
+// abandoned, with the stack it was stuck in.
+func checkRawTraces(t *testing.T, ctx context.Context, vl *stack.VictoriaLogs) {
+	t.Helper()
+	find := func(cid, kind string) map[string]string {
+		t.Helper()
+		q := fmt.Sprintf(`correlation_id:%q kind:%q`, cid, kind)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			rows, err := vl.Query(ctx, q)
+			if err != nil {
+				t.Fatalf("VictoriaLogs query %s: %v", q, err)
+			}
+			if len(rows) > 0 {
+				return rows[0]
+			}
+			if time.Now().After(deadline) {
+				all, _ := vl.Query(ctx, `*`)
+				t.Fatalf("no %s event with correlation id %s in VictoriaLogs; it holds %d events: %v", kind, cid, len(all), all)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	slow := find("e2e-slow-sql", "request")
+	t.Logf("the slow query's request event as the receiver returns it: %v", slow)
+	var sql []struct {
+		Q       string   `json:"q"`
+		QueryFP string   `json:"query_fp"`
+		D       float64  `json:"d"`
+		Site    []string `json:"site"`
+	}
+	if err := json.Unmarshal([]byte(slow["sql"]), &sql); err != nil {
+		t.Fatalf("the request event's sql %q: %v", slow["sql"], err)
+	}
+	var stmt *struct {
+		Q       string   `json:"q"`
+		QueryFP string   `json:"query_fp"`
+		D       float64  `json:"d"`
+		Site    []string `json:"site"`
+	}
+	for i := range sql {
+		if strings.Contains(sql[i].Q, "pg_sleep") {
+			stmt = &sql[i]
+		}
+	}
+	switch {
+	case stmt == nil:
+		t.Errorf("the slow request's statements %v lack the pg_sleep query", sql)
+	case stmt.D < 1.4 || stmt.QueryFP != slow["query_fp"] || strings.Contains(stmt.Q, "1.5"):
+		t.Errorf("pg_sleep statement %+v: want ≥ 1.4 s, the request's query_fp %s, no literal", *stmt, slow["query_fp"])
+	case len(stmt.Site) == 0 || !strings.Contains(stmt.Site[0], "src/Controller/ReportController.php:") || !strings.HasSuffix(stmt.Site[0], `App\Controller\ReportController::slowQuery`):
+		t.Errorf("pg_sleep statement's call site %q: want ReportController.php's line in App\\Controller\\ReportController::slowQuery first", stmt.Site)
+	}
+	if slow["endpoint"] != "GET /slow-sql" || slow["level"] != "warning" || slow["job"] != "bitville-apm-agent" || slow["project"] != "shop" || !strings.Contains(slow["reasons"], "slow") {
+		t.Errorf("the slow request's fields and labels: %v", slow)
+	}
+
+	stuck := find("e2e-stuck", "abandoned")
+	t.Logf("the killed request's abandoned event: %v", stuck)
+	if stuck["reason"] != "pid_gone" || stuck["endpoint"] != "GET /stuck" || stuck["level"] != "error" || !strings.Contains(stuck["stack"], `App\\Locks::waitForLock`) {
+		t.Errorf("the killed request's event: want reason pid_gone, endpoint GET /stuck, level error and its last stack (in App\\Locks::waitForLock); got %v", stuck)
+	}
 }

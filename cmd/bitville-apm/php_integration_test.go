@@ -73,11 +73,21 @@ func TestPHPEndToEnd(t *testing.T) {
 		}
 	})
 
+	// The raw traces go to a real receiver of Loki's push protocol.
+	vl, err := stack.StartVictoriaLogs(ctx, stack.VictoriaLogsConfig{Dir: filepath.Join(dir, "victoria-logs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vl.Stop() })
+
 	agent := startAgent(t, bin,
 		"--agent.socket="+agentSocket,
 		"--fpm.status-uri="+shop.FPM.StatusURI(),
 		"--fpm.slowlog="+shop.FPM.SlowlogPath,
 		"--agent.long-request-threshold=1s",
+		"--loki.url="+vl.PushURL(),
+		"--events.spool-dir="+filepath.Join(dir, "events"),
+		"--events.batch-wait=100ms",
 	)
 	agent.socket = agentSocket
 
@@ -260,6 +270,7 @@ func TestPHPEndToEnd(t *testing.T) {
 	if t.Failed() {
 		t.Logf("the scrape checked above:\n%s", m.text)
 	}
+	checkRawTraces(t, ctx, vl)
 
 	// With the daemon gone the application must not notice: the same
 	// answers, no PHP error, nothing new in php-fpm's log but what the
@@ -344,14 +355,18 @@ func hitShop(t *testing.T, ctx context.Context, shop *stack.Shop) []response {
 	return out
 }
 
+// httpGet sends GET url with the correlation id "e2e" and the path, its
+// slashes made dashes (/slow-sql: e2e-slow-sql).
 func httpGet(ctx context.Context, url string) response {
-	what := "GET " + url[strings.Index(url[len("http://"):], "/")+len("http://"):]
+	path := url[strings.Index(url[len("http://"):], "/")+len("http://"):]
+	what := "GET " + path
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return response{what: what, body: err.Error()}
 	}
+	req.Header.Set("X-Correlation-ID", "e2e"+strings.ReplaceAll(path, "/", "-"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return response{what: what, body: err.Error()}
