@@ -54,6 +54,13 @@ func BenchmarkAgentSocket(b *testing.B) {
 		args := append(slices.Clone(slow), fmt.Sprintf("--loki.url=http://127.0.0.1:%d/loki/api/v1/push", port), "--events.spool-dir="+b.TempDir())
 		socketRun(b, bin, func(i int) []byte { return msgs[i%len(msgs)] }, args...)
 	})
+	// No rate limit: every message's event is built and spooled, the most
+	// a dead receiver can cost.
+	b.Run("traces-loki-down-unlimited", func(b *testing.B) {
+		socketRun(b, bin, func(i int) []byte { return msgs[i%len(msgs)] },
+			append(slices.Clone(slow), "--loki.url=http://127.0.0.1:1/loki/api/v1/push", "--events.spool-dir="+b.TempDir(),
+				"--events.rate-limit=1e9", "--events.rate-burst=1000000000")...)
+	})
 }
 
 func uniqueEnd(i int) []byte {

@@ -1,8 +1,11 @@
 package rawtrace
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +125,13 @@ func BenchmarkEmit(b *testing.B) {
 	}
 	defer p.closeSpools()
 	e := testEvent("bench", PrioritySlow)
-	e.Line = json.RawMessage(fmt.Sprintf(`{"kind":"request","id":"bench","sql":%q}`, make([]byte, 1000)))
+	// The agent's golden request line: 2.5 KB, four statements with their
+	// call sites, stacks and wall entries.
+	line, err := os.ReadFile(filepath.Join("..", "..", "exporters", "phpagent", "testdata", "events", "request.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.Line = bytes.TrimSpace(line)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -65,7 +65,7 @@ type Event struct {
 	Time     time.Time       `json:"time"`
 	Summary  string          `json:"summary"` // one human line: GELF's short_message
 	IDs      IDs             `json:"ids"`
-	Line     json.RawMessage `json:"line"`
+	Line     json.RawMessage `json:"line,omitempty"`
 }
 
 // Sink delivers batches of events to one receiver. Send returns nil when

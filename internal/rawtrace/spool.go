@@ -21,8 +21,9 @@ import (
 // segments, "<priority>-<16 hex digits of sequence>.seg", and the log's
 // ack cursor, "<priority>.cursor": "<segment> <offset> <records before the
 // offset>", the first record not yet delivered. Each record is a big-endian
-// uint32 length, the CRC-32C of the payload, and the payload, the Event as
-// JSON; a torn or damaged record is found by its length or checksum.
+// uint32 length, the CRC-32C of the payload, and the payload: the Event
+// without its line as JSON, a newline, the line (encodeRecord); a torn or
+// damaged record is found by its length or checksum.
 //
 // Durability: every Append is one write(2) of the whole record before Emit
 // returns, so a record survives a crash of the process (it is in the page

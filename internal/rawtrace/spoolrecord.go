@@ -2,6 +2,7 @@ package rawtrace
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,18 +18,41 @@ import (
 // The spool's files: records, segments and cursors (spool.go describes
 // the layout).
 
-// encodeRecord frames e as one spool record. It fails only when e's Line
-// is not JSON.
+// encodeRecord frames e as one spool record: its other fields as JSON, a
+// newline, then its line as it is. The line is not encoded again (it is
+// the bulk of the record, and re-encoding a json.RawMessage rescans it),
+// only checked to be a JSON object's outline; it fails when it is not.
 func encodeRecord(e Event) ([]byte, error) {
-	body, err := json.Marshal(e)
+	if n := len(e.Line); n < 2 || e.Line[0] != '{' || e.Line[n-1] != '}' {
+		return nil, fmt.Errorf("cannot encode %s event: its line is not a JSON object", e.Kind)
+	}
+	line := e.Line
+	e.Line = nil
+	meta, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode %s event: %w", e.Kind, err)
 	}
-	rec := make([]byte, recordHeader+len(body))
-	binary.BigEndian.PutUint32(rec, uint32(len(body)))
-	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, crcTable))
-	copy(rec[recordHeader:], body)
+	n := len(meta) + 1 + len(line)
+	rec := make([]byte, recordHeader, recordHeader+n)
+	rec = append(append(append(rec, meta...), '\n'), line...)
+	binary.BigEndian.PutUint32(rec, uint32(n))
+	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(rec[recordHeader:], crcTable))
 	return rec, nil
+}
+
+// decodeRecord is the event of a record's payload (encodeRecord). The
+// line is a slice of body.
+func decodeRecord(body []byte) (Event, error) {
+	var e Event
+	i := bytes.IndexByte(body, '\n')
+	if i < 0 {
+		return e, errCorrupt
+	}
+	if err := json.Unmarshal(body[:i], &e); err != nil {
+		return e, err
+	}
+	e.Line = body[i+1:]
+	return e, nil
 }
 
 // recordReader reads the records of one segment up to a size.
@@ -136,8 +160,8 @@ func (s *spool) peek(maxEvents int, maxBytes int64) spoolBatch {
 	s.mu.Unlock()
 	b.events = make([]Event, 0, len(bodies))
 	for _, body := range bodies {
-		var e Event
-		if err := json.Unmarshal(body, &e); err != nil {
+		e, err := decodeRecord(body)
+		if err != nil {
 			s.m.corrupt.Inc() // the checksum held: written so by an incompatible version
 			continue
 		}
