@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // spoolMinLines is how many of the largest lines the spool must hold at
@@ -51,7 +52,7 @@ func checkURL(flag, raw string, schemes ...string) error {
 		return fmt.Errorf("%s %q: %w", flag, raw, err)
 	}
 	if !slices.Contains(schemes, u.Scheme) || u.Host == "" {
-		return fmt.Errorf("%s %q must be a %v URL with a host", flag, raw, schemes)
+		return fmt.Errorf("%s %q must be a URL with a host and the scheme %s://", flag, raw, strings.Join(schemes, ":// or "))
 	}
 	return nil
 }
