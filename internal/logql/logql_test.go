@@ -2,6 +2,9 @@ package logql
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -61,12 +64,45 @@ func TestSearches(t *testing.T) {
 		{RequestsOfQuery(Is("shop"), Is("a1")), `{job="bitville-apm-agent", project="shop", kind="request"} |= "\"query_fp\":\"a1\""`},
 		{RequestsOfQuery(Var("project"), Var("query_fp")), `{job="bitville-apm-agent", project=~"${project}", kind="request"} |~ "\"query_fp\":\"${query_fp}\""`},
 		{Abandoned(Is("shop"), Is("")), `{job="bitville-apm-agent", project="shop", kind="abandoned"}`},
+		{ForcedRequests(Is("shop"), Is("")),
+			`{job="bitville-apm-agent", project="shop", kind="request"} |~ ` + "`" + `"reasons":\[[^\]]*"forced"` + "`"},
 		{LockTrees(Label("server"), Label("datname")),
 			`{job="bitville-apm-pg-exporter", kind="pg_locks"} | json | server={{ $labels.server | printf "%q" }} | datname={{ $labels.datname | printf "%q" }}`},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got  %s\nwant %s", tc.got, tc.want)
 		}
+	}
+}
+
+// The line filters match the lines the agent writes: its golden request
+// line was sent for the reasons failed, slow and forced, and carries call
+// sites; its golden profile line was sent for none.
+func TestLineFiltersMatchTheAgentsLines(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("../../exporters/phpagent/testdata/events", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	request, profile := read("request.json"), read("profile.json")
+	for _, tc := range []struct {
+		name, re string
+	}{
+		{"slow", slowRequest},
+		{"forced", forcedRequest},
+	} {
+		re := regexp.MustCompile(tc.re)
+		if !re.MatchString(request) {
+			t.Errorf("%s: %s does not match the golden request line", tc.name, tc.re)
+		}
+		if re.MatchString(profile) {
+			t.Errorf("%s: %s matches the golden profile line", tc.name, tc.re)
+		}
+	}
+	if !strings.Contains(request, `"site":[`) {
+		t.Errorf("CallSites' filter %q does not match the golden request line", `"site":[`)
 	}
 }
 

@@ -8,6 +8,11 @@ package logql
 // read, so the line is matched; the agent writes compact JSON.
 const slowRequest = `"reasons":\[[^\]]*"slow"`
 
+// forcedRequest matches the request lines the agent sent because they
+// asked for their trace: "forced" among their reasons (the line has no
+// forced field of its own).
+const forcedRequest = `"reasons":\[[^\]]*"forced"`
+
 // SlowestRequests is an endpoint's requests that were slow (wall at least
 // the agent's --events.slow-threshold), with their statements, errors and
 // stacks. An empty endpoint (Is("")) is every endpoint of the project.
@@ -29,8 +34,9 @@ func FailedWith(project, errType Value) string {
 }
 
 // Correlation is everything of one correlation id: the PHP request, its
-// profile, php-fpm's reports on its worker and the lock trees and
-// activity snapshots in PostgreSQL where it was the root blocker.
+// profile or its abandonment, php-fpm's reports on its worker and the lock
+// trees in PostgreSQL where it was the root blocker (activity snapshots
+// carry no correlation id).
 func Correlation(id Value) string {
 	return (&query{sel: []string{"job=~" + Quote(JobAgent+"|"+JobPgExporter)}}).id("correlation_id", id).String()
 }
@@ -71,10 +77,10 @@ func Profiles(project, endpoint Value) string {
 	return stream(JobAgent, project, KindProfile).field("endpoint", endpoint).String()
 }
 
-// ForcedRequests is the requests whose end asked for a trace (forced:
-// true); their profiles share their request_id.
+// ForcedRequests is the requests whose end asked for a trace ("forced"
+// among their reasons); their profiles share their request_id.
 func ForcedRequests(project, endpoint Value) string {
-	return stream(JobAgent, project, KindRequest).contains(`"forced":true`).field("endpoint", endpoint).String()
+	return stream(JobAgent, project, KindRequest).matches(forcedRequest).field("endpoint", endpoint).String()
 }
 
 // FPMReports is php-fpm's slowlog entries and long-running workers of a
