@@ -9,6 +9,7 @@ package rawtrace
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -69,7 +70,8 @@ type Event struct {
 }
 
 // Sink delivers batches of events to one receiver. Send returns nil when
-// the receiver took the whole batch, a *PermanentError when it refused the
+// the receiver took the whole batch, a *PartialError when it took all but
+// some events sent one by one, a *PermanentError when it refused the
 // batch in a way retrying cannot fix (the batch is dropped and counted),
 // and any other error for a failure worth retrying.
 type Sink interface {
@@ -84,6 +86,20 @@ type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
+
+// PartialError is a batch the receiver took but for some of its events,
+// sent one by one (GELF): TooLarge could not be carried at all, Rejected
+// were refused for good. The batch is done; the rest count as sent, these
+// as dropped.
+type PartialError struct {
+	TooLarge, Rejected int
+	Err                error // the last refusal, for the log
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d events too large, %d refused: %v", e.TooLarge, e.Rejected, e.Err)
+}
+func (e *PartialError) Unwrap() error { return e.Err }
 
 // Emitter takes events from a producer. Emit never blocks on a sink and
 // never fails: what cannot be kept is dropped and counted. A producer asks

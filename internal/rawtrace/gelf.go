@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 )
 
 // GELF sends events to a Graylog GELF input (GELF 1.1), one message an
@@ -22,9 +21,6 @@ type GELF struct {
 
 	mu        sync.Mutex // serialises Send and Close on transport
 	transport gelfTransport
-
-	oversized atomic.Uint64
-	refused   atomic.Uint64
 }
 
 // gelfTransport carries one encoded GELF message. send returns
@@ -71,16 +67,6 @@ func NewGELF(cfg Config, o SinkOptions) (*GELF, error) {
 // Name is the sink label of the self-metrics.
 func (g *GELF) Name() string { return "gelf" }
 
-// Oversized counts the events dropped because even without full_message
-// they were larger than a UDP GELF input takes, in batches where other
-// events went through (a batch none of whose events could be sent is
-// refused with a *PermanentError instead, and counted by the pipeline).
-func (g *GELF) Oversized() uint64 { return g.oversized.Load() }
-
-// Refused counts the events a GELF HTTP input refused with a 4xx, in
-// batches where other events went through.
-func (g *GELF) Refused() uint64 { return g.refused.Load() }
-
 // Send sends each event of batch as one message. An event too large for
 // UDP is sent again without full_message. A failure worth retrying stops
 // the batch: the pipeline sends it all again, so the events before it
@@ -88,7 +74,7 @@ func (g *GELF) Refused() uint64 { return g.refused.Load() }
 func (g *GELF) Send(ctx context.Context, batch []Event) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var oversized, refused uint64
+	var oversized, refused int
 	var lastRefusal error
 	for _, e := range batch {
 		err := g.transport.send(ctx, encodeGELF(e, g.host, g.job, true))
@@ -107,15 +93,16 @@ func (g *GELF) Send(ctx context.Context, batch []Event) error {
 			return fmt.Errorf("cannot send to GELF: %w", err)
 		}
 	}
-	if n := oversized + refused; n > 0 && n == uint64(len(batch)) {
-		if lastRefusal != nil {
-			return &PermanentError{Err: fmt.Errorf("GELF input refused %d events, %d too large: %w", refused, oversized, lastRefusal)}
-		}
-		return &PermanentError{Err: fmt.Errorf("all %d events too large for GELF over UDP: %w", oversized, errOversized)}
+	switch n := oversized + refused; {
+	case n == 0:
+		return nil
+	case n == len(batch) && oversized == 0:
+		return &PermanentError{Err: fmt.Errorf("GELF input refused all %d events: %w", refused, lastRefusal)}
 	}
-	g.oversized.Add(oversized)
-	g.refused.Add(refused)
-	return nil
+	if lastRefusal == nil {
+		lastRefusal = errOversized
+	}
+	return &PartialError{TooLarge: oversized, Rejected: refused, Err: lastRefusal}
 }
 
 // Close closes the connection.

@@ -124,8 +124,10 @@ func TestGELFUDPOversized(t *testing.T) {
 	hopeless := testBatch()[2]
 	hopeless.Line = json.RawMessage(`{"kind":"request","blob":"` + noise(tooBig) + `"}`)
 
-	if err := g.Send(testContext(t), []Event{nested, hopeless, testBatch()[1]}); err != nil {
-		t.Fatalf("Send: %v", err)
+	err = g.Send(testContext(t), []Event{nested, hopeless, testBatch()[1]})
+	var part *PartialError
+	if !errors.As(err, &part) || part.TooLarge != 1 || part.Rejected != 0 {
+		t.Fatalf("Send: %v; want a *PartialError of one event too large", err)
 	}
 	if m := readGELF(t, r); m.Full != "" || m.Short != nested.Summary || m.Extra["_correlation_id"] != "c-1" {
 		t.Errorf("got short %q full %d bytes fields %v; want %q without full_message", m.Short, len(m.Full), m.Extra, nested.Summary)
@@ -133,17 +135,10 @@ func TestGELFUDPOversized(t *testing.T) {
 	if m := readGELF(t, r); m.Extra["_kind"] != "pg_locks" {
 		t.Errorf("got %q; want the pg_locks event after the dropped one", m.Short)
 	}
-	if got := g.Oversized(); got != 1 {
-		t.Errorf("Oversized() = %d; want 1", got)
-	}
 
 	err = g.Send(testContext(t), []Event{hopeless, hopeless})
-	var perm *PermanentError
-	if !errors.As(err, &perm) || !errors.Is(err, errOversized) {
-		t.Errorf("Send of only oversized events: %v; want a *PermanentError", err)
-	}
-	if got := g.Oversized(); got != 1 {
-		t.Errorf("Oversized() = %d after a refused batch; want still 1 (the pipeline counts refused batches)", got)
+	if !errors.As(err, &part) || part.TooLarge != 2 || !errors.Is(err, errOversized) {
+		t.Errorf("Send of only oversized events: %v; want a *PartialError of two too large", err)
 	}
 }
 
@@ -302,7 +297,7 @@ func TestGELFHTTP(t *testing.T) {
 		status    map[string]int
 		wantErr   bool
 		perm      bool
-		refused   uint64
+		refused   int
 		wantCalls int
 	}{
 		{name: "one refused", status: map[string]int{batch[1].Summary: 400}, refused: 1, wantCalls: 3},
@@ -313,14 +308,18 @@ func TestGELFHTTP(t *testing.T) {
 			mu.Lock()
 			got, status = nil, tc.status
 			mu.Unlock()
-			before := g.Refused()
 			err := g.Send(testContext(t), batch)
 			var perm *PermanentError
-			if (err != nil) != tc.wantErr || errors.As(err, &perm) != tc.perm {
+			var part *PartialError
+			refused := 0
+			if errors.As(err, &part) {
+				refused = part.Rejected
+			}
+			if (err != nil && part == nil) != tc.wantErr || (part == nil && errors.As(err, &perm)) != tc.perm {
 				t.Errorf("Send: %v; want error %v, permanent %v", err, tc.wantErr, tc.perm)
 			}
-			if n := g.Refused() - before; n != tc.refused {
-				t.Errorf("Refused() grew by %d; want %d", n, tc.refused)
+			if refused != tc.refused {
+				t.Errorf("%d events refused in a partial answer; want %d", refused, tc.refused)
 			}
 			if len(got) != tc.wantCalls {
 				t.Errorf("got %d posts; want %d", len(got), tc.wantCalls)

@@ -95,10 +95,23 @@ func (p *httpPoster) post(ctx context.Context, body []byte, contentType, content
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
 	err = fmt.Errorf("%s answered HTTP %d: %s", redactURL(p.url), resp.StatusCode, quoteBody(head))
-	if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+	if permanentStatus(resp.StatusCode) {
 		return &PermanentError{Err: err}
 	}
 	return err
+}
+
+// permanentStatus says whether an answer refuses the push for good: the
+// body itself is wrong (400: malformed, too old, out of order; 413: too
+// large; 422). Every other failure is retried, 401, 403 and 404 included:
+// a wrong password or URL is a setting someone fixes, and the spool keeps
+// the events until then rather than dropping each batch.
+func permanentStatus(code int) bool {
+	switch code {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }
 
 // close lets go of the kept-alive connections.

@@ -321,7 +321,9 @@ func TestLokiStatus(t *testing.T) {
 		{status: 204},
 		{status: 200},
 		{status: 400, body: "entry too far behind" + strings.Repeat(" x", 500), wantErr: true, perm: true, wantInErr: "HTTP 400: \"entry too far behind"},
-		{status: 401, wantErr: true, perm: true, wantInErr: "(empty body)"},
+		{status: 401, wantErr: true, wantInErr: "(empty body)"}, // a setting to fix: kept and retried
+		{status: 404, wantErr: true},
+		{status: 413, wantErr: true, perm: true},
 		{status: 429, body: "rate limited", wantErr: true, wantInErr: "HTTP 429"},
 		{status: 500, body: "ingester down", wantErr: true, wantInErr: "ingester down"},
 		{status: 503, wantErr: true},

@@ -21,7 +21,7 @@ const (
 	reasonSpoolCorrupt = "spool_corrupt" // a record of the spool was torn or damaged: one count a damaged stretch
 )
 
-var sinkReasons = []string{reasonSpoolFull, reasonRejected, reasonSpoolCorrupt}
+var sinkReasons = []string{reasonSpoolFull, reasonRejected, reasonSpoolCorrupt, reasonTooLarge}
 
 // eventKinds bounds the kind label of bitville_events_total: the kinds of
 // docs/raw-traces.md are far fewer, and a producer inventing kinds is
@@ -120,6 +120,7 @@ type sinkMetrics struct {
 	sent, pushFailures              prometheus.Counter
 	pushDuration                    prometheus.Observer
 	spoolFull, rejected, corrupt    prometheus.Counter
+	tooLarge                        prometheus.Counter // events a sink could not carry at all (GELF over UDP)
 }
 
 func (m *metrics) forSink(name string) sinkMetrics {
@@ -136,5 +137,6 @@ func (m *metrics) forSink(name string) sinkMetrics {
 		spoolFull:    m.dropped.WithLabelValues(name, reasonSpoolFull),
 		rejected:     m.dropped.WithLabelValues(name, reasonRejected),
 		corrupt:      m.dropped.WithLabelValues(name, reasonSpoolCorrupt),
+		tooLarge:     m.dropped.WithLabelValues(name, reasonTooLarge),
 	}
 }

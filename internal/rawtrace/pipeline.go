@@ -225,9 +225,17 @@ func (p *Pipeline) send(ctx context.Context, s *sender) {
 		}
 		err := p.push(ctx, s, b.events)
 		var perm *PermanentError
+		var part *PartialError
 		switch {
 		case err == nil:
 			s.m.sent.Add(float64(len(b.events)))
+		case errors.As(err, &part):
+			s.m.sent.Add(float64(len(b.events) - part.TooLarge - part.Rejected))
+			s.m.tooLarge.Add(float64(part.TooLarge))
+			s.m.rejected.Add(float64(part.Rejected))
+			if n, ok := s.rejects.Allow(); ok {
+				s.log.Warn("the receiver took a batch but for some events; those dropped", "events", len(b.events), "too_large", part.TooLarge, "refused", part.Rejected, "err", part.Err, "suppressed_since_last", n)
+			}
 		case errors.As(err, &perm):
 			s.m.rejected.Add(float64(len(b.events)))
 			if n, ok := s.rejects.Allow(); ok {

@@ -200,6 +200,7 @@ func TestSelfMetrics(t *testing.T) {
 		"bitville_events_dropped_total{reason=spool_full,sink=loki}":    0,
 		"bitville_events_dropped_total{reason=rejected,sink=loki}":      0,
 		"bitville_events_dropped_total{reason=spool_corrupt,sink=loki}": 0,
+		"bitville_events_dropped_total{reason=too_large,sink=loki}":     0,
 		"bitville_events_queued{sink=loki}":                             0,
 		"bitville_events_spool_bytes{sink=loki}":                        0,
 		"bitville_events_breaker_open{sink=loki}":                       0,
@@ -224,4 +225,31 @@ func TestSpoolDirIsLocked(t *testing.T) {
 		t.Fatalf("after a clean stop: %v", err)
 	}
 	p.closeSpools()
+}
+
+// TestPartialBatch: a batch the sink took but for some events counts those
+// as dropped by their reason, the rest as sent, and is not sent again.
+func TestPartialBatch(t *testing.T) {
+	s := newFakeSink("gelf")
+	s.setFail(&PartialError{TooLarge: 1, Rejected: 2, Err: errors.New("HTTP 400")})
+	cfg := testConfig(t)
+	cfg.BatchSize, cfg.BatchWait = 5, time.Minute // one batch of all five, sent when full
+	r := start(t, cfg, s)
+	for i := range 5 {
+		r.Emit(testEvent(fmt.Sprint("p", i), PrioritySlow))
+	}
+	waitFor(t, "the batch", func() bool { return metric(t, r.reg, "bitville_events_queued{sink=gelf}") == 0 })
+	for series, want := range map[string]float64{
+		"bitville_events_sent_total{sink=gelf}":                     2,
+		"bitville_events_dropped_total{reason=too_large,sink=gelf}": 1,
+		"bitville_events_dropped_total{reason=rejected,sink=gelf}":  2,
+		"bitville_events_push_failures_total{sink=gelf}":            0,
+	} {
+		if got := metric(t, r.reg, series); got != want {
+			t.Errorf("%s = %v; want %v", series, got, want)
+		}
+	}
+	if n := len(s.callTimes()); n != 1 {
+		t.Errorf("%d pushes; want 1 (a partial answer is not retried)", n)
+	}
 }
