@@ -55,7 +55,7 @@ func TestEmitFPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"kind":"fpm_slowlog"`, `"slowlog":{"time":`, `"frames":[{"function":"sleep","file":"/x.php","line":3}]`,
-		`"kind":"fpm_long_running"`, `"fpm_worker":{"pid":26788,"state":"Running"`, `"request":{"project":"shop","endpoint":"GET /report","id":"req-1"`} {
+		`"kind":"fpm_long_running"`, `"fpm_worker":{"pid":26788,"state":"Running"`, `"request":{"project":"shop","endpoint":"GET /report","operation":"GET /report","id":"req-1"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("events JSON lacks %s:\n%s", want, b)
 		}

@@ -20,17 +20,22 @@ const (
 
 // InflightRequest is a started request whose end has not arrived.
 type InflightRequest struct {
-	Project  string    `json:"project"`
-	Endpoint string    `json:"endpoint"` // after cardinality limits: what the metrics say
-	ID       string    `json:"id"`
-	CID      string    `json:"cid,omitempty"`
-	PID      int       `json:"pid"`
-	Method   string    `json:"method,omitempty"`
-	URI      string    `json:"uri,omitempty"`
-	Host     string    `json:"host,omitempty"`
-	Pool     string    `json:"pool,omitempty"`
-	Started  time.Time `json:"started"`
-	LastSeen time.Time `json:"last_seen"` // when the daemon last heard of it
+	Project  string `json:"project"`
+	Endpoint string `json:"endpoint"` // after cardinality limits: what the metrics say
+	// Operation is the endpoint as the PHP agent named it, before the
+	// limits: what a raw trace shows.
+	Operation string    `json:"operation,omitempty"`
+	ID        string    `json:"id"`
+	CID       string    `json:"cid,omitempty"`
+	TraceID   string    `json:"trace_id,omitempty"`
+	SAPI      string    `json:"sapi,omitempty"`
+	PID       int       `json:"pid"`
+	Method    string    `json:"method,omitempty"`
+	URI       string    `json:"uri,omitempty"`
+	Host      string    `json:"host,omitempty"`
+	Pool      string    `json:"pool,omitempty"`
+	Started   time.Time `json:"started"`
+	LastSeen  time.Time `json:"last_seen"` // when the daemon last heard of it
 	// From the latest progress message.
 	Stack    []string `json:"stack,omitempty"`
 	Memory   int64    `json:"memory_bytes,omitempty"`
@@ -185,7 +190,7 @@ func (t *InflightTable) Start(m *protocol.Message, endpoint string, now time.Tim
 		return nil, ErrInflightFull
 	}
 	t.byPID[m.PID] = &InflightRequest{
-		Project: m.Project, Endpoint: endpoint, ID: m.ID, CID: m.CID, PID: m.PID,
+		Project: m.Project, Endpoint: endpoint, Operation: m.Endpoint, ID: m.ID, CID: m.CID, TraceID: m.TraceID, SAPI: m.SAPI, PID: m.PID,
 		Method: m.Method, URI: m.URI, Host: m.Host, Pool: m.Pool,
 		Started: started, LastSeen: now,
 	}
@@ -215,13 +220,13 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 			return abandoned, ErrInflightFull
 		}
 		r = &InflightRequest{
-			Project: m.Project, ID: m.ID, PID: m.PID, Host: m.Host, Pool: m.Pool,
+			Project: m.Project, ID: m.ID, PID: m.PID, Host: m.Host, Pool: m.Pool, SAPI: m.SAPI,
 			Started: started,
 		}
 		t.byPID[m.PID] = r
 	}
 	if endpoint != "" {
-		r.Endpoint = endpoint
+		r.Endpoint, r.Operation = endpoint, m.Endpoint
 	}
 	r.LastSeen = now
 	r.Stack = append(r.Stack[:0], m.Stack...)

@@ -1,6 +1,7 @@
 package phpagent
 
 import (
+	"cmp"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -171,7 +172,7 @@ func (a *Agent) traceEnd(m *protocol.Message, fps []sqlfp.Result) {
 			t.ship(requestEvent(t, m, fps, r))
 		}
 	}
-	if len(m.Functions) > 0 && (m.Profiler == profilerTideways || m.Profiler == profilerXHProf) && t.out.Admit(m.Project, rawtrace.PrioritySampled) {
+	if len(m.Functions) > 0 && (m.Profiler == profilerTideways || m.Profiler == profilerXHProf) && t.out.Admit(m.Project, profilePriority(m)) {
 		t.ship(profileEvent(t, m))
 	}
 }
@@ -220,8 +221,8 @@ func (t *tracer) inflightFields(kind, level string, at time.Time, r *InflightReq
 	return phpFields{
 		Kind: kind, Time: at.UTC(), Level: level,
 		Project: r.Project, Host: t.host(r.Host), Pool: r.Pool, PID: r.PID,
-		RequestID: r.ID, CorrelationID: r.CID,
-		Method: r.Method, Endpoint: r.Endpoint, URI: r.URI,
+		RequestID: r.ID, CorrelationID: r.CID, TraceID: r.TraceID, SAPI: r.SAPI,
+		Method: r.Method, Endpoint: cmp.Or(r.Operation, r.Endpoint), URI: r.URI,
 	}
 }
 
@@ -279,7 +280,7 @@ func (a *Agent) traceAbandoned(r *InflightRequest, reason string, now time.Time)
 	t.ship(event(rawtrace.Event{
 		Kind: EventAbandoned, Level: rawtrace.LevelError, Priority: rawtrace.PriorityError,
 		Project: r.Project, Time: l.Time,
-		Summary: head(r.Endpoint, r.Method, r.URI, r.Pool, r.PID) + " abandoned (" + reason + ") after " + strconv.FormatFloat(l.Seconds, 'f', 1, 64) + "s",
-		IDs:     rawtrace.IDs{CorrelationID: r.CID, RequestID: r.ID},
+		Summary: head(l.Endpoint, r.Method, r.URI, r.Pool, r.PID) + " abandoned (" + reason + ") after " + strconv.FormatFloat(l.Seconds, 'f', 1, 64) + "s",
+		IDs:     rawtrace.IDs{CorrelationID: r.CID, TraceID: r.TraceID, RequestID: r.ID},
 	}, l))
 }

@@ -57,7 +57,7 @@ func (a *Agent) traceFPM(e *fpm.Event, req *InflightRequest) {
 	}
 	base := rawtrace.Event{
 		Kind: e.Kind, Level: rawtrace.LevelWarning, Priority: rawtrace.PrioritySlow, Project: r.Project, Time: at.UTC(),
-		IDs: rawtrace.IDs{CorrelationID: r.CID, RequestID: r.ID},
+		IDs: rawtrace.IDs{CorrelationID: r.CID, TraceID: r.TraceID, RequestID: r.ID},
 	}
 	if !t.out.Admit(r.Project, base.Priority) {
 		return
@@ -70,7 +70,7 @@ func (a *Agent) traceFPM(e *fpm.Event, req *InflightRequest) {
 		if s := e.Slowlog; s != nil {
 			l.Script, l.Stack, top = s.Script, s.Frames, s.TopFunction()
 		}
-		base.Summary = head(r.Endpoint, r.Method, cmp.Or(r.URI, l.Script), r.Pool, r.PID) + " php-fpm slowlog in " + top
+		base.Summary = head(l.Endpoint, r.Method, cmp.Or(r.URI, l.Script), r.Pool, r.PID) + " php-fpm slowlog in " + top
 		if l.Seconds > 0 {
 			base.Summary += " after " + strconv.FormatFloat(l.Seconds, 'f', 1, 64) + "s"
 		}
@@ -81,7 +81,7 @@ func (a *Agent) traceFPM(e *fpm.Event, req *InflightRequest) {
 			l.Script = w.Script
 			l.Worker = &fpmWorker{State: w.State, Started: w.Started.UTC(), Requests: w.Requests, ContentLength: w.ContentLength, User: w.User}
 		}
-		base.Summary = head(r.Endpoint, r.Method, cmp.Or(r.URI, l.Script), r.Pool, r.PID) + " php-fpm long running " +
+		base.Summary = head(l.Endpoint, r.Method, cmp.Or(r.URI, l.Script), r.Pool, r.PID) + " php-fpm long running " +
 			strconv.FormatFloat(l.Seconds, 'f', 1, 64) + "s"
 		t.ship(event(base, l))
 	}

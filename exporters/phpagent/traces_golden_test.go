@@ -74,7 +74,7 @@ func TestTraceGolden(t *testing.T) {
 
 	at := func(sec float64) { a.now = func() time.Time { return messageTime(sec) } }
 	at(1764294512.5)
-	a.Handle([]byte(`{"v":1,"type":"start","id":"r1","pid":42,"project":"shop","ts":1764294512.5,"host":"web-1","pool":"www","cid":"c-1","method":"GET","uri":"/report","endpoint":"GET /report","started":1764294512.5}`), st)
+	a.Handle([]byte(`{"v":1,"type":"start","id":"r1","pid":42,"project":"shop","ts":1764294512.5,"host":"web-1","pool":"www","sapi":"fpm-fcgi","cid":"c-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","method":"GET","uri":"/report","endpoint":"GET /report","started":1764294512.5}`), st)
 	at(1764294542.5)
 	a.Handle([]byte(`{"v":1,"type":"progress","id":"r1","pid":42,"project":"shop","ts":1764294542.5,"elapsed":30,"stack":["{main}","App\\Report::build","PDOStatement::execute"],"mem":52428800,"cpu":1.25,"seq":6}`), st)
 	at(1764294543.5)
@@ -85,7 +85,7 @@ func TestTraceGolden(t *testing.T) {
 	}
 	checkEvent(t, ab[0], rawtrace.Event{Kind: "abandoned", Level: "error", Priority: rawtrace.PriorityError, Project: "shop",
 		Summary: "GET /report abandoned (superseded) after 31.0s",
-		IDs:     rawtrace.IDs{CorrelationID: "c-1", RequestID: "r1"}},
+		IDs:     rawtrace.IDs{CorrelationID: "c-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", RequestID: "r1"}},
 		"abandoned.json")
 
 	a.now = func() time.Time { return t0 }

@@ -138,7 +138,7 @@ func requestEvent(t *tracer, m *protocol.Message, fps []sqlfp.Result, r reasons)
 		IDs:     rawtrace.IDs{CorrelationID: m.CID, TraceID: m.TraceID, RequestID: m.ID, QueryFP: l.QueryFP},
 	}, l)
 	if err == nil && t.maxLine > 0 && len(e.Line) > t.maxLine {
-		e.Line, err = requestFit(&l, t.maxLine)
+		e.Line, err = requestFit(&l, e.Line, t.maxLine)
 	}
 	return e, err
 }
@@ -149,7 +149,7 @@ func requestEvent(t *tracer, m *protocol.Message, fps []sqlfp.Result, r reasons)
 // the statements from the last (counted in sql_dropped). Identity, timing
 // and the statement that took the most time stay. It is the rare path of
 // a request with hundreds of long statements.
-func requestFit(l *requestLine, max int) ([]byte, error) {
+func requestFit(l *requestLine, b []byte, max int) ([]byte, error) {
 	l.Truncated = slices.Clone(l.Truncated)
 	steps := []struct {
 		name string
@@ -166,16 +166,24 @@ func requestFit(l *requestLine, max int) ([]byte, error) {
 			return n > 0 // again, halving, while statements are left
 		}},
 	}
-	var b []byte
 	for _, s := range steps {
 		for {
+			before := len(b)
 			again := s.cut()
-			if !slices.Contains(l.Truncated, s.name) {
-				l.Truncated = append(l.Truncated, s.name)
-			}
 			var err error
-			if b, err = json.Marshal(l); err != nil || len(b) <= max {
-				return b, err
+			if b, err = json.Marshal(l); err != nil {
+				return nil, err
+			}
+			if len(b) < before && !slices.Contains(l.Truncated, s.name) {
+				// The step cut something: say so (the line grows by
+				// the name, a few bytes; measured again below).
+				l.Truncated = append(l.Truncated, s.name)
+				if b, err = json.Marshal(l); err != nil {
+					return nil, err
+				}
+			}
+			if len(b) <= max {
+				return b, nil
 			}
 			if !again {
 				break
@@ -264,6 +272,15 @@ type functionLine struct {
 	Calls int64   `json:"calls,omitempty"` // 0: the profiler does not count calls
 }
 
+// profilePriority is a profile's: a drawn request's goes first when events
+// must be dropped, one a developer forced is kept like a slow request.
+func profilePriority(m *protocol.Message) rawtrace.Priority {
+	if m.Forced {
+		return rawtrace.PrioritySlow
+	}
+	return rawtrace.PrioritySampled
+}
+
 // profileEvent builds the profile event of m: its functions, heaviest self
 // time first, at most events.profile-functions of them.
 func profileEvent(t *tracer, m *protocol.Message) (rawtrace.Event, error) {
@@ -282,7 +299,7 @@ func profileEvent(t *tracer, m *protocol.Message) (rawtrace.Event, error) {
 		FunctionsDropped: len(fns) - n,
 	}
 	return event(rawtrace.Event{
-		Kind: TraceProfile, Level: rawtrace.LevelInfo, Priority: rawtrace.PrioritySampled, Project: m.Project, Time: l.Time,
+		Kind: TraceProfile, Level: rawtrace.LevelInfo, Priority: profilePriority(m), Project: m.Project, Time: l.Time,
 		Summary: head(m.Endpoint, m.Method, m.URI, m.Pool, m.PID) + " profile (" + m.Profiler + ") " +
 			strconv.FormatFloat(m.Wall, 'f', 2, 64) + "s, " + strconv.Itoa(len(fns)) + " functions",
 		IDs: rawtrace.IDs{CorrelationID: m.CID, TraceID: m.TraceID, RequestID: m.ID},

@@ -392,3 +392,28 @@ func TestTracesAskBeforeBuilding(t *testing.T) {
 		t.Errorf("%d events emitted past a refusal; want none", len(got))
 	}
 }
+
+// TestForcedProfileKeptLikeSlow: the profile a developer forced is dropped
+// no sooner than a slow request; a drawn one goes first.
+func TestForcedProfileKeptLikeSlow(t *testing.T) {
+	a, c := newTracingAgent(t, nil)
+	m := decodeGolden(t, "end.json")
+	m.Profiler = "tideways"
+	for _, forced := range []bool{true, false} {
+		m.Forced = forced
+		a.traceEnd(m, agentFPs(a, m))
+		want := rawtrace.PrioritySampled
+		if forced {
+			want = rawtrace.PrioritySlow
+		}
+		var got []rawtrace.Priority
+		for _, e := range c.take() {
+			if e.Kind == TraceProfile {
+				got = append(got, e.Priority)
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("forced %v: profile priorities %v; want [%v]", forced, got, want)
+		}
+	}
+}
