@@ -70,6 +70,9 @@ func (ev *activityEvents) observe(emit rawtrace.Emitter, server string, rows []a
 	if !ev.last.IsZero() && now.Sub(ev.last) < ev.every {
 		return
 	}
+	if !emit.Admit(ev.project, rawtrace.PrioritySlow) {
+		return // over the rate limit: tried again at the next sample
+	}
 	e, err := ev.event(server, rows, fps, eps, querySize, now)
 	if err != nil {
 		return // not a line JSON can write; nothing to send

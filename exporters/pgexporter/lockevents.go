@@ -174,6 +174,9 @@ func (ev *lockEvents) report(emit rawtrace.Emitter, server string, rows []lockRo
 		if last, ok := ev.episodes[k]; ok && now.Sub(last) < ev.repeat {
 			continue
 		}
+		if !emit.Admit(ev.project, rawtrace.PriorityError) {
+			continue // over the rate limit: tried again at the next sample
+		}
 		e, err := ev.event(server, p, root, ws, wait, querySize, fps, now)
 		if err != nil {
 			continue // not a line JSON can write; nothing to send

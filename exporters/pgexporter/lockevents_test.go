@@ -24,6 +24,11 @@ type recorder struct {
 
 func (r *recorder) Admit(string, rawtrace.Priority) bool { return true }
 
+// refusing is a recorder whose rate limit is spent.
+type refusing struct{ recorder }
+
+func (*refusing) Admit(string, rawtrace.Priority) bool { return false }
+
 func (r *recorder) Emit(e rawtrace.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -127,6 +132,13 @@ func TestLockEventsReport(t *testing.T) {
 		}
 	}
 	ev := newLockEvents(cfg, "db1")
+	// Over the rate limit: nothing is built, and the tree is tried again
+	// at the next sample, not a lock-repeat later.
+	spent := &refusing{}
+	ev.report(spent, "pg:5432/shop", trees(xact, 5), 1024, t0)
+	if len(spent.events) != 0 || len(ev.episodes) != 0 {
+		t.Fatalf("a refused tree: %d events emitted, %d episodes recorded; want none", len(spent.events), len(ev.episodes))
+	}
 	rec := &recorder{}
 	ev.report(rec, "pg:5432/shop", trees(xact, 5), 1024, t0)
 	got := rec.of("pg_locks")
