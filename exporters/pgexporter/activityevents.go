@@ -1,6 +1,7 @@
 package pgexporter
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -115,10 +116,7 @@ func (ev *activityEvents) event(server string, rows []actRow, fps, eps []string,
 	if err != nil {
 		return rawtrace.Event{}, fmt.Errorf("cannot encode the pg_activity event of %s: %w", server, err)
 	}
-	where := l.Datname
-	if where == "" {
-		where = server
-	}
+	where := cmp.Or(l.Datname, server)
 	return rawtrace.Event{
 		Kind: "pg_activity", Level: rawtrace.LevelInfo, Priority: rawtrace.PrioritySlow, Project: ev.project, Time: l.Time,
 		Summary: fmt.Sprintf("%d active sessions on %s (threshold %d)", len(rows), where, ev.threshold),

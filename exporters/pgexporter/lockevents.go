@@ -1,6 +1,7 @@
 package pgexporter
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,10 +274,7 @@ func (ev *lockEvents) event(server string, pid int32, root *lockRow, ws []*lockR
 	if err != nil {
 		return rawtrace.Event{}, fmt.Errorf("cannot encode the pg_locks event of pid %d: %w", pid, err)
 	}
-	where := l.Datname
-	if where == "" {
-		where = server
-	}
+	where := cmp.Or(l.Datname, server)
 	ep := ""
 	if l.Root.Endpoint != "" {
 		ep = " (" + l.Root.Endpoint + ")"

@@ -138,37 +138,39 @@ func (l *Loki) group(batch []Event) []lokiStream {
 }
 
 // labels are the stream labels of e sorted by name, as Loki keeps them.
-// Loki refuses empty label values, so those are left out.
 func (l *Loki) labels(e Event) []push.LabelAdapter {
-	var ls []push.LabelAdapter
-	for _, lv := range [...]push.LabelAdapter{ // sorted by name
-		{Name: "instance", Value: l.instance},
-		{Name: "job", Value: l.job},
-		{Name: "kind", Value: e.Kind},
-		{Name: "level", Value: e.Level},
-		{Name: "project", Value: e.Project},
-	} {
-		if lv.Value != "" {
-			ls = append(ls, lv)
-		}
-	}
-	return ls
+	return nonEmpty( // sorted by name
+		push.LabelAdapter{Name: "instance", Value: l.instance},
+		push.LabelAdapter{Name: "job", Value: l.job},
+		push.LabelAdapter{Name: "kind", Value: e.Kind},
+		push.LabelAdapter{Name: "level", Value: e.Level},
+		push.LabelAdapter{Name: "project", Value: e.Project},
+	)
 }
 
 // lokiMetadata are the non-empty IDs of e, Loki's structured metadata.
 func lokiMetadata(ids IDs) push.LabelsAdapter {
-	var md push.LabelsAdapter
-	for _, lv := range [...]push.LabelAdapter{
-		{Name: "correlation_id", Value: ids.CorrelationID},
-		{Name: "trace_id", Value: ids.TraceID},
-		{Name: "request_id", Value: ids.RequestID},
-		{Name: "query_fp", Value: ids.QueryFP},
-	} {
+	return nonEmpty(
+		push.LabelAdapter{Name: "correlation_id", Value: ids.CorrelationID},
+		push.LabelAdapter{Name: "trace_id", Value: ids.TraceID},
+		push.LabelAdapter{Name: "request_id", Value: ids.RequestID},
+		push.LabelAdapter{Name: "query_fp", Value: ids.QueryFP},
+	)
+}
+
+// nonEmpty keeps the pairs with a value: Loki refuses empty label values,
+// and an empty id says nothing.
+func nonEmpty(lvs ...push.LabelAdapter) []push.LabelAdapter {
+	out := lvs[:0]
+	for _, lv := range lvs {
 		if lv.Value != "" {
-			md = append(md, lv)
+			out = append(out, lv)
 		}
 	}
-	return md
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // entryTime is when e happened; an event without a time is stamped now
