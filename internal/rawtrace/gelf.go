@@ -38,7 +38,7 @@ var errOversized = fmt.Errorf("message larger than %d GELF chunks", gelfMaxChunk
 // NewGELF builds the GELF sink of cfg.GELFURL: udp://host:port,
 // tcp://host:port or http(s)://host:port/gelf.
 func NewGELF(cfg Config, o SinkOptions) (*GELF, error) {
-	u, err := parseSinkURL(cfg.GELFURL)
+	u, err := parseSinkURL(cfg.GELFURL, "udp", "tcp", "http", "https")
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the GELF sink: %w", err)
 	}
@@ -51,15 +51,13 @@ func NewGELF(cfg Config, o SinkOptions) (*GELF, error) {
 		g.transport = newGELFUDP(u.Host)
 	case "tcp":
 		g.transport = newGELFTCP(u.Host)
-	case "http", "https":
+	default: // http, https
 		h := map[string][]string{"User-Agent": {"bitville-apm/" + o.Version}}
 		p, err := newHTTPPoster(cfg.GELFURL, cfg.GELFTLS, h)
 		if err != nil {
 			return nil, fmt.Errorf("cannot build the GELF sink: %w", err)
 		}
 		g.transport = gelfHTTP{p}
-	default:
-		return nil, fmt.Errorf("cannot build the GELF sink: URL %q: scheme %q is not udp, tcp, http or https", u.Redacted(), u.Scheme)
 	}
 	return g, nil
 }

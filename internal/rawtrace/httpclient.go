@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -32,6 +33,7 @@ const drainBytes = 64 << 10
 // concurrently.
 type httpPoster struct {
 	url       string
+	shown     string      // url without its password, for errors
 	header    http.Header // sent on every request; Content-Type is set per request
 	client    *http.Client
 	transport *http.Transport
@@ -39,7 +41,8 @@ type httpPoster struct {
 
 // newHTTPPoster checks url and builds the client with the TLS of t.
 func newHTTPPoster(rawURL string, t TLSConfig, header http.Header) (*httpPoster, error) {
-	if err := checkHTTPURL(rawURL); err != nil {
+	u, err := parseSinkURL(rawURL, "http", "https")
+	if err != nil {
 		return nil, err
 	}
 	tc, err := sinkTLSConfig(t)
@@ -52,19 +55,7 @@ func newHTTPPoster(rawURL string, t TLSConfig, header http.Header) (*httpPoster,
 	// connections are all it reuses.
 	tr.MaxIdleConnsPerHost = 2
 	// No Timeout on the client: each push is bounded by its context.
-	return &httpPoster{url: rawURL, header: header, client: &http.Client{Transport: tr}, transport: tr}, nil
-}
-
-// checkHTTPURL refuses what is not an absolute http(s) URL with a host.
-func checkHTTPURL(rawURL string) error {
-	u, err := parseSinkURL(rawURL)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("URL %q: scheme %q is not http or https", u.Redacted(), u.Scheme)
-	}
-	return nil
+	return &httpPoster{url: rawURL, shown: u.Redacted(), header: header, client: &http.Client{Transport: tr}, transport: tr}, nil
 }
 
 // post sends body with contentType (and contentEncoding when not "")
@@ -74,7 +65,7 @@ func checkHTTPURL(rawURL string) error {
 func (p *httpPoster) post(ctx context.Context, body []byte, contentType, contentEncoding string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
-		return &PermanentError{Err: fmt.Errorf("cannot build the request to %s: %w", p.url, err)}
+		return &PermanentError{Err: fmt.Errorf("cannot build the request to %s: %w", p.shown, err)}
 	}
 	for k, v := range p.header {
 		req.Header[k] = v
@@ -85,7 +76,7 @@ func (p *httpPoster) post(ctx context.Context, body []byte, contentType, content
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot post to %s: %w", redactURL(p.url), err)
+		return fmt.Errorf("cannot post to %s: %w", p.shown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -94,7 +85,7 @@ func (p *httpPoster) post(ctx context.Context, body []byte, contentType, content
 	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-	err = fmt.Errorf("%s answered HTTP %d: %s", redactURL(p.url), resp.StatusCode, quoteBody(head))
+	err = fmt.Errorf("%s answered HTTP %d: %s", p.shown, resp.StatusCode, quoteBody(head))
 	if permanentStatus(resp.StatusCode) {
 		return &PermanentError{Err: err}
 	}
@@ -131,23 +122,19 @@ func quoteBody(b []byte) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// redactURL drops the password of a URL that carries one, for errors.
-func redactURL(rawURL string) string {
-	u, err := parseSinkURL(rawURL)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	return u.Redacted()
-}
-
-// parseSinkURL parses a sink's URL, which must have a scheme and a host.
-func parseSinkURL(rawURL string) (*url.URL, error) {
+// parseSinkURL parses a sink's URL, which must have a host and one of
+// schemes. Config.Validate and the sinks' constructors both check with it.
+func parseSinkURL(rawURL string, schemes ...string) (*url.URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("invalid URL: %w", err)
 	}
 	if u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("URL %q needs a scheme and a host", u.Redacted())
+	}
+	if !slices.Contains(schemes, u.Scheme) {
+		last := len(schemes) - 1
+		return nil, fmt.Errorf("URL %q: scheme %q is not %s or %s", u.Redacted(), u.Scheme, strings.Join(schemes[:last], ", "), schemes[last])
 	}
 	return u, nil
 }

@@ -3,9 +3,6 @@ package rawtrace
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"slices"
-	"strings"
 )
 
 // spoolMinLines is how many of the largest lines the spool must hold at
@@ -44,15 +41,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkURL returns an error unless raw is an absolute URL with a host and
-// one of schemes.
+// checkURL returns an error naming flag unless raw is an absolute URL with
+// a host and one of schemes.
 func checkURL(flag, raw string, schemes ...string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", flag, raw, err)
-	}
-	if !slices.Contains(schemes, u.Scheme) || u.Host == "" {
-		return fmt.Errorf("%s %q must be a URL with a host and the scheme %s://", flag, raw, strings.Join(schemes, ":// or "))
+	if _, err := parseSinkURL(raw, schemes...); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
 }
