@@ -385,3 +385,13 @@ func TestLokiLabelEscaping(t *testing.T) {
 		t.Errorf("labels %s; want %s", got, want)
 	}
 }
+
+// TestLokiErrorsHideThePassword: a push error names the URL without the
+// password it may carry.
+func TestLokiErrorsHideThePassword(t *testing.T) {
+	l := newTestLoki(t, Config{LokiURL: "http://bot:s3cret@127.0.0.1:1/loki/api/v1/push"})
+	err := l.Send(testContext(t), testBatch())
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Send to a closed port: %v; want an error naming the URL without its password", err)
+	}
+}
