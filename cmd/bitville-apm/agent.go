@@ -136,10 +136,7 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 
 	// The raw traces outlive the readers: what the last messages produce
 	// is spooled before the pipeline's clean stop.
-	eventsCtx, stopEvents := context.WithCancel(context.Background())
-	eventsDone := make(chan struct{})
-	go func() { events.Run(eventsCtx); close(eventsDone) }()
-	defer func() { stopEvents(); <-eventsDone }()
+	defer events.Start()()
 
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve() }()

@@ -57,10 +57,7 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	}
 	// Stopped last (defers run in reverse): the sampler's last events are
 	// spooled before the pipeline's clean stop.
-	eventsCtx, stopEvents := context.WithCancel(context.Background())
-	eventsDone := make(chan struct{})
-	go func() { events.Run(eventsCtx); close(eventsDone) }()
-	defer func() { stopEvents(); <-eventsDone }()
+	defer events.Start()()
 
 	srv, err := web.Listen(c.ListenAddress, c.WebConfigFile, exp.Handler(reg, bi.Version), log)
 	if err != nil {

@@ -126,9 +126,8 @@ func testConfig(t testing.TB) Config {
 // running is a Pipeline whose Run goroutine the test can stop.
 type running struct {
 	*Pipeline
-	reg    *prometheus.Registry
-	cancel context.CancelFunc
-	done   chan struct{}
+	reg  *prometheus.Registry
+	stop func() // the clean stop: Run returns, spools saved
 }
 
 func start(t *testing.T, cfg Config, sinks ...Sink) *running {
@@ -138,17 +137,9 @@ func start(t *testing.T, cfg Config, sinks ...Sink) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Pipeline: p, reg: reg, cancel: cancel, done: make(chan struct{})}
-	go func() { p.Run(ctx); close(r.done) }()
+	r := &running{Pipeline: p, reg: reg, stop: sync.OnceFunc(p.Start())}
 	t.Cleanup(r.stop)
 	return r
-}
-
-// stop is the clean stop: cancel and wait for Run to return.
-func (r *running) stop() {
-	r.cancel()
-	<-r.done
 }
 
 // metric returns the value of one series of reg, as promtest names it

@@ -175,6 +175,17 @@ func (p *Pipeline) Admit(project string, prio Priority) bool {
 	return true
 }
 
+// Start runs Run in the background until the returned stop is called;
+// stop returns once Run has: the spools saved, the sinks closed. A command
+// defers stop after whatever emits, so that the last events are spooled
+// before the clean stop.
+func (p *Pipeline) Start() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
 // Run sends each sink's spool until ctx ends, one goroutine a sink. Then
 // it lets a push under way finish (or time out), saves the spools'
 // cursors and closes the sinks. Without a sink it only waits for ctx.

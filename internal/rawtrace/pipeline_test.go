@@ -120,9 +120,11 @@ func TestKillSendsAtMostTheLastBatchAgain(t *testing.T) {
 			t.Errorf("%s delivered twice but was not in the unacknowledged batch %v", id, inFlight)
 		}
 	}
-	r1.cancel()
+	// Clean up r1: its stop waits for the held push, which release lets return.
+	stopped := make(chan struct{})
+	go func() { r1.stop(); close(stopped) }()
 	close(release)
-	<-r1.done
+	<-stopped
 }
 
 func contains(ids []string, id string) bool {

@@ -60,11 +60,9 @@ func BenchmarkPushVictoriaLogs(b *testing.B) {
 				events[i] = Event{Kind: "request", Level: LevelWarning, Priority: PrioritySlow, Project: "shop",
 					Time: time.Now(), Summary: "GET /orders/{id} 200 2.31s slow", IDs: IDs{CorrelationID: cid, RequestID: cid}, Line: l}
 			}
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
 			b.ResetTimer()
 			start := time.Now()
-			go func() { p.Run(runCtx); close(done) }()
+			stop := p.Start()
 			for i := range events {
 				p.Emit(events[i])
 			}
@@ -74,7 +72,6 @@ func BenchmarkPushVictoriaLogs(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			stop()
-			<-done
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			if f := promtest.Series(b, reg, "bitville_events_push_failures_total")[`bitville_events_push_failures_total{sink=loki}`]; f > 0 {
 				b.Fatalf("%v pushes failed", f)
