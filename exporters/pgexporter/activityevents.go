@@ -35,12 +35,7 @@ func newActivityEvents(cfg Config, host string) *activityEvents {
 
 // The pg_activity line (docs/raw-traces.md).
 type activityLine struct {
-	Kind      string            `json:"kind"`
-	Time      time.Time         `json:"time"`
-	Level     string            `json:"level"`
-	Project   string            `json:"project"`
-	Host      string            `json:"host,omitempty"`
-	Server    string            `json:"server"`
+	pgFields
 	Datname   string            `json:"datname,omitempty"` // when every session is in one database
 	Active    int               `json:"active"`
 	Threshold int               `json:"threshold"`
@@ -95,8 +90,8 @@ func (ev *activityEvents) event(server string, rows []actRow, fps, eps []string,
 		}
 		return a.queryAge > b.queryAge
 	})
-	l := activityLine{Kind: "pg_activity", Time: now.UTC(), Level: rawtrace.LevelInfo, Project: ev.project, Host: ev.host,
-		Server: server, Datname: rows[0].datname, Active: len(rows), Threshold: ev.threshold}
+	l := activityLine{pgFields: pgFields{Kind: "pg_activity", Time: now.UTC(), Level: rawtrace.LevelInfo, Project: ev.project, Host: ev.host, Server: server},
+		Datname: rows[0].datname, Active: len(rows), Threshold: ev.threshold}
 	for _, r := range rows {
 		if r.datname != l.Datname {
 			l.Datname = ""

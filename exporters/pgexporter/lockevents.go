@@ -188,14 +188,19 @@ func (ev *lockEvents) report(emit rawtrace.Emitter, server string, rows []lockRo
 	maps.DeleteFunc(ev.episodes, func(k lockEpisode, _ time.Time) bool { return !live[k] })
 }
 
+// pgFields are the fields every pg-exporter event's line starts with.
+type pgFields struct {
+	Kind    string    `json:"kind"`
+	Time    time.Time `json:"time"`
+	Level   string    `json:"level"`
+	Project string    `json:"project"`
+	Host    string    `json:"host,omitempty"`
+	Server  string    `json:"server"`
+}
+
 // The pg_locks line (docs/raw-traces.md).
 type lockLine struct {
-	Kind        string       `json:"kind"`
-	Time        time.Time    `json:"time"`
-	Level       string       `json:"level"`
-	Project     string       `json:"project"`
-	Host        string       `json:"host,omitempty"`
-	Server      string       `json:"server"`
+	pgFields
 	Datname     string       `json:"datname,omitempty"`
 	WaitSeconds float64      `json:"wait_seconds"`
 	Blocked     int          `json:"blocked"`
@@ -244,8 +249,8 @@ func (ev *lockEvents) event(server string, pid int32, root *lockRow, ws []*lockR
 	if wait >= lockErrorFactor*ev.threshold.Seconds() {
 		level = rawtrace.LevelError
 	}
-	l := lockLine{Kind: "pg_locks", Time: now.UTC(), Level: level, Project: ev.project, Host: ev.host,
-		Server: server, WaitSeconds: seconds(wait), Blocked: len(ws), Root: lockRootLine{PID: pid}}
+	l := lockLine{pgFields: pgFields{Kind: "pg_locks", Time: now.UTC(), Level: level, Project: ev.project, Host: ev.host, Server: server},
+		WaitSeconds: seconds(wait), Blocked: len(ws), Root: lockRootLine{PID: pid}}
 	switch {
 	case root != nil:
 		r := fp(root.query)
