@@ -20,6 +20,8 @@ packages=(
 	nginx postgresql postgresql-contrib
 	wrk                      # load for the overhead benchmarks
 	prometheus-postgres-exporter # pg-exporter's side-by-side benchmark
+	prometheus-pushgateway   # pushgw's side-by-side benchmark
+	victoria-metrics         # a remote-write receiver of pushgw's tests
 )
 
 say() { printf 'deps: %s\n' "$*" >&2; }
