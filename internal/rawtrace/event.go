@@ -67,6 +67,11 @@ type Event struct {
 	Summary  string          `json:"summary"` // one human line: GELF's short_message
 	IDs      IDs             `json:"ids"`
 	Line     json.RawMessage `json:"line,omitempty"`
+	// Job and Instance name where the event came from when it was
+	// forwarded (pushgw takes events from many hosts); empty: the sink's
+	// own, which is the case for every event a daemon produces itself.
+	Job      string `json:"job,omitempty"`
+	Instance string `json:"instance,omitempty"`
 }
 
 // Sink delivers batches of events to one receiver. Send returns nil when
@@ -118,3 +123,15 @@ type discard struct{}
 
 func (discard) Admit(string, Priority) bool { return false }
 func (discard) Emit(Event)                  {}
+
+// origin is the instance and job e is shipped under: its own when it was
+// forwarded with them, else the sink's.
+func origin(e Event, instance, job string) (string, string) {
+	if e.Instance != "" {
+		instance = e.Instance
+	}
+	if e.Job != "" {
+		job = e.Job
+	}
+	return instance, job
+}

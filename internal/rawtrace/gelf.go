@@ -75,9 +75,10 @@ func (g *GELF) Send(ctx context.Context, batch []Event) error {
 	var oversized, refused int
 	var lastRefusal error
 	for _, e := range batch {
-		err := g.transport.send(ctx, encodeGELF(e, g.host, g.job, true))
+		host, job := origin(e, g.host, g.job)
+		err := g.transport.send(ctx, encodeGELF(e, host, job, true))
 		if errors.Is(err, errOversized) {
-			err = g.transport.send(ctx, encodeGELF(e, g.host, g.job, false))
+			err = g.transport.send(ctx, encodeGELF(e, host, job, false))
 		}
 		var perm *PermanentError
 		switch {

@@ -63,11 +63,20 @@ func newHTTPPoster(rawURL string, t TLSConfig, header http.Header) (*httpPoster,
 // other than 429, and a plain error for the rest (429, 5xx, transport
 // errors), which is worth retrying.
 func (p *httpPoster) post(ctx context.Context, body []byte, contentType, contentEncoding string) error {
+	return p.postWith(ctx, body, contentType, contentEncoding, nil)
+}
+
+// postWith is post with extra headers, which replace the poster's own of
+// the same name.
+func (p *httpPoster) postWith(ctx context.Context, body []byte, contentType, contentEncoding string, extra http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("cannot build the request to %s: %w", p.shown, err)}
 	}
 	for k, v := range p.header {
+		req.Header[k] = v
+	}
+	for k, v := range extra {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", contentType)

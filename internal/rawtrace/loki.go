@@ -35,8 +35,17 @@ const (
 type Loki struct {
 	job, instance string
 	json          bool
+	tenantOf      func(project string) string // nil: one tenant (or none) for every push
 	poster        *httpPoster
 }
+
+// TenantProject in --loki.tenant stands for each event's project: the
+// events of a batch are pushed once per tenant, each with its own
+// X-Scope-OrgID (pushgw's tenant per project).
+const TenantProject = "{project}"
+
+// lokiTenantHeader is the header that names the Loki tenant.
+const lokiTenantHeader = "X-Scope-OrgID"
 
 // NewLoki builds the Loki sink of cfg: it reads the auth file and the TLS
 // files now, so a mistake fails at start. Headers of cfg.LokiHeaders are
@@ -53,8 +62,11 @@ func NewLoki(cfg Config, o SinkOptions) (*Loki, error) {
 	}
 	h := http.Header{}
 	h.Set("User-Agent", "bitville-apm/"+o.Version)
-	if cfg.LokiTenant != "" {
-		h.Set("X-Scope-OrgID", cfg.LokiTenant)
+	switch tenant := cfg.LokiTenant; {
+	case strings.Contains(tenant, TenantProject):
+		l.tenantOf = func(project string) string { return strings.ReplaceAll(tenant, TenantProject, project) }
+	case tenant != "":
+		h.Set(lokiTenantHeader, tenant)
 	}
 	if cfg.LokiAuthFile != "" {
 		auth, err := authHeader(cfg.LokiAuthFile)
@@ -87,21 +99,62 @@ func (l *Loki) Send(ctx context.Context, batch []Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	streams := l.group(batch)
+	if l.tenantOf == nil {
+		return l.send(ctx, batch, "")
+	}
+	// One push per tenant. A failure worth retrying fails the whole
+	// batch, so the tenants pushed before it get their events again:
+	// Loki keeps one of two entries equal in stream, time and line.
+	for _, part := range byProject(batch) {
+		if err := l.send(ctx, part, l.tenantOf(part[0].Project)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send pushes events in one request, with tenant as X-Scope-OrgID when
+// it is not "".
+func (l *Loki) send(ctx context.Context, events []Event, tenant string) error {
+	var extra http.Header
+	if tenant != "" {
+		extra = http.Header{lokiTenantHeader: {tenant}}
+	}
+	streams := l.group(events)
 	var err error
 	if l.json {
-		err = l.poster.post(ctx, lokiJSON(streams), "application/json", "")
+		err = l.poster.postWith(ctx, lokiJSON(streams), "application/json", "", extra)
 	} else {
 		var body []byte
 		if body, err = lokiProtobuf(streams); err != nil {
 			return &PermanentError{Err: fmt.Errorf("cannot encode the Loki push: %w", err)}
 		}
-		err = l.poster.post(ctx, body, "application/x-protobuf", "")
+		err = l.poster.postWith(ctx, body, "application/x-protobuf", "", extra)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot push %d events to Loki: %w", len(batch), err)
+		if tenant != "" {
+			return fmt.Errorf("cannot push %d events of tenant %q to Loki: %w", len(events), tenant, err)
+		}
+		return fmt.Errorf("cannot push %d events to Loki: %w", len(events), err)
 	}
 	return nil
+}
+
+// byProject splits batch by project, keeping the order of events within
+// a project and of the projects' first events.
+func byProject(batch []Event) [][]Event {
+	index := map[string]int{}
+	var parts [][]Event
+	for _, e := range batch {
+		i, ok := index[e.Project]
+		if !ok {
+			i = len(parts)
+			index[e.Project] = i
+			parts = append(parts, nil)
+		}
+		parts[i] = append(parts[i], e)
+	}
+	return parts
 }
 
 // Close lets go of the kept-alive connections.
@@ -116,16 +169,16 @@ type lokiStream struct {
 	events []Event
 }
 
-// streamKey is what tells the streams of a batch apart: job and instance
-// are the sink's own.
-type streamKey struct{ project, kind, level string }
+// streamKey is what tells the streams of a batch apart.
+type streamKey struct{ job, instance, project, kind, level string }
 
 // group splits a batch into streams in the order each first appears.
 func (l *Loki) group(batch []Event) []lokiStream {
 	index := map[streamKey]int{}
 	var streams []lokiStream
 	for _, e := range batch {
-		k := streamKey{e.Project, e.Kind, e.Level}
+		instance, job := origin(e, l.instance, l.job)
+		k := streamKey{job, instance, e.Project, e.Kind, e.Level}
 		i, ok := index[k]
 		if !ok {
 			i = len(streams)
@@ -139,9 +192,10 @@ func (l *Loki) group(batch []Event) []lokiStream {
 
 // labels are the stream labels of e sorted by name, as Loki keeps them.
 func (l *Loki) labels(e Event) []push.LabelAdapter {
+	instance, job := origin(e, l.instance, l.job)
 	return nonEmpty( // sorted by name
-		push.LabelAdapter{Name: "instance", Value: l.instance},
-		push.LabelAdapter{Name: "job", Value: l.job},
+		push.LabelAdapter{Name: "instance", Value: instance},
+		push.LabelAdapter{Name: "job", Value: job},
 		push.LabelAdapter{Name: "kind", Value: e.Kind},
 		push.LabelAdapter{Name: "level", Value: e.Level},
 		push.LabelAdapter{Name: "project", Value: e.Project},

@@ -395,3 +395,48 @@ func TestLokiErrorsHideThePassword(t *testing.T) {
 		t.Errorf("Send to a closed port: %v; want an error naming the URL without its password", err)
 	}
 }
+
+// A tenant with {project} pushes each project's events under its own
+// X-Scope-OrgID, and a forwarded event keeps the job and instance it came
+// with.
+func TestLokiTenantPerProject(t *testing.T) {
+	r, srv := newLokiServer(t)
+	l := newTestLoki(t, Config{LokiURL: srv.URL + "/loki/api/v1/push", LokiTenant: "team-" + TenantProject})
+	batch := testBatch()
+	batch[1].Job, batch[1].Instance = "bitville-apm-pg-exporter", "db-1"
+	if err := l.Send(testContext(t), batch); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := []struct {
+		tenant string
+		labels []string
+	}{
+		{"team-shop", []string{`{instance="web-1", job="bitville-apm-agent", kind="request", level="error", project="shop"}`}},
+		{"team-postgres", []string{`{instance="db-1", job="bitville-apm-pg-exporter", kind="pg_locks", level="warning", project="postgres"}`}},
+	}
+	if len(r.bodies) != len(want) {
+		t.Fatalf("got %d pushes; want %d", len(r.bodies), len(want))
+	}
+	for i, w := range want {
+		if got := r.headers[i].Get("X-Scope-OrgID"); got != w.tenant {
+			t.Errorf("push %d: tenant %q; want %q", i, got, w.tenant)
+		}
+		raw, err := snappy.Decode(nil, r.bodies[i])
+		if err != nil {
+			t.Fatalf("snappy: %v", err)
+		}
+		var req push.PushRequest
+		if err := req.Unmarshal(raw); err != nil {
+			t.Fatalf("unmarshal PushRequest: %v", err)
+		}
+		var got []string
+		for _, s := range req.Streams {
+			got = append(got, s.Labels)
+		}
+		if !reflect.DeepEqual(got, w.labels) {
+			t.Errorf("push %d: streams %q; want %q", i, got, w.labels)
+		}
+	}
+}

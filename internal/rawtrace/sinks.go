@@ -10,9 +10,10 @@ import (
 )
 
 // New builds the sinks cfg asks for (Loki when loki.url is set, GELF when
-// gelf.url is) and a Pipeline in front of them. An empty opts.Instance
-// becomes the hostname.
-func New(cfg Config, opts Options, reg prometheus.Registerer) (*Pipeline, error) {
+// gelf.url is) and a Pipeline in front of them and of extra (the pushgw
+// sink of a daemon that pushes). An empty opts.Instance becomes the
+// hostname.
+func New(cfg Config, opts Options, reg prometheus.Registerer, extra ...Sink) (*Pipeline, error) {
 	if opts.Instance == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -24,6 +25,7 @@ func New(cfg Config, opts Options, reg prometheus.Registerer) (*Pipeline, error)
 	if err != nil {
 		return nil, err
 	}
+	sinks = append(sinks, extra...)
 	p, err := NewWithSinks(cfg, opts, reg, sinks...)
 	if err != nil {
 		closeSinks(sinks)
