@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,7 @@ type sender struct {
 	log     *slog.Logger
 	rejects *throttle.Throttle
 	ioErrs  *throttle.Throttle
+	failing atomic.Bool // the breaker is open (Healthy reads it)
 }
 
 // NewWithSinks returns a Pipeline that delivers to sinks, each through its
@@ -110,6 +112,21 @@ func NewWithSinks(cfg Config, opts Options, reg prometheus.Registerer, sinks ...
 		})
 	}
 	return p, nil
+}
+
+// Healthy reports whether a sink delivers: true without sinks, and
+// while any sink's breaker is closed. A gateway that forwards events
+// reports it on /readyz.
+func (p *Pipeline) Healthy() bool {
+	if len(p.senders) == 0 {
+		return true
+	}
+	for _, s := range p.senders {
+		if !s.failing.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // Enabled reports whether the pipeline has a sink; without one Emit keeps
@@ -256,6 +273,7 @@ func (p *Pipeline) send(ctx context.Context, s *sender) {
 			s.m.pushFailures.Inc()
 			if s.br.failure(p.now()) {
 				s.m.breakerOpen.Set(1)
+				s.failing.Store(true)
 				s.log.Warn("sink unreachable, circuit breaker open: no push until the probe", "failures", p.cfg.BreakerFailures, "probe_in", p.cfg.BreakerProbe, "err", err)
 			}
 			retry = true
@@ -271,6 +289,7 @@ func (p *Pipeline) send(ctx context.Context, s *sender) {
 		p.ack(s, b)
 		if s.br.success() {
 			s.m.breakerOpen.Set(0)
+			s.failing.Store(false)
 			s.log.Info("sink reachable again, circuit breaker closed")
 		}
 	}

@@ -148,6 +148,9 @@ func TestBreakerStopsPushesUntilTheProbe(t *testing.T) {
 	if got := metric(t, r.reg, "bitville_events_breaker_open{sink=gelf}"); got != 1 {
 		t.Errorf("breaker_open = %v; want 1", got)
 	}
+	if r.Healthy() {
+		t.Error("Healthy() with the only sink's breaker open: got true; want false")
+	}
 	calls := sink.callTimes()
 	for i := cfg.BreakerFailures; i < cfg.BreakerFailures+2; i++ {
 		if gap := calls[i].Sub(calls[i-1]); gap < cfg.BreakerProbe {
@@ -157,6 +160,9 @@ func TestBreakerStopsPushesUntilTheProbe(t *testing.T) {
 	sink.setFail(nil)
 	waitFor(t, "the event delivered", func() bool { d, _ := sink.delivered(); return d == 1 })
 	waitFor(t, "the breaker closed", func() bool { return metric(t, r.reg, "bitville_events_breaker_open{sink=gelf}") == 0 })
+	if !r.Healthy() {
+		t.Error("Healthy() once the breaker closed: got false; want true")
+	}
 	r.stop()
 	if got, want := metric(t, r.reg, "bitville_events_push_failures_total{sink=gelf}"), float64(len(sink.callTimes())-1); got != want {
 		t.Errorf("push_failures_total = %v; want %v (every push but the last)", got, want)

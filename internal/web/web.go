@@ -83,6 +83,18 @@ func New(ln net.Listener, configFile string, h http.Handler, log *slog.Logger) *
 	}
 }
 
+// SetLimits bounds, beyond the headers' ReadHeaderTimeout, how long a
+// client may take to send a whole request (read), how long a kept-alive
+// connection may idle (idle) and the bytes of request headers; zero leaves
+// a bound as net/http has it. Call it before Serve. A server that takes
+// bodies from the network (the push gateway) needs them against clients
+// that send slowly on purpose.
+func (s *Server) SetLimits(read, idle time.Duration, maxHeaderBytes int) {
+	s.srv.ReadTimeout = read
+	s.srv.IdleTimeout = idle
+	s.srv.MaxHeaderBytes = maxHeaderBytes
+}
+
 // Addr is the address the server listens on (with the port the system
 // chose for ":0").
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
