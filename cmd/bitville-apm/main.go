@@ -23,6 +23,7 @@ type CLI struct {
 
 	Agent      AgentCmd      `cmd:"" help:"Receive PHP request messages on a unix socket and serve them as Prometheus metrics."`
 	PgExporter PgExporterCmd `cmd:"" name:"pg-exporter" help:"Serve PostgreSQL statement statistics by query fingerprint (query_fp), the join to the PHP side."`
+	Pushgw     PushgwCmd     `cmd:"" help:"Take pushes of metrics and raw-trace events from agents Prometheus cannot reach, one token a project; serve them on /metrics, remote-write them, forward the events to Loki and Graylog."`
 	Top        TopCmd        `cmd:"" help:"Ask Prometheus which endpoints, PHP functions, SQL queries and database waits grew most in a window, against the period before it."`
 	Version    VersionCmd    `cmd:"" help:"Print the version and exit."`
 }

@@ -91,8 +91,8 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	units, err := filepath.Glob(filepath.Join(deployDir, "systemd", "*.service"))
-	if err != nil || len(units) != 2 {
-		t.Fatalf("got units %v, %v; want the agent's and the pg-exporter's", units, err)
+	if err != nil || len(units) != 3 {
+		t.Fatalf("got units %v, %v; want the agent's, the pg-exporter's and pushgw's", units, err)
 	}
 	sysusers := readSysusers(t)
 	for _, path := range units {
