@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -209,4 +211,32 @@ func TestEventSinkInPipeline(t *testing.T) {
 		}
 		return n == len(testEvents())
 	})
+}
+
+func TestEventSinkVerifiesTheServerWithTheCAFile(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer srv.Close()
+	ca := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	tests := []struct {
+		name   string
+		caFile string
+		ok     bool
+	}{
+		{"with the CA", ca, true},
+		{"without it", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, srv.URL)
+			cfg.TLS.CAFile = tt.caFile
+			s, err := NewEventSink(cfg, Options{Job: "j", Instance: "i"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Send(sendCtx(t), testEvents()); (err == nil) != tt.ok {
+				t.Errorf("got %v; want ok %v", err, tt.ok)
+			}
+		})
+	}
 }
