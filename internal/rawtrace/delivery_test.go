@@ -1,0 +1,35 @@
+package rawtrace
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDefaultDeliveryIsTheFlagDefaults(t *testing.T) {
+	got := DefaultDelivery()
+	if got.BreakerFailures < 1 || got.BreakerProbe <= 0 || got.BackoffMin <= 0 || got.BackoffMax < got.BackoffMin {
+		t.Errorf("got %+v; want the positive defaults of the events.* flags", got)
+	}
+	var c Config
+	c.BreakerFailures, c.BreakerProbe, c.BackoffMin, c.BackoffMax = got.BreakerFailures, got.BreakerProbe, got.BackoffMin, got.BackoffMax
+	if c.Delivery() != got {
+		t.Errorf("Config.Delivery() = %+v; want %+v", c.Delivery(), got)
+	}
+}
+
+func TestBreakerExported(t *testing.T) {
+	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	b := Delivery{BreakerFailures: 2, BreakerProbe: time.Minute}.NewBreaker()
+	if b.Failure(now) || b.Open() || b.Failed() != 1 {
+		t.Fatalf("after one failure: open %v, failed %d; want closed, 1", b.Open(), b.Failed())
+	}
+	if !b.Failure(now) || !b.Open() {
+		t.Fatal("the second failure did not open the breaker")
+	}
+	if got := b.Wait(now); got != time.Minute {
+		t.Errorf("wait = %s; want 1m", got)
+	}
+	if !b.Success() || b.Open() || b.Failed() != 0 {
+		t.Error("a success did not close the breaker")
+	}
+}
