@@ -27,6 +27,9 @@ type PrometheusConfig struct {
 	ScrapeInterval time.Duration // default 15s; also the rule evaluation interval
 	Port           int           // TCP port on 127.0.0.1; 0 picks a free one
 	Binary         string        // default: prometheus on PATH or /usr/bin
+	// RemoteWriteReceiver turns on its remote-write endpoint,
+	// RemoteWriteURL().
+	RemoteWriteReceiver bool
 }
 
 // Prometheus is a running Prometheus.
@@ -120,16 +123,20 @@ func StartPrometheus(ctx context.Context, c PrometheusConfig) (*Prometheus, erro
 	if err := os.WriteFile(p.Config, conf, 0o644); err != nil {
 		return nil, fmt.Errorf("cannot start Prometheus: %w", err)
 	}
-	if err := onFreePort(c.Port, "Prometheus", "address already in use", func(port int) error { return p.start(ctx, c.Binary, dir, port) }); err != nil {
+	if err := onFreePort(c.Port, "Prometheus", "address already in use", func(port int) error { return p.start(ctx, c, dir, port) }); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Prometheus) start(ctx context.Context, bin, dir string, port int) error {
+func (p *Prometheus) start(ctx context.Context, c PrometheusConfig, dir string, port int) error {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--config.file="+p.Config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--storage.tsdb.retention.time=1d", "--log.level=warn")
+	args := []string{"--config.file=" + p.Config, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--storage.tsdb.retention.time=1d", "--log.level=warn"}
+	if c.RemoteWriteReceiver {
+		args = append(args, "--web.enable-remote-write-receiver") // Prometheus 2.33 and later
+	}
+	cmd := exec.Command(c.Binary, args...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 	proc, err := startProcess("prometheus", cmd, p.Log)
@@ -155,6 +162,10 @@ func (p *Prometheus) start(ctx context.Context, bin, dir string, port int) error
 	}
 	return nil
 }
+
+// RemoteWriteURL is the endpoint of its remote-write receiver (on with
+// PrometheusConfig.RemoteWriteReceiver).
+func (p *Prometheus) RemoteWriteURL() string { return p.URL + "/api/v1/write" }
 
 // PID returns Prometheus's process id.
 func (p *Prometheus) PID() int { return p.proc.cmd.Process.Pid }
