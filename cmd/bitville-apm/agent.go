@@ -19,6 +19,7 @@ import (
 	"github.com/bitville/bitville-apm/exporters/host"
 	"github.com/bitville/bitville-apm/exporters/phpagent"
 	"github.com/bitville/bitville-apm/internal/buildinfo"
+	"github.com/bitville/bitville-apm/internal/push"
 	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/bitville/bitville-apm/internal/web"
 )
@@ -38,6 +39,7 @@ type AgentCmd struct {
 	phpagent.Config `embed:""`
 	Host            host.Config     `embed:""` // the host's processes and pressure (exporters/host)
 	Events          rawtrace.Config `embed:""` // raw traces to Loki and Graylog (internal/rawtrace)
+	Push            push.Config     `embed:""` // metrics and raw traces to pushgw (internal/push)
 	WebConfigFile   string          `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path, /api/v1/ included; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
 
@@ -62,7 +64,7 @@ func newRegistry(name, help string) (*prometheus.Registry, buildinfo.Info) {
 // reading, lets in-progress scrapes finish and exits.
 func (c *AgentCmd) Run(log *slog.Logger) error {
 	cfg := c.Config
-	if err := errors.Join(cfg.Validate(), c.Host.Validate(), c.Events.Validate()); err != nil {
+	if err := errors.Join(cfg.Validate(), c.Host.Validate(), c.Events.Validate(), c.Push.Validate()); err != nil {
 		return fmt.Errorf("invalid agent configuration: %w", err)
 	}
 	if err := web.CheckConfigFile(c.WebConfigFile); err != nil {
@@ -78,7 +80,11 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	// go to the agent, enriched by what the agent knows of the worker's
 	// request; the monitor never calls back into the agent otherwise.
 	agent := phpagent.New(cfg, log, reg)
-	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: agentJob, SpoolDir: agentEventsSpool, Log: log}, reg)
+	pushing, err := startPush(c.Push, agentJob, agentPushSpool, log)
+	if err != nil {
+		return err
+	}
+	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: agentJob, SpoolDir: agentEventsSpool, Log: log}, reg, pushing.sinks()...)
 	if err != nil {
 		return err
 	}
@@ -137,6 +143,14 @@ func (c *AgentCmd) Run(log *slog.Logger) error {
 	// The raw traces outlive the readers: what the last messages produce
 	// is spooled before the pipeline's clean stop.
 	defer events.Start()()
+	// The push outlives them too: its last snapshot holds their counts.
+	stopPush, err := pushing.start(reg, reg)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		conn.Close()
+		return err
+	}
+	defer stopPush()
 
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve() }()

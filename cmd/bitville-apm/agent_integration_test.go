@@ -95,7 +95,7 @@ func launchDaemon(t testing.TB, cmd *exec.Cmd, socket, scheme string) *agentProc
 			p.logs.WriteString(line + "\n")
 			mu.Unlock()
 			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && (rec["msg"] == "agent started" || rec["msg"] == "pg-exporter started") {
+			if json.Unmarshal([]byte(line), &rec) == nil && (rec["msg"] == "agent started" || rec["msg"] == "pg-exporter started" || rec["msg"] == "pushgw started") {
 				addr <- fmt.Sprint(rec["web"])
 			}
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os/signal"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bitville/bitville-apm/exporters/pgexporter"
+	"github.com/bitville/bitville-apm/internal/push"
 	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/bitville/bitville-apm/internal/web"
 )
@@ -24,6 +26,7 @@ const (
 type PgExporterCmd struct {
 	pgexporter.Config `embed:""`
 	Events            rawtrace.Config `embed:""` // lock trees and activity snapshots to Loki and Graylog (internal/rawtrace)
+	Push              push.Config     `embed:""` // metrics and raw traces to pushgw (internal/push)
 	ListenAddress     string          `name:"web.listen-address" default:":19101" placeholder:"ADDR" help:"Address for /, /metrics, /healthz and /readyz."`
 	WebConfigFile     string          `name:"web.config.file" placeholder:"FILE" help:"Web configuration file (Prometheus exporter-toolkit format) for TLS and basic authentication of every path; checked at start, read again per connection and request. Empty: plain HTTP, no authentication."`
 }
@@ -35,7 +38,7 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	}
 	cfg := c.Config
 	log = log.With("component", "pg-exporter")
-	if err := c.Events.Validate(); err != nil {
+	if err := errors.Join(c.Events.Validate(), c.Push.Validate()); err != nil {
 		return fmt.Errorf("invalid pg-exporter configuration: %w", err)
 	}
 	exp, err := pgexporter.New(cfg, log)
@@ -48,7 +51,11 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 
 	reg, bi := newRegistry("bitville_pg_exporter_build_info", "Build of the running pg-exporter (value is always 1).")
 	reg.MustRegister(exp)
-	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: pgExporterJob, SpoolDir: pgExporterEventsSpool, Log: log}, reg)
+	pushing, err := startPush(c.Push, pgExporterJob, pgExporterPushSpool, log)
+	if err != nil {
+		return err
+	}
+	events, err := rawtrace.New(c.Events, rawtrace.Options{Job: pgExporterJob, SpoolDir: pgExporterEventsSpool, Log: log}, reg, pushing.sinks()...)
 	if err != nil {
 		return err
 	}
@@ -58,6 +65,11 @@ func (c *PgExporterCmd) Run(log *slog.Logger) error {
 	// Stopped last (defers run in reverse): the sampler's last events are
 	// spooled before the pipeline's clean stop.
 	defer events.Start()()
+	stopPush, err := pushing.start(reg, reg)
+	if err != nil {
+		return err
+	}
+	defer stopPush()
 
 	srv, err := web.Listen(c.ListenAddress, c.WebConfigFile, exp.Handler(reg, bi.Version), log)
 	if err != nil {

@@ -146,6 +146,9 @@ func checkSettings(cfg Config, opts Options) (Options, error) {
 		return opts, errors.New("push.url is empty: nowhere to push to")
 	}
 	if opts.Instance == "" {
+		opts.Instance = cfg.Instance
+	}
+	if opts.Instance == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return opts, fmt.Errorf("cannot name the pushing instance: %w", err)

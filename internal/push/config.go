@@ -20,6 +20,7 @@ import (
 type Config struct {
 	URL           string             `name:"push.url" placeholder:"BASE_URL" help:"pushgw's base URL (https://pushgw:19102). Empty: no push."`
 	TokenFile     string             `name:"push.token-file" placeholder:"FILE" help:"File whose first line is the project's bearer token for pushgw, read at start. Needed with push.url."`
+	Instance      string             `name:"push.instance" placeholder:"NAME" help:"The instance label of everything this daemon pushes (pushgw keeps series per project, job and instance). Empty: the hostname."`
 	Interval      time.Duration      `name:"push.interval" default:"15s" help:"How often the whole /metrics is gathered into a snapshot and pushed."`
 	SpoolDir      string             `name:"push.spool-dir" placeholder:"DIR" help:"Directory of the on-disk spool of snapshots not yet delivered. Empty: the command's default."`
 	SpoolMaxBytes units.Base2Bytes   `name:"push.spool-max-bytes" default:"256MiB" help:"Spool size; past it the oldest snapshots are dropped (bitville_push_pushes_total{result=\"dropped\"})."`

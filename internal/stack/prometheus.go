@@ -17,6 +17,9 @@ import (
 type ScrapeJob struct {
 	Name    string
 	Targets []string // host:port
+	// HonorLabels keeps the job and instance labels the target exposes
+	// (a push gateway's pushed series) over the scrape's own.
+	HonorLabels bool
 }
 
 // PrometheusConfig describes a throwaway Prometheus (Debian's package).
@@ -58,6 +61,7 @@ func promConfig(c PrometheusConfig, rules []string) ([]byte, error) {
 	}
 	type job struct {
 		JobName        string    `yaml:"job_name"`
+		HonorLabels    bool      `yaml:"honor_labels,omitempty"`
 		StaticConfigs  []static  `yaml:"static_configs"`
 		RelabelConfigs []relabel `yaml:"relabel_configs"`
 	}
@@ -76,6 +80,7 @@ func promConfig(c PrometheusConfig, rules []string) ([]byte, error) {
 	for _, j := range c.Jobs {
 		doc.ScrapeConfigs = append(doc.ScrapeConfigs, job{
 			JobName:        j.Name,
+			HonorLabels:    j.HonorLabels,
 			StaticConfigs:  []static{{Targets: j.Targets}},
 			RelabelConfigs: []relabel{{SourceLabels: []string{"__address__"}, Regex: `(.+):\d+`, TargetLabel: "instance", Replacement: "$1"}},
 		})
