@@ -356,11 +356,21 @@ func (p *parser) enterSample(name []byte) error {
 	if !belongs {
 		return p.start(name)
 	}
+	bound := "quantile"
+	if c.typ == "histogram" {
+		bound = "le"
+	}
 	switch {
-	case c.typ == "histogram" && suffix == "_bucket":
-		return p.checkBound(name, "le")
-	case c.typ == "summary" && suffix == "":
-		return p.checkBound(name, "quantile")
+	case c.typ == "histogram" && suffix == "_bucket", c.typ == "summary" && suffix == "":
+		return p.checkBound(name, bound)
+	case suffix == "_sum" || suffix == "_count":
+		// Readers take the bound off every sample of the family; a sum or
+		// count with one would lose it.
+		for _, l := range p.labels {
+			if string(l.name) == bound {
+				return p.fail(ReasonMalformed, "sample %s has the label %s", quote(name), bound)
+			}
+		}
 	}
 	return nil
 }
@@ -370,7 +380,7 @@ func (p *parser) enterSample(name []byte) error {
 func (p *parser) checkBound(name []byte, label string) error {
 	for _, l := range p.labels {
 		if string(l.name) == label {
-			if _, err := parseValue(l.value); err != nil {
+			if v, err := parseValue(l.value); err != nil || math.IsNaN(v) {
 				return p.fail(ReasonMalformed, "label %s of %s is not a number: %s", label, quote(name), quote(l.value))
 			}
 			return nil
