@@ -258,6 +258,9 @@ func (p *parser) sample(line []byte) error {
 	if err := p.enterSample(name); err != nil {
 		return err
 	}
+	if value < 0 && p.cur.typ == "histogram" && !bytes.HasSuffix(name, []byte("_sum")) {
+		return p.fail(ReasonMalformed, "histogram count %s is negative", quote(name))
+	}
 	p.series++
 	if p.series > p.lim.MaxSeriesPerPush {
 		return tooLarge(ReasonSeriesLimit, fmt.Errorf("cannot take a push of more than %d series (at line %d)", p.lim.MaxSeriesPerPush, p.lineN))

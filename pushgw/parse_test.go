@@ -172,6 +172,8 @@ func TestParseRejects(t *testing.T) {
 		{"interleaved histogram", "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nb 1\nh_count 1\n", nil, ReasonMalformed, "line 4"},
 		{"bucket without le", "# TYPE h histogram\nh_bucket 1\n", nil, ReasonMalformed, ""},
 		{"bucket bad le", "# TYPE h histogram\nh_bucket{le=\"x\"} 1\n", nil, ReasonMalformed, ""},
+		{"negative bucket", "# TYPE h histogram\nh_bucket{le=\"1\"} -1\n", nil, ReasonMalformed, ""},
+		{"negative count", "# TYPE h histogram\nh_count -1\n", nil, ReasonMalformed, ""},
 		{"bucket le NaN", "# TYPE h histogram\nh_bucket{le=\"NaN\"} 1\n", nil, ReasonMalformed, ""},
 		{"bare histogram sample", "# TYPE h histogram\nh 1\n", nil, ReasonMalformed, ""},
 		{"summary without quantile", "# TYPE s summary\ns 1\n", nil, ReasonMalformed, ""},
