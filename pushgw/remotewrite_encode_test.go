@@ -131,7 +131,7 @@ func eachField(b []byte, fn func(protowire.Number, protowire.Type, []byte) error
 	return nil
 }
 
-var testMeta = Meta{Project: "shop", Job: "bitville-apm-agent", Instance: "web-1", Time: time.UnixMilli(1_700_000_000_123)}
+var rwMeta = Meta{Project: "shop", Job: "bitville-apm-agent", Instance: "web-1", Time: time.UnixMilli(1_700_000_000_123)}
 
 func TestRemoteWriteEncode(t *testing.T) {
 	text := `# TYPE req_total counter
@@ -148,10 +148,10 @@ lat_seconds_bucket{le="+Inf"} 6
 lat_seconds_sum 2.25
 lat_seconds_count 6
 `
-	snap := newTestSnapshot(t, testMeta, text)
+	snap := newTestSnapshot(t, rwMeta, text)
 	var want []decodedSample
 	snap.EachSample(func(ls []Label, v float64) {
-		want = append(want, decodedSample{Labels: slices.Clone(ls), Value: v, Timestamp: testMeta.Time.UnixMilli()})
+		want = append(want, decodedSample{Labels: slices.Clone(ls), Value: v, Timestamp: rwMeta.Time.UnixMilli()})
 	})
 	if len(want) != 9 {
 		t.Fatalf("the test snapshot has %d samples; want 9", len(want))
@@ -187,7 +187,7 @@ lat_seconds_count 6
 }
 
 func TestRemoteWriteEncodeEmpty(t *testing.T) {
-	if reqs := encodeSnapshot(newTestSnapshot(t, testMeta, ""), 10); len(reqs) != 0 {
+	if reqs := encodeSnapshot(newTestSnapshot(t, rwMeta, ""), 10); len(reqs) != 0 {
 		t.Errorf("got %d requests for an empty snapshot; want 0", len(reqs))
 	}
 }
@@ -198,7 +198,7 @@ func BenchmarkRemoteWriteEncode(b *testing.B) {
 	for i := range 2000 {
 		fmt.Fprintf(&text, "http_requests_total{code=\"200\",handler=\"/api/v%d\",method=\"GET\"} %d\n", i, i*7)
 	}
-	snap := newTestSnapshot(b, testMeta, text.String())
+	snap := newTestSnapshot(b, rwMeta, text.String())
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -60,7 +60,7 @@ http_request_duration_seconds_count 144320
 `
 
 // seriesKey is a series with its labels sorted, and its value.
-func seriesKey(labels map[string]string, value float64) string {
+func sampleKey(labels map[string]string, value float64) string {
 	var b strings.Builder
 	for i, k := range slices.Sorted(maps.Keys(labels)) {
 		if i > 0 {
@@ -78,7 +78,7 @@ func snapshotKeys(s *Snapshot) []string {
 		for _, l := range ls {
 			m[l.Name] = l.Value
 		}
-		out = append(out, seriesKey(m, v))
+		out = append(out, sampleKey(m, v))
 	})
 	slices.Sort(out)
 	return out
@@ -96,7 +96,7 @@ func queryUntil(t *testing.T, c *promapi.Client, query string, at time.Time, wan
 		}
 		keys = keys[:0]
 		for _, s := range samples {
-			keys = append(keys, seriesKey(s.Metric, s.Value))
+			keys = append(keys, sampleKey(s.Metric, s.Value))
 		}
 		return len(keys) >= want
 	})
@@ -143,7 +143,7 @@ func TestRemoteWriteIntegration(t *testing.T) {
 			}
 			runWriter(t, w)
 			now := time.Now().Truncate(time.Millisecond)
-			meta := testMeta
+			meta := rwMeta
 			meta.Time = now.Add(-time.Minute)
 			snap := newTestSnapshot(t, meta, integrationText)
 			w.Enqueue(snap)
@@ -253,7 +253,7 @@ func TestRemoteWriteReceiverRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Enqueue(newTestSnapshot(t, testMeta, integrationText)) // 9 series
+	w.Enqueue(newTestSnapshot(t, rwMeta, integrationText)) // 9 series
 	w.Enqueue(gaugeSnapshot(t, 1))
 	w.Enqueue(gaugeSnapshot(t, 2))
 	stop := runWriter(t, w)

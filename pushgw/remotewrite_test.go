@@ -134,7 +134,7 @@ func runWriter(t *testing.T, w *RemoteWriter) (stop func()) {
 }
 
 func gaugeSnapshot(t testing.TB, value int) *Snapshot {
-	return newTestSnapshot(t, testMeta, fmt.Sprintf("# TYPE g gauge\ng %d\n", value))
+	return newTestSnapshot(t, rwMeta, fmt.Sprintf("# TYPE g gauge\ng %d\n", value))
 }
 
 func gaugeLine(value int) string {

@@ -1,13 +1,16 @@
 package pushgw
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -252,11 +255,47 @@ func (s *Server) pushHandler(kind string, handle func(w http.ResponseWriter, r *
 				w.Header().Set("Retry-After", "1")
 			}
 		}
-		if s.refusals.Allow() {
-			s.log.Debug("refused a push", "project", project, "kind", kind, "reason", rej.Reason, "status", rej.Status, "err", rej.Err, "remote", r.RemoteAddr)
+		if suppressed, ok := s.refusals.Allow(); ok {
+			s.log.Debug("refused a push", "project", project, "kind", kind, "reason", rej.Reason, "status", rej.Status, "err", rej.Err, "remote", r.RemoteAddr, "suppressed", suppressed)
 		}
 		http.Error(w, rej.Error(), rej.Status)
 	})
+}
+
+// metricsHandler serves the pushed series of every live instance merged
+// with the gateway's own (g), gzipped when the scraper takes it.
+func (s *Server) metricsHandler(g prometheus.Gatherer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.store.Expire(s.now())
+		own, err := g.Gather()
+		if err != nil {
+			// A collector's error leaves out only its own metrics, as
+			// promhttp's ContinueOnError does.
+			s.log.Warn("cannot gather the gateway's own metrics", "err", err)
+		}
+		w.Header().Set("Content-Type", push.MetricsContentType)
+		var out io.Writer = w
+		if acceptsGzip(r) {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			defer zw.Close()
+			out = zw
+		}
+		if _, err := s.store.WriteWith(out, own); err != nil {
+			s.log.Debug("cannot write /metrics", "err", err)
+		}
+	})
+}
+
+// acceptsGzip says whether the request's Accept-Encoding takes gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.TrimSpace(q) != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 // answer writes a push's JSON answer.

@@ -357,7 +357,7 @@ func rawPush(t *testing.T, base, token string) int {
 func pushedOf(exposition, project string) string {
 	var out []string
 	for _, l := range strings.Split(exposition, "\n") {
-		if strings.HasPrefix(l, "bitville_php_") && strings.Contains(l, `project="`+project+`"`) {
+		if strings.HasPrefix(l, "bitville_php_") && (strings.Contains(l, `,project="`+project+`"`) || strings.Contains(l, `{project="`+project+`"`)) {
 			out = append(out, l)
 		}
 	}
