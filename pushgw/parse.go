@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
@@ -35,7 +36,8 @@ func Parse(body []byte, meta Meta, lim Limits, now time.Time) (*Snapshot, error)
 	if meta.Time.After(now.Add(lim.MaxClockSkew)) {
 		return nil, invalid(ReasonFutureTimestamp, fmt.Errorf("cannot take a snapshot gathered at %s: more than %s ahead of the gateway's clock", meta.Time.UTC().Format(time.RFC3339Nano), lim.MaxClockSkew))
 	}
-	p := parser{lim: lim, seen: map[string]string{}, keys: map[string]struct{}{}}
+	p := parser{lim: lim, seen: map[string]string{}, seed: maphash.MakeSeed(), keyIndex: map[uint64]keyRef{}}
+	p.buf = make([]byte, 0, 2*len(body)) // the added labels rarely double a line
 	for i, name := range addedLabelNames {
 		p.added[i] = addedLabel{name: []byte(name), value: appendEscapedLabelValue(nil, [...]string{meta.Job, meta.Instance, meta.Project}[i])}
 	}
@@ -55,7 +57,11 @@ type parser struct {
 	fams      []parsedFamily    // finished families with samples
 	cur       parsedFamily      // the family being read; name "" before the first
 	seen      map[string]string // family name → type, of every family started
-	keys      map[string]struct{}
+	seed      maphash.Seed
+	keyIndex  map[uint64]keyRef   // series identity hash → its key in keyArena
+	keyArena  []byte              // the identities of the series read
+	keyEnds   []int               // where each identity ends in keyArena
+	collided  map[string]struct{} // identities whose hash another one had first
 	series    int
 	rewritten int
 
@@ -64,6 +70,10 @@ type parser struct {
 	sorted []rawLabel // scratch: them sorted by name
 	key    []byte     // scratch: its canonical identity
 }
+
+// keyRef finds a key in parser.keyArena: it follows keyEnds[prev] (or
+// starts the arena when prev is -1) and ends at keyEnds[prev+1].
+type keyRef struct{ prev int }
 
 type addedLabel struct{ name, value []byte } // value escaped
 
@@ -434,10 +444,9 @@ func (p *parser) render(name []byte, value float64) error {
 	for _, l := range p.sorted {
 		p.key = appendLabel(p.key, l)
 	}
-	if _, dup := p.keys[string(p.key)]; dup {
+	if p.seenSeries() {
 		return p.fail(ReasonDuplicateSeries, "series %s appears twice", quote(name))
 	}
-	p.keys[string(p.key)] = struct{}{}
 
 	p.buf = append(p.buf, name...)
 	if len(p.final) > 0 {
@@ -455,6 +464,34 @@ func (p *parser) render(name []byte, value float64) error {
 	p.buf = append(p.buf, '\n')
 	p.cur.series++
 	return nil
+}
+
+// seenSeries reports whether p.key was seen before in this push, and
+// remembers it. Keys sit in one arena, found by their hash; two different
+// keys of one hash, which practically never happens, go to a map.
+func (p *parser) seenSeries() bool {
+	h := maphash.Bytes(p.seed, p.key)
+	if end, ok := p.keyIndex[h]; ok {
+		start := 0
+		if end.prev >= 0 {
+			start = p.keyEnds[end.prev]
+		}
+		if bytes.Equal(p.keyArena[start:p.keyEnds[end.prev+1]], p.key) {
+			return true
+		}
+		if _, ok := p.collided[string(p.key)]; ok {
+			return true
+		}
+		if p.collided == nil {
+			p.collided = map[string]struct{}{}
+		}
+		p.collided[string(p.key)] = struct{}{}
+		return false
+	}
+	p.keyIndex[h] = keyRef{prev: len(p.keyEnds) - 1}
+	p.keyArena = append(p.keyArena, p.key...)
+	p.keyEnds = append(p.keyEnds, len(p.keyArena))
+	return false
 }
 
 // exportedName returns exported_<name>, prefixed again while that name is
