@@ -80,9 +80,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // storeCollector reports the store's instances and series at scrape time.
 type storeCollector struct {
-	store                 *Store
-	up, lastPush, series  *prometheus.Desc
-	projectSeries         *prometheus.Desc
+	store                *Store
+	up, lastPush, series *prometheus.Desc
+	projectSeries        *prometheus.Desc
 }
 
 func newStoreCollector(s *Store) *storeCollector {

@@ -389,17 +389,39 @@ func (p *parser) enterSample(name []byte) error {
 }
 
 // checkBound requires the label le of a bucket or quantile of a summary
-// sample, holding a number.
+// sample, holding a number, and writes that number in its canonical form
+// (boundText): "1" and "1.0" are one bucket.
 func (p *parser) checkBound(name []byte, label string) error {
-	for _, l := range p.labels {
+	for i, l := range p.labels {
 		if string(l.name) == label {
-			if v, err := parseValue(l.value); err != nil || math.IsNaN(v) {
+			v, err := parseValue(l.value)
+			if err != nil || math.IsNaN(v) {
 				return p.fail(ReasonMalformed, "label %s of %s is not a number: %s", label, quote(name), quote(l.value))
 			}
+			p.labels[i].value = boundText(v)
 			return nil
 		}
 	}
 	return p.fail(ReasonMalformed, "sample %s lacks the label %s", quote(name), label)
+}
+
+// boundText writes an le or quantile value as OpenMetrics does, and as
+// Prometheus 3 normalises them on scrape: the shortest form that reads
+// back as v, with ".0" when that is a whole number ("1.0", "0.25", "+Inf").
+// A scrape of the agent in OpenMetrics and one of the gateway in the text
+// format then land on the same series.
+func boundText(v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return []byte("+Inf")
+	case math.IsInf(v, -1):
+		return []byte("-Inf")
+	}
+	b := strconv.AppendFloat(nil, v, 'g', -1, 64)
+	if !bytes.ContainsAny(b, ".e") {
+		b = append(b, ".0"...)
+	}
+	return b
 }
 
 // render adds the gateway's labels to the current line's, checks the

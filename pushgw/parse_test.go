@@ -69,7 +69,7 @@ func TestParse(t *testing.T) {
 		{"escapes kept", `a{k="q\"b\\n\n"} 1` + "\n", `a{k="q\"b\\n\n",job="agent",instance="web-01",project="shop"} 1` + "\n", 0},
 		{"blanks", "  a \t{ k = \"v\" , } \t 2 \n", `a{k="v",job="agent",instance="web-01",project="shop"} 2` + "\n", 0},
 		{"histogram", "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
-			`h_bucket{le="1",job="agent",instance="web-01",project="shop"} 1` + "\n" +
+			`h_bucket{le="1.0",job="agent",instance="web-01",project="shop"} 1` + "\n" +
 				`h_bucket{le="+Inf",job="agent",instance="web-01",project="shop"} 2` + "\n" +
 				`h_sum{job="agent",instance="web-01",project="shop"} 3` + "\n" +
 				`h_count{job="agent",instance="web-01",project="shop"} 2` + "\n", 0},

@@ -24,8 +24,8 @@ import (
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 
-	pushwire "github.com/bitville/bitville-apm/internal/push"
 	"github.com/bitville/bitville-apm/internal/promapi"
+	pushwire "github.com/bitville/bitville-apm/internal/push"
 	"github.com/bitville/bitville-apm/internal/stack"
 )
 
@@ -285,23 +285,24 @@ func TestPushgwEndToEnd(t *testing.T) {
 		}
 		return n >= 2
 	})
+	slow := map[string]bool{}
 	for _, e := range loki.all() {
 		if !strings.Contains(e.line, `"kind":"request"`) {
 			continue
 		}
-		var want string
-		switch {
-		case strings.Contains(e.line, "GET /report"):
+		want := "blog"
+		if strings.Contains(e.line, `"project":"shop"`) {
 			want = "shop"
-		case strings.Contains(e.line, "GET /feed"):
-			want = "blog"
-		default:
-			t.Errorf("unexpected request event: %s", e.line)
-			continue
+		}
+		if strings.Contains(e.line, `"slow"`) {
+			slow[want] = true
 		}
 		if e.tenant != want || !strings.Contains(e.labels, `project="`+want+`"`) || !strings.Contains(e.labels, `instance="`+want+`-web-1"`) || !strings.Contains(e.labels, `job="bitville-apm-agent"`) {
 			t.Errorf("event of %s: tenant %q, labels %s; want tenant %s, its project, job and instance", want, e.tenant, e.labels, want)
 		}
+	}
+	if !slow["shop"] || !slow["blog"] {
+		t.Errorf("slow request events reached Loki for %v; want shop and blog", slow)
 	}
 
 	// A dead agent's series go after three push intervals, and pushgw says
