@@ -45,7 +45,7 @@ func checkContentType(r *http.Request, want ...string) error {
 			}
 		}
 	}
-	return reject(http.StatusUnsupportedMediaType, "content_type", "Content-Type %q: want %s", ct, strings.Join(want, " or "))
+	return reject(http.StatusUnsupportedMediaType, ReasonContentType, "Content-Type %q: want %s", ct, strings.Join(want, " or "))
 }
 
 // readBody reads a push's body, decompressing gzip, refusing (413) a body
@@ -54,7 +54,7 @@ func checkContentType(r *http.Request, want ...string) error {
 // than the limit.
 func readBody(w http.ResponseWriter, r *http.Request, maxBody, maxDecoded int64) ([]byte, error) {
 	if r.ContentLength > maxBody {
-		return nil, reject(http.StatusRequestEntityTooLarge, "body_too_large", "the body has %d bytes; the limit is %d (pushgw.max-body-bytes)", r.ContentLength, maxBody)
+		return nil, reject(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body has %d bytes; the limit is %d (pushgw.max-body-bytes)", r.ContentLength, maxBody)
 	}
 	var gz bool
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
@@ -62,7 +62,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody, maxDecoded int64)
 	case "gzip":
 		gz = true
 	default:
-		return nil, reject(http.StatusUnsupportedMediaType, "content_encoding", "Content-Encoding %q: want gzip or none", enc)
+		return nil, reject(http.StatusUnsupportedMediaType, ReasonContentEncoding, "Content-Encoding %q: want gzip or none", enc)
 	}
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	var src io.Reader = body
@@ -80,7 +80,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody, maxDecoded int64)
 		return nil, bodyError(err, maxBody, "cannot read the body")
 	}
 	if n > maxDecoded {
-		return nil, reject(http.StatusRequestEntityTooLarge, "body_too_large", "the body decompresses to more than %d bytes (pushgw.max-decoded-bytes)", maxDecoded)
+		return nil, reject(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body decompresses to more than %d bytes (pushgw.max-decoded-bytes)", maxDecoded)
 	}
 	return buf.Bytes(), nil
 }
@@ -88,19 +88,19 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody, maxDecoded int64)
 func bodyError(err error, maxBody int64, what string) error {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return reject(http.StatusRequestEntityTooLarge, "body_too_large", "the body has more than %d bytes (pushgw.max-body-bytes)", maxBody)
+		return reject(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body has more than %d bytes (pushgw.max-body-bytes)", maxBody)
 	}
-	return reject(http.StatusBadRequest, "malformed", "%s: %w", what, err)
+	return reject(http.StatusBadRequest, ReasonMalformed, "%s: %w", what, err)
 }
 
 // origin is the job and instance headers of a push, checked.
 func origin(r *http.Request) (job, instance string, err error) {
 	job, instance = r.Header.Get(push.HeaderJob), r.Header.Get(push.HeaderInstance)
 	if !push.ValidName(job) {
-		return "", "", reject(http.StatusBadRequest, "bad_header", "%s %q: want 1 to 128 printable characters without '/'", push.HeaderJob, job)
+		return "", "", reject(http.StatusBadRequest, ReasonBadHeader, "%s %q: want 1 to 128 printable characters without '/'", push.HeaderJob, job)
 	}
 	if !push.ValidName(instance) {
-		return "", "", reject(http.StatusBadRequest, "bad_header", "%s %q: want 1 to 128 printable characters without '/'", push.HeaderInstance, instance)
+		return "", "", reject(http.StatusBadRequest, ReasonBadHeader, "%s %q: want 1 to 128 printable characters without '/'", push.HeaderInstance, instance)
 	}
 	return job, instance, nil
 }
@@ -113,17 +113,17 @@ func metricsMeta(r *http.Request, project string) (Meta, error) {
 	}
 	m := Meta{Project: project, Job: job, Instance: instance}
 	if m.Batch, err = push.ParseBatchID(r.Header.Get(push.HeaderBatch)); err != nil {
-		return Meta{}, reject(http.StatusBadRequest, "bad_header", "%s: %w", push.HeaderBatch, err)
+		return Meta{}, reject(http.StatusBadRequest, ReasonBadHeader, "%s: %w", push.HeaderBatch, err)
 	}
 	ms, err := strconv.ParseInt(r.Header.Get(push.HeaderTime), 10, 64)
 	if err != nil || ms <= 0 {
-		return Meta{}, reject(http.StatusBadRequest, "bad_header", "%s %q: want the snapshot's time in unix milliseconds", push.HeaderTime, r.Header.Get(push.HeaderTime))
+		return Meta{}, reject(http.StatusBadRequest, ReasonBadHeader, "%s %q: want the snapshot's time in unix milliseconds", push.HeaderTime, r.Header.Get(push.HeaderTime))
 	}
 	m.Time = time.UnixMilli(ms)
 	if v := r.Header.Get(push.HeaderInterval); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 || d > 24*time.Hour {
-			return Meta{}, reject(http.StatusBadRequest, "bad_header", "%s %q: want a positive duration such as 15s, at most a day", push.HeaderInterval, v)
+			return Meta{}, reject(http.StatusBadRequest, ReasonBadHeader, "%s %q: want a positive duration such as 15s, at most a day", push.HeaderInterval, v)
 		}
 		m.Interval = d
 	}

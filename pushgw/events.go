@@ -46,7 +46,7 @@ type pushedEvent struct {
 // handed to the sinks under the authenticated project, or none.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, project string) error {
 	if s.events == nil || !s.events.Enabled() {
-		return reject(http.StatusUnprocessableEntity, "no_event_sink", "this gateway forwards no events: it has neither --loki.url nor --gelf.url")
+		return reject(http.StatusUnprocessableEntity, ReasonNoEventSink, "this gateway forwards no events: it has neither --loki.url nor --gelf.url")
 	}
 	job, instance, err := origin(r)
 	if err != nil {
@@ -54,7 +54,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, project st
 	}
 	batch := strings.ToLower(r.Header.Get(push.HeaderBatch))
 	if b, err := hex.DecodeString(batch); err != nil || len(b) != 32 {
-		return reject(http.StatusBadRequest, "bad_header", "%s %q: want the hex SHA-256 of the body", push.HeaderBatch, batch)
+		return reject(http.StatusBadRequest, ReasonBadHeader, "%s %q: want the hex SHA-256 of the body", push.HeaderBatch, batch)
 	}
 	if err := checkContentType(r, push.EventsContentType, "application/json"); err != nil {
 		return err
@@ -64,7 +64,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, project st
 		return err
 	}
 	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != batch {
-		return reject(http.StatusBadRequest, "bad_header", "%s %s is not the SHA-256 of the body", push.HeaderBatch, batch)
+		return reject(http.StatusBadRequest, ReasonBadHeader, "%s %s is not the SHA-256 of the body", push.HeaderBatch, batch)
 	}
 	now := s.now()
 	events, rewritten, err := s.decodeEvents(body, project, job, instance)
@@ -78,7 +78,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, project st
 	}
 	if ok, wait := s.eventLim.take(project, len(events), now); !ok {
 		setRetryAfter(w, wait)
-		return reject(http.StatusTooManyRequests, "rate_limited", "project %s is over its %g events/s (pushgw.events-rate); %d events wait", project, s.cfg.EventsRate, len(events))
+		return reject(http.StatusTooManyRequests, ReasonRateLimited, "project %s is over its %g events/s (pushgw.events-rate); %d events wait", project, s.cfg.EventsRate, len(events))
 	}
 	s.batches.add(project, batch, now)
 	for _, e := range events {
@@ -107,11 +107,11 @@ func (s *Server) decodeEvents(body []byte, project, job, instance string) ([]raw
 			continue
 		}
 		if len(events) >= s.cfg.EventsBurst {
-			return nil, 0, reject(http.StatusRequestEntityTooLarge, "too_many_events", "the push has more than %d events (pushgw.events-burst)", s.cfg.EventsBurst)
+			return nil, 0, reject(http.StatusRequestEntityTooLarge, ReasonTooManyEvents, "the push has more than %d events (pushgw.events-burst)", s.cfg.EventsBurst)
 		}
 		e, claimed, err := s.decodeEvent(line, project, job, instance)
 		if err != nil {
-			return nil, 0, reject(http.StatusBadRequest, "invalid_event", "event on line %d: %v", lineNo, err)
+			return nil, 0, reject(http.StatusBadRequest, ReasonInvalidEvent, "event on line %d: %v", lineNo, err)
 		}
 		if claimed {
 			rewritten++
@@ -119,7 +119,7 @@ func (s *Server) decodeEvents(body []byte, project, job, instance string) ([]raw
 		events = append(events, e)
 	}
 	if len(events) == 0 {
-		return nil, 0, reject(http.StatusBadRequest, "malformed", "the push holds no event")
+		return nil, 0, reject(http.StatusBadRequest, ReasonMalformed, "the push holds no event")
 	}
 	return events, rewritten, nil
 }

@@ -33,6 +33,10 @@ const (
 	ReasonUnauthorized      = "unauthorized"
 	ReasonRateLimited       = "rate_limited"
 	ReasonOverloaded        = "overloaded"
+	ReasonInvalidEvent      = "invalid_event"
+	ReasonTooManyEvents     = "too_many_events"
+	ReasonNoEventSink       = "no_event_sink"
+	ReasonInternal          = "internal"
 )
 
 // Reasons lists every reason, for initialising counters.
@@ -42,7 +46,8 @@ var Reasons = []string{
 	ReasonSampleTimestamp, ReasonFutureTimestamp, ReasonAncientTimestamp,
 	ReasonSeriesLimit, ReasonBodyTooLarge, ReasonContentType,
 	ReasonContentEncoding, ReasonBadHeader, ReasonUnauthorized,
-	ReasonRateLimited, ReasonOverloaded,
+	ReasonRateLimited, ReasonOverloaded, ReasonInvalidEvent,
+	ReasonTooManyEvents, ReasonNoEventSink, ReasonInternal,
 }
 
 // invalid returns a 400 Rejection.

@@ -221,21 +221,21 @@ func (s *Server) pushHandler(kind string, handle func(w http.ResponseWriter, r *
 		err := func() error {
 			if s.stopping.Load() {
 				w.Header().Set("Retry-After", "1")
-				return reject(http.StatusServiceUnavailable, "overloaded", "the gateway is stopping")
+				return reject(http.StatusServiceUnavailable, ReasonOverloaded, "the gateway is stopping")
 			}
 			select {
 			case s.inflight <- struct{}{}:
 				defer func() { <-s.inflight }()
 			default:
 				w.Header().Set("Retry-After", "1")
-				return reject(http.StatusServiceUnavailable, "overloaded", "%d pushes are in progress (pushgw.max-inflight)", s.cfg.MaxInflight)
+				return reject(http.StatusServiceUnavailable, ReasonOverloaded, "%d pushes are in progress (pushgw.max-inflight)", s.cfg.MaxInflight)
 			}
 			s.m.inflight.Inc()
 			defer s.m.inflight.Dec()
 			p, ok := s.tokens.Tokens().Project(bearer(r))
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="bitville-apm pushgw"`)
-				return reject(http.StatusUnauthorized, "unauthorized", "no valid token (Authorization: Bearer <token>)")
+				return reject(http.StatusUnauthorized, ReasonUnauthorized, "no valid token (Authorization: Bearer <token>)")
 			}
 			project = p
 			return handle(w, r, project)
@@ -246,7 +246,7 @@ func (s *Server) pushHandler(kind string, handle func(w http.ResponseWriter, r *
 		}
 		var rej *Rejection
 		if !errors.As(err, &rej) {
-			rej = &Rejection{Status: http.StatusInternalServerError, Reason: "internal", Err: err}
+			rej = &Rejection{Status: http.StatusInternalServerError, Reason: ReasonInternal, Err: err}
 		}
 		s.m.pushes.WithLabelValues(project, kind, "rejected").Inc()
 		s.m.rejected.WithLabelValues(project, kind, rej.Reason).Inc()
@@ -330,7 +330,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, project s
 	}
 	if ok, wait := s.samples.take(project, snap.Series, now); !ok {
 		setRetryAfter(w, wait)
-		return reject(http.StatusTooManyRequests, "rate_limited", "project %s is over its %g samples/s (pushgw.samples-rate); %d samples wait", project, s.cfg.SamplesRate, snap.Series)
+		return reject(http.StatusTooManyRequests, ReasonRateLimited, "project %s is over its %g samples/s (pushgw.samples-rate); %d samples wait", project, s.cfg.SamplesRate, snap.Series)
 	}
 	outcome, err := s.store.Apply(snap, now)
 	if err != nil {
