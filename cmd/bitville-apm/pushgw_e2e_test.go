@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -482,4 +483,94 @@ func TestPushgwReplicas(t *testing.T) {
 	if len(seen) != len(msgs) {
 		t.Errorf("got %d distinct events; want %d", len(seen), len(msgs))
 	}
+}
+
+// freePort is a TCP port on 127.0.0.1 nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestPushgwOutage: pushgw goes away while an agent keeps taking requests,
+// and the agent itself restarts before pushgw is back. Its spools keep
+// the snapshots and events: once pushgw returns, the counts of the
+// outage reach the remote store at the time they were taken, and every
+// event reaches Loki.
+func TestPushgwOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	vm, err := stack.StartVictoriaMetrics(ctx, stack.VictoriaMetricsConfig{Dir: filepath.Join(dir, "vm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Stop() })
+	loki := &lokiRecorder{}
+	lokiSrv := httptest.NewServer(loki)
+	t.Cleanup(lokiSrv.Close)
+	tokens := tokensFile(t, dir, e2eShopToken)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	gateway := func() *agentProcess {
+		p := launchDaemon(t, exec.Command(bin, "--log.format=json", "pushgw", "--web.listen-address="+addr, "--events.batch-wait=200ms",
+			"--pushgw.tokens-file="+tokens, "--remote-write.url="+vm.RemoteWriteURL(),
+			"--loki.url="+lokiSrv.URL+"/loki/api/v1/push", "--events.spool-dir="+filepath.Join(dir, "gw-events")), "", "http")
+		return p
+	}
+	agentDir := t.TempDir()
+	tokenFile := writeFile(t, filepath.Join(agentDir, "token"), e2eShopToken+"\n")
+	agent := func() *agentProcess {
+		return startAgent(t, bin, "--no-agent.check-pids", "--no-host.enabled",
+			"--push.url=http://"+addr, "--push.token-file="+tokenFile, "--push.interval=1s", "--push.instance=shop-web-1",
+			"--push.spool-dir="+filepath.Join(agentDir, "push"), "--events.spool-dir="+filepath.Join(agentDir, "events"),
+			"--events.batch-wait=200ms", "--events.backoff-max=1s", "--events.breaker-probe=2s",
+			"--events.rate-limit=10000", "--events.rate-burst=10000")
+	}
+	promVM, _ := promapi.New(vm.URL())
+	stored := func() float64 {
+		v := vector(t, ctx, promVM, `sum(max_over_time(bitville_php_requests_total{instance="shop-web-1"}[10m]))`)
+		return v[""]
+	}
+	slowBatch := func(from int) [][]byte {
+		var msgs [][]byte
+		for i := from; i < from+10; i++ {
+			msgs = append(msgs, projectEnd(i, "shop", "GET /orders/{id}", 1.5, 200))
+		}
+		return msgs
+	}
+
+	gw := gateway()
+	a := agent()
+	a.send(t, slowBatch(0)...)
+	waitFor(t, 60*time.Second, func() bool { return stored() == 10 })
+
+	stopDaemon(t, gw) // the outage
+	a.send(t, slowBatch(10)...)
+	waitFor(t, 30*time.Second, func() bool { return value(a.scrape(t), "bitville_push_pushes_total{result=\"failed\"}") >= 2 })
+	if got := value(a.scrape(t), "bitville_push_spool_snapshots"); got < 1 {
+		t.Errorf("during the outage the spool holds %v snapshots; want some", got)
+	}
+	stopDaemon(t, a) // its counts now live only in its spool
+	outageEnd := time.Now()
+
+	gateway()
+	agent()
+	waitFor(t, 60*time.Second, func() bool { return stored() == 20 })
+	// The outage's snapshots arrived with the time they were taken.
+	samples, err := promVM.Query(ctx, `sum(bitville_php_requests_total{instance="shop-web-1"})`, outageEnd.Add(-time.Second))
+	if err != nil || len(samples) != 1 || samples[0].Value != 20 {
+		t.Errorf("the store at the end of the outage: got %v, %v; want 20 requests then", samples, err)
+	}
+	waitFor(t, 60*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, e := range loki.all() {
+			seen[e.line] = true
+		}
+		return len(seen) >= 20
+	})
 }
