@@ -57,6 +57,9 @@ const errorBodyBytes = 256
 
 // Validate checks the configuration of an enabled writer (URL set).
 func (c RemoteWriteConfig) Validate() error {
+	if c.URL == "" {
+		return nil // no remote write
+	}
 	if _, err := parseRemoteWriteURL(c.URL); err != nil {
 		return err
 	}
