@@ -1,5 +1,7 @@
 // Package stack starts the real peers of the PHP agent — PostgreSQL, a
-// php-fpm pool and nginx — in temporary directories on free ports, for
+// php-fpm pool and nginx — and of the exporters — Prometheus (also as a
+// remote-write receiver), node_exporter, VictoriaMetrics, VictoriaLogs and
+// the Prometheus Pushgateway — in temporary directories on free ports, for
 // integration tests, benchmarks and the local demo.
 //
 // Every Start function takes a context that bounds only the start (waiting
