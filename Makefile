@@ -29,9 +29,9 @@ run: build ## build, then run the agent on a local socket and port
 	$(BIN) agent --agent.socket=$(RUN_DIR)/agent.sock --web.listen-address=$(RUN_ADDR)
 
 SCENARIO ?= cpu
-demo: build ## the real local stack, a baseline, a spike (SCENARIO=cpu|slow-sql|locks|stuck|session|partner|process|cron), the offenders report; runs until Ctrl-C
+demo: build ## the real local stack, a baseline, a spike (SCENARIO=cpu|slow-sql|locks|stuck|session|partner|process|cron), the offenders report; runs until Ctrl-C. PUSH=1: the agent pushes through pushgw
 	$(GO) build -o bin/bitville-demo ./cmd/bitville-demo
-	bin/bitville-demo --bin=$(BIN) --scenario=$(SCENARIO)
+	bin/bitville-demo --bin=$(BIN) --scenario=$(SCENARIO)$(if $(filter 1,$(PUSH)), --push)
 
 test: deps lint test-php test-go ## run every test (what CI runs)
 

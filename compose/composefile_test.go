@@ -21,13 +21,14 @@ const composeFile = "docker-compose.yml"
 
 // The services of the stack and the ports each publishes (host = container).
 var (
-	wantServices = []string{"agent", "grafana", "loki", "nginx", "node-exporter", "pg-exporter", "postgres", "prometheus", "shop"}
+	wantServices = []string{"agent", "grafana", "loki", "nginx", "node-exporter", "pg-exporter", "postgres", "prometheus", "pushgw", "shop"}
 	wantPorts    = map[string][]string{
 		"grafana":     {"3000"},
 		"prometheus":  {"9090"},
 		"nginx":       {"8080"},
 		"agent":       {"19100"},
 		"pg-exporter": {"19101"},
+		"pushgw":      {"19102"},
 	}
 	// Host paths (outside the repository) a service may bind-mount.
 	hostMounts = map[string][]string{"node-exporter": {"/proc", "/sys"}}

@@ -7,13 +7,13 @@ import (
 	"testing"
 )
 
-// TestBitvilleFlags checks the agent's and the pg-exporter's command
-// lines against `bitville-apm <command> --help` of the binary built from
-// this repository: every flag must exist.
+// TestBitvilleFlags checks the agent's, the pg-exporter's and pushgw's
+// command lines against `bitville-apm <command> --help` of the binary
+// built from this repository: every flag must exist.
 func TestBitvilleFlags(t *testing.T) {
 	p := loadProject(t)
 	bin := bitvilleBinary(t)
-	for _, name := range []string{"agent", "pg-exporter"} {
+	for _, name := range []string{"agent", "pg-exporter", "pushgw"} {
 		svc := service(t, p, name)
 		if len(svc.Command) == 0 {
 			t.Errorf("service %s has no command", name)

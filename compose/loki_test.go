@@ -3,19 +3,35 @@ package compose
 import (
 	"net/url"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/bitville/bitville-apm/internal/mixin"
 )
 
-// TestRawTracesToLoki checks that the agent and the pg-exporter push their
-// raw traces to the loki service, that Loki keeps the ids as structured
-// metadata (which needs schema v13 on tsdb), and that Grafana's Loki data
-// source has the uid the dashboards preselect.
+// TestRawTracesToLoki checks that the pg-exporter and pushgw push raw
+// traces to the loki service and the agent pushes its own to pushgw only
+// (with a --loki.url too they would reach Loki twice), that pushgw's
+// tenants suit Loki's, that Loki keeps the ids as structured metadata
+// (which needs schema v13 on tsdb), and that Grafana's Loki data source
+// has the uid the dashboards preselect.
 func TestRawTracesToLoki(t *testing.T) {
 	p := loadProject(t)
 	port := lokiHTTPPort(t, p)
-	for _, name := range []string{"agent", "pg-exporter"} {
+	agent, gw := service(t, p, "agent"), service(t, p, "pushgw")
+	if v := flagValue(agent.Command, "loki.url"); v != "" {
+		t.Errorf("agent: --loki.url=%s beside --push.url: its raw traces would reach Loki directly and through pushgw", v)
+	}
+	if flagValue(agent.Command, "push.url") == "" {
+		t.Error("agent: no --push.url: its raw traces reach no Loki")
+	}
+	// lokiHTTPPort holds Loki to auth_enabled: false, where Loki keeps
+	// every push in one tenant and ignores X-Scope-OrgID: a tenant per
+	// project would only pretend to separate them.
+	if !slices.Contains(gw.Command, "--no-pushgw.loki-tenant-per-project") || flagValue(gw.Command, "loki.tenant") != "" {
+		t.Errorf("pushgw: command %v; want --no-pushgw.loki-tenant-per-project and no --loki.tenant: loki.yml has auth_enabled: false, one tenant, the one Grafana reads", gw.Command)
+	}
+	for _, name := range []string{"pg-exporter", "pushgw"} {
 		svc := service(t, p, name)
 		raw := flagValue(svc.Command, "loki.url")
 		u, err := url.Parse(raw)

@@ -24,7 +24,8 @@ type promConfig struct {
 	} `yaml:"global"`
 	RuleFiles     []string `yaml:"rule_files"`
 	ScrapeConfigs []struct {
-		JobName string `yaml:"job_name"`
+		JobName     string `yaml:"job_name"`
+		HonorLabels bool   `yaml:"honor_labels"`
 	} `yaml:"scrape_configs"`
 }
 
@@ -32,7 +33,9 @@ type promConfig struct {
 // its rule files (container paths) mapped to the repository's files the
 // prometheus service mounts there, then promtool check service-discovery
 // on the same file for the jobs the rules select: their targets and the
-// instance labels the rules join on, as Prometheus relabels them.
+// instance labels the rules join on, as Prometheus relabels them. The
+// agent is not scraped: it pushes to pushgw, scraped with honor_labels,
+// under the instance the other jobs get and at the scrape interval.
 func TestPrometheusConfig(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -105,22 +108,40 @@ func TestPrometheusConfig(t *testing.T) {
 	// relabelling.
 	ports := map[string]string{
 		"node-exporter": "9100",
-		"agent":         listenPort(flagValue(service(t, p, "agent").Command, "web.listen-address")),
+		"pushgw":        listenPort(flagValue(service(t, p, "pushgw").Command, "web.listen-address")),
 		"pg-exporter":   listenPort(flagValue(service(t, p, "pg-exporter").Command, "web.listen-address")),
 	}
 	if v := flagValue(service(t, p, "node-exporter").Command, "web.listen-address"); v != "" {
 		ports["node-exporter"] = listenPort(v)
 	}
-	wantJobs := map[string]string{"node": "node-exporter", "bitville-agent": "agent", "bitville-pg-exporter": "pg-exporter"}
+	wantJobs := map[string]string{"node": "node-exporter", "pushgw": "pushgw", "bitville-pg-exporter": "pg-exporter"}
 	jobs := slices.Sorted(maps.Keys(wantJobs))
 	var jobNames []string
 	for _, sc := range cfg.ScrapeConfigs {
 		jobNames = append(jobNames, sc.JobName)
+		// Without honor_labels every pushed series would get job="pushgw"
+		// and the gateway's instance, its own as exported_job and
+		// exported_instance.
+		if got, want := sc.HonorLabels, sc.JobName == "pushgw"; got != want {
+			t.Errorf("prometheus.yml: job %s has honor_labels %v; want %v (only the push gateway's series carry their own job and instance)", sc.JobName, got, want)
+		}
 	}
 	for _, job := range jobs {
 		if !slices.Contains(jobNames, job) {
-			t.Errorf("prometheus.yml has no job %s (job names must be node, bitville-agent, bitville-pg-exporter)", job)
+			t.Errorf("prometheus.yml has no job %s (job names must be node, pushgw, bitville-pg-exporter)", job)
 		}
+	}
+	if slices.Contains(jobNames, "bitville-agent") {
+		t.Error("prometheus.yml scrapes the agent (job bitville-agent), which pushes to pushgw: every PHP series would be counted twice")
+	}
+
+	// The agent pushes to the gateway Prometheus scrapes, once a scrape.
+	agent := service(t, p, "agent")
+	if got, want := flagValue(agent.Command, "push.url"), "http://pushgw:"+ports["pushgw"]; got != want {
+		t.Errorf("agent --push.url=%s; want %s, the pushgw service", got, want)
+	}
+	if got := flagValue(agent.Command, "push.interval"); got != cfg.Global.ScrapeInterval {
+		t.Errorf("agent --push.interval=%s; want prometheus.yml's scrape_interval %s: a slower push makes scrapes repeat a snapshot, a faster one pushes snapshots no scrape sees", got, cfg.Global.ScrapeInterval)
 	}
 	if t.Failed() {
 		return
@@ -143,12 +164,15 @@ func TestPrometheusConfig(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	node, ag, pgx := instances["node"], instances["bitville-agent"], instances["bitville-pg-exporter"]
+	node, gw, pgx := instances["node"], instances["pushgw"], instances["bitville-pg-exporter"]
+	// The agent's pushed series keep the instance it pushes with
+	// (honor_labels).
+	ag := flagValue(agent.Command, "push.instance")
 	// node_exporter and the agent describe the same host (the load alert
 	// joins them); PostgreSQL runs on that host too (the database alert
 	// joins the pg-exporter to node_exporter's CPU count).
-	if node != ag || node != pgx {
-		t.Errorf("instance labels differ: node %q, bitville-agent %q, bitville-pg-exporter %q; the rules join them on instance (alerts/README.md)", node, ag, pgx)
+	if node != ag || node != pgx || node != gw {
+		t.Errorf("instance labels differ: node %q, the agent's --push.instance %q, pushgw %q, bitville-pg-exporter %q; the rules join them on instance (alerts/README.md)", node, ag, gw, pgx)
 	}
 	if node == "" || strings.Contains(node, ":") {
 		t.Errorf("instance %q: want a host name without port", node)

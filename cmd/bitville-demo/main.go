@@ -5,6 +5,7 @@
 //
 //	make demo                     # SCENARIO=cpu
 //	make demo SCENARIO=locks      # cpu, slow-sql, locks, stuck, session, partner, process or cron
+//	make demo PUSH=1              # the agent pushes through bitville-apm pushgw (--push)
 package main
 
 import (
@@ -42,6 +43,7 @@ func run() error {
 	spike := flag.Duration("spike", 40*time.Second, "how long the spike runs")
 	scrape := flag.Duration("scrape-interval", 5*time.Second, "Prometheus's scrape and rule evaluation interval")
 	children := flag.Int("children", 4, "php-fpm workers")
+	push := flag.Bool("push", false, "run bitville-apm pushgw too: the agent pushes its metrics to it every scrape interval, and Prometheus scrapes the gateway (honor_labels) instead of the agent")
 	flag.Parse()
 
 	sc, err := demo.ScenarioByName(*scenario)
@@ -70,7 +72,7 @@ func run() error {
 	defer stop()
 	say := func(format string, args ...any) { fmt.Printf("demo: "+format+"\n", args...) }
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	s, err := demo.Start(startCtx, demo.Options{Dir: workDir, Binary: binary, ScrapeInterval: *scrape, Children: *children, Log: logWriter{}})
+	s, err := demo.Start(startCtx, demo.Options{Dir: workDir, Binary: binary, ScrapeInterval: *scrape, Children: *children, Push: *push, Log: logWriter{}})
 	cancel()
 	if err != nil {
 		return err
@@ -86,6 +88,9 @@ func run() error {
 		fmt.Printf("  shop          %s  (try %s/report, %s/orders/7)\n", s.Shop.URL, s.Shop.URL, s.Shop.URL)
 		fmt.Printf("  agent         %s/metrics   %s/api/v1/inflight\n", s.AgentURL, s.AgentURL)
 		fmt.Printf("  pg-exporter   %s/metrics   %s/api/v1/locks\n", s.PgExporterURL, s.PgExporterURL)
+		if s.PushgwURL != "" {
+			fmt.Printf("  pushgw        %s/metrics   (the agent pushes here; Prometheus scrapes it, not the agent)\n", s.PushgwURL)
+		}
 		fmt.Printf("  node_exporter http://%s/metrics\n", s.Node.Addr)
 		fmt.Printf("  Prometheus    %s  (alerts: %s/alerts)\n", s.Prometheus.URL, s.Prometheus.URL)
 		fmt.Printf("  PostgreSQL    %s\n", s.Shop.PG.DSN(s.Shop.DB))
@@ -93,8 +98,14 @@ func run() error {
 	}
 	urls()
 
-	// Enough scrapes for rates before the baseline counts.
-	if !sleep(ctx, 2**scrape) {
+	// Enough scrapes for rates before the baseline counts. A push reaches
+	// Prometheus up to one push interval (= the scrape interval) later
+	// than a scrape of the agent would.
+	settle := *scrape
+	if *push {
+		settle += *scrape
+	}
+	if !sleep(ctx, *scrape+settle) {
 		return nil
 	}
 	base := time.Now()
@@ -109,8 +120,8 @@ func run() error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	say("waiting %s for the last scrapes of the spike", *scrape+time.Second)
-	sleep(ctx, *scrape+time.Second)
+	say("waiting %s for the last scrapes of the spike", settle+time.Second)
+	sleep(ctx, settle+time.Second)
 
 	args := []string{"top", "--prometheus.url=" + s.Prometheus.URL, fmt.Sprintf("--from=%d", from.Unix()), fmt.Sprintf("--to=%d", to.Unix()),
 		"--baseline=" + from.Sub(base).Round(time.Second).String()}

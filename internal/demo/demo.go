@@ -1,8 +1,9 @@
 // Package demo runs the whole Bitville APM stack locally on the example
 // shop — PostgreSQL, php-fpm with the PHP agent, nginx, the agent, the
 // pg-exporter, node_exporter, Prometheus with alerts/ and a slow partner
-// service the shop calls — and makes load: a light baseline and a spike
-// with one known culprit. `make demo` and the end-to-end test of
+// service the shop calls, and optionally pushgw with the agent pushing to
+// it — and makes load: a light baseline and a spike with one known
+// culprit. `make demo` and the end-to-end test of
 // `bitville-apm top` use it.
 package demo
 
@@ -31,6 +32,10 @@ type Options struct {
 	Children         int           // php-fpm workers; default 4
 	TerminateTimeout time.Duration // php-fpm request_terminate_timeout; default 10s
 	Log              io.Writer     // progress lines; nil = none
+	// Push runs `bitville-apm pushgw` too: the agent pushes its /metrics
+	// to it every ScrapeInterval and Prometheus scrapes the gateway
+	// (honor_labels) instead of the agent.
+	Push bool
 
 	// For tests that need more than the demo does:
 	RuleFiles            []string          // Prometheus's rule files; default the repository's alerts/
@@ -47,6 +52,7 @@ type Stack struct {
 	Prometheus    *stack.Prometheus
 	AgentURL      string // http://127.0.0.1:port of the agent
 	PgExporterURL string
+	PushgwURL     string // http://127.0.0.1:port of pushgw; "" without Options.Push
 	PartnerAddr   string // 127.0.0.1:port of the shop's slow partner service
 
 	opts    Options
@@ -147,9 +153,30 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	if err := s.startDaemon(ctx, "agent", agentAddr, "agent", "--agent.socket="+socket, "--web.listen-address="+agentAddr,
-		"--fpm.status-uri="+s.Shop.FPM.StatusURI(), "--fpm.slowlog="+s.Shop.FPM.SlowlogPath,
-		"--agent.long-request-threshold="+o.LongRequestThreshold.String(), "--agent.min-queue-length=0"); err != nil {
+	agentArgs := []string{"agent", "--agent.socket=" + socket, "--web.listen-address=" + agentAddr,
+		"--fpm.status-uri=" + s.Shop.FPM.StatusURI(), "--fpm.slowlog=" + s.Shop.FPM.SlowlogPath,
+		"--agent.long-request-threshold=" + o.LongRequestThreshold.String(), "--agent.min-queue-length=0"}
+	var pushgwAddr string
+	if o.Push {
+		files, err := writePushFiles(o.Dir)
+		if err != nil {
+			return s, err
+		}
+		if pushgwAddr, err = freeAddr(); err != nil {
+			return s, err
+		}
+		s.logf("starting pushgw; the agent pushes to it every %s", o.ScrapeInterval)
+		if err := s.startDaemon(ctx, "pushgw", pushgwAddr, pushgwArgs(o.Dir, pushgwAddr, files)...); err != nil {
+			return s, err
+		}
+		s.PushgwURL = "http://" + pushgwAddr
+		push, err := agentPushArgs(o, s.PushgwURL, agentAddr, files)
+		if err != nil {
+			return s, err
+		}
+		agentArgs = append(agentArgs, push...)
+	}
+	if err := s.startDaemon(ctx, "agent", agentAddr, agentArgs...); err != nil {
 		return s, err
 	}
 	s.AgentURL = "http://" + agentAddr
@@ -169,16 +196,12 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		rules = []string{filepath.Join(root, "alerts", "recording.rules.yml"), filepath.Join(root, "alerts", "alerts.rules.yml")}
 	}
 	s.logf("starting Prometheus (scrape every %s) with %s", o.ScrapeInterval, strings.Join(rules, ", "))
-	jobs := mixin.DefaultConfig() // the job names the rules select
 	s.Prometheus, err = stack.StartPrometheus(ctx, stack.PrometheusConfig{
 		Dir:            filepath.Join(o.Dir, "prometheus"),
 		ScrapeInterval: o.ScrapeInterval,
 		RuleFiles:      rules,
-		Jobs: []stack.ScrapeJob{
-			{Name: jobs.NodeJob, Targets: []string{s.Node.Addr}},
-			{Name: jobs.AgentJob, Targets: []string{agentAddr}},
-			{Name: jobs.PgExporterJob, Targets: []string{pgAddr}},
-		},
+		// The job names the rules select.
+		Jobs: scrapeJobs(mixin.DefaultConfig(), s.Node.Addr, agentAddr, pgAddr, pushgwAddr),
 	})
 	return s, err
 }
