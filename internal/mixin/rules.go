@@ -271,6 +271,13 @@ func Alerts(c Config) RuleFile {
 				"summary":     `bitville-apm pg-exporter on {{ $labels.instance }} is not scraped`,
 				"description": `Prometheus cannot scrape the pg-exporter at {{ $labels.instance }}: database time, waits and locks are not measured.`,
 			}),
+		alert("BitvillePushStopped", "warning",
+			// pushgw says 0 from the TTL on, and forgets the instance an
+			// hour after its last push: the alert then resolves.
+			`bitville_pushgw_instance_up == 0`, "", map[string]string{
+				"summary":     `{{ $labels.job }} on {{ $labels.instance }} ({{ $labels.project }}) stopped pushing to pushgw`,
+				"description": `pushgw has had no push from {{ $labels.job }} on {{ $labels.instance }} of project {{ $labels.project }} for longer than its TTL (three push intervals), and no longer serves its series: that host is not measured. Its pushes wait in its spool until pushgw takes them again.`,
+			}),
 		alert("BitvillePgUnreachable", "warning",
 			`bitville_pg_up == 0`, "2m", map[string]string{
 				"summary":     `pg-exporter cannot query {{ $labels.server }}`,
