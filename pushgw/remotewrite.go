@@ -3,23 +3,16 @@ package pushgw
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,18 +131,18 @@ func NewRemoteWriter(cfg RemoteWriteConfig, log *slog.Logger, reg prometheus.Reg
 		header.Set(k, v)
 	}
 	if cfg.AuthFile != "" {
-		auth, err := readAuthFile(cfg.AuthFile)
+		auth, err := rawtrace.AuthHeader(cfg.AuthFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot start the remote writer: %w", err)
+			return nil, fmt.Errorf("cannot start the remote writer: --remote-write.auth-file: %w", err)
 		}
 		header.Set("Authorization", auth)
 	}
 	header.Set("Content-Type", "application/x-protobuf")
 	header.Set("Content-Encoding", "snappy")
 	header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	tc, err := remoteWriteTLS(cfg.TLS)
+	tc, err := cfg.TLS.ClientTLS()
 	if err != nil {
-		return nil, fmt.Errorf("cannot start the remote writer: %w", err)
+		return nil, fmt.Errorf("cannot start the remote writer: --remote-write.tls: %w", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
@@ -342,7 +335,7 @@ func (r *RemoteWriter) deliver(ctx, hard context.Context, req writeRequest) bool
 		} else if n, ok := r.failLogs.Allow(); ok {
 			r.log.Info("remote-write request failed; retrying", "failures", r.failed, "err", err, "suppressed_since_last", n)
 		}
-		wait := backoff(r.cfg.BackoffMin, r.cfg.BackoffMax, r.failed)
+		wait := rawtrace.Backoff(r.cfg.BackoffMin, r.cfg.BackoffMax, r.failed)
 		var ra *retryAfterError
 		if errors.As(err, &ra) {
 			wait = min(max(wait, ra.after), r.cfg.BackoffMax)
@@ -443,7 +436,7 @@ func (r *RemoteWriter) send(ctx context.Context, req writeRequest) error {
 	if code/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("%s answered HTTP %d: %s", r.shown, code, quoteBody(head))
+	err = fmt.Errorf("%s answered HTTP %d: %s", r.shown, code, rawtrace.QuoteBody(head))
 	if code/100 == 4 && code != http.StatusTooManyRequests {
 		return &refusedError{err}
 	}
@@ -451,74 +444,4 @@ func (r *RemoteWriter) send(ctx context.Context, req writeRequest) error {
 		return &retryAfterError{err: err, after: time.Duration(s) * time.Second}
 	}
 	return err
-}
-
-// quoteBody makes the start of an answer's body fit on one log line.
-func quoteBody(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	for !utf8.ValidString(s) && s != "" { // cut mid-rune by the limit
-		s = s[:len(s)-1]
-	}
-	if s == "" {
-		return "(empty body)"
-	}
-	return strconv.Quote(s)
-}
-
-// backoff is the wait after the n-th consecutive failure: a uniform draw
-// between lo and a ceiling that starts at lo and doubles up to hi, so that
-// the retries of a gateway that lost its receiver spread out.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	ceil := lo
-	for i := 1; i < n && ceil < hi; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, hi)
-	return lo + rand.N(ceil-lo+1)
-}
-
-// readAuthFile reads the Authorization header from a credentials file:
-// user:password on its first line means basic auth, anything else is a
-// bearer token.
-func readAuthFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read --remote-write.auth-file: %w", err)
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	first = strings.TrimSpace(first)
-	switch {
-	case first == "":
-		return "", fmt.Errorf("auth file %s has an empty first line: want user:password or a bearer token", path)
-	case strings.Contains(first, ":"):
-		return "Basic " + base64.StdEncoding.EncodeToString([]byte(first)), nil
-	default:
-		return "Bearer " + first, nil
-	}
-}
-
-// remoteWriteTLS builds the client TLS of the receiver's connections.
-func remoteWriteTLS(t rawtrace.TLSConfig) (*tls.Config, error) {
-	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read --remote-write.tls.ca-file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--remote-write.tls.ca-file %s holds no PEM certificate", t.CAFile)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("a remote-write client certificate needs both --remote-write.tls.cert-file and --remote-write.tls.key-file")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cannot load the remote-write client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
 }

@@ -355,30 +355,3 @@ func TestRemoteWriteConfigValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestRemoteWriterAuthFile(t *testing.T) {
-	for _, tc := range []struct {
-		name, content, want string
-	}{
-		{"basic", "user:pa:ss\n", "Basic " + base64.StdEncoding.EncodeToString([]byte("user:pa:ss"))},
-		{"bearer", "  tok3n  \nsecond line\n", "Bearer tok3n"},
-		{"empty", "\nuser:pass\n", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "auth")
-			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := readAuthFile(path)
-			if tc.want == "" {
-				if err == nil {
-					t.Errorf("got %q; want an error", got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
-}

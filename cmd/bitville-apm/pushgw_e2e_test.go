@@ -98,6 +98,28 @@ func projectEnd(i int, project, endpoint string, wall float64, status int) []byt
 		project, i, 1000+i%500, project, now, project, i, endpoint, i, now, status, wall, i)
 }
 
+// startLokiRecorder serves a lokiRecorder until the test ends and returns
+// it with its push URL, for --loki.url.
+func startLokiRecorder(t *testing.T) (*lokiRecorder, string) {
+	t.Helper()
+	loki := &lokiRecorder{}
+	srv := httptest.NewServer(loki)
+	t.Cleanup(srv.Close)
+	return loki, srv.URL + "/loki/api/v1/push"
+}
+
+// startVictoriaMetrics starts a VictoriaMetrics with its data in dir,
+// stopped when the test ends.
+func startVictoriaMetrics(t *testing.T, ctx context.Context, dir string) *stack.VictoriaMetrics {
+	t.Helper()
+	vm, err := stack.StartVictoriaMetrics(ctx, stack.VictoriaMetricsConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Stop() })
+	return vm
+}
+
 // lokiRecorder is a Loki push endpoint that keeps each entry with its
 // tenant and stream labels.
 type lokiRecorder struct {
@@ -201,15 +223,13 @@ func TestPushgwEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = receiver.Stop() })
-	loki := &lokiRecorder{}
-	lokiSrv := httptest.NewServer(loki)
-	t.Cleanup(lokiSrv.Close)
+	loki, lokiURL := startLokiRecorder(t)
 
 	tokens := tokensFile(t, dir, e2eShopToken)
 	gw := startPushgw(t, bin,
 		"--pushgw.tokens-file="+tokens,
 		"--remote-write.url="+receiver.RemoteWriteURL(),
-		"--loki.url="+lokiSrv.URL+"/loki/api/v1/push",
+		"--loki.url="+lokiURL,
 		"--events.spool-dir="+filepath.Join(dir, "gw-events"))
 	shop := pushingAgent(t, bin, gw.base, e2eShopToken, "shop-web-1")
 	blog := pushingAgent(t, bin, gw.base, e2eBlogToken, "blog-web-1")
@@ -420,21 +440,15 @@ func TestPushgwReplicas(t *testing.T) {
 	defer cancel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	vm, err := stack.StartVictoriaMetrics(ctx, stack.VictoriaMetricsConfig{Dir: filepath.Join(dir, "vm")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = vm.Stop() })
-	loki := &lokiRecorder{}
-	lokiSrv := httptest.NewServer(loki)
-	t.Cleanup(lokiSrv.Close)
+	vm := startVictoriaMetrics(t, ctx, filepath.Join(dir, "vm"))
+	loki, lokiURL := startLokiRecorder(t)
 	tokens := tokensFile(t, dir, e2eShopToken)
 	var bases []string
 	for i := 0; i < 2; i++ {
 		gw := startPushgw(t, bin,
 			"--pushgw.tokens-file="+tokens,
 			"--remote-write.url="+vm.RemoteWriteURL(),
-			"--loki.url="+lokiSrv.URL+"/loki/api/v1/push",
+			"--loki.url="+lokiURL,
 			fmt.Sprintf("--events.spool-dir=%s/gw%d-events", dir, i))
 		bases = append(bases, gw.base)
 	}
@@ -506,20 +520,14 @@ func TestPushgwOutage(t *testing.T) {
 	defer cancel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	vm, err := stack.StartVictoriaMetrics(ctx, stack.VictoriaMetricsConfig{Dir: filepath.Join(dir, "vm")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = vm.Stop() })
-	loki := &lokiRecorder{}
-	lokiSrv := httptest.NewServer(loki)
-	t.Cleanup(lokiSrv.Close)
+	vm := startVictoriaMetrics(t, ctx, filepath.Join(dir, "vm"))
+	loki, lokiURL := startLokiRecorder(t)
 	tokens := tokensFile(t, dir, e2eShopToken)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	gateway := func() *agentProcess {
 		p := launchDaemon(t, exec.Command(bin, "--log.format=json", "pushgw", "--web.listen-address="+addr, "--events.batch-wait=200ms",
 			"--pushgw.tokens-file="+tokens, "--remote-write.url="+vm.RemoteWriteURL(),
-			"--loki.url="+lokiSrv.URL+"/loki/api/v1/push", "--events.spool-dir="+filepath.Join(dir, "gw-events")), "", "http")
+			"--loki.url="+lokiURL, "--events.spool-dir="+filepath.Join(dir, "gw-events")), "", "http")
 		return p
 	}
 	agentDir := t.TempDir()

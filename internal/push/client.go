@@ -13,10 +13,8 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -362,7 +360,7 @@ func (p *Pusher) send(ctx context.Context, final bool) {
 		}
 		if d := p.br.Wait(time.Now()); d > 0 {
 			p.spool.release()
-			if final || !sleep(ctx, d) {
+			if final || !rawtrace.Sleep(ctx, d) {
 				return
 			}
 			continue
@@ -399,7 +397,7 @@ func (p *Pusher) send(ctx context.Context, final bool) {
 			if ra := retryAfter(err); ra > wait {
 				wait = min(ra, p.delivery.BreakerProbe)
 			}
-			if !sleep(ctx, wait) {
+			if !rawtrace.Sleep(ctx, wait) {
 				return
 			}
 			continue
@@ -429,17 +427,6 @@ func (p *Pusher) push(ctx context.Context, f snapshotFile, body []byte) error {
 		return fmt.Errorf("cannot push snapshot %s: %w", f.meta.Batch, err)
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // errorBodyBytes is how much of a refusal's body an error quotes: pushgw
@@ -534,7 +521,7 @@ func (p *poster) post(ctx context.Context, body []byte, contentType string, h ht
 	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-	err = fmt.Errorf("%s answered HTTP %d: %s", p.shown, resp.StatusCode, quoteBody(head))
+	err = fmt.Errorf("%s answered HTTP %d: %s", p.shown, resp.StatusCode, rawtrace.QuoteBody(head))
 	if permanentStatus(resp.StatusCode) {
 		return &rawtrace.PermanentError{Err: err}
 	}
@@ -570,16 +557,4 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // close lets go of the kept-alive connections.
 func (p *poster) close() {
 	p.transport.CloseIdleConnections()
-}
-
-// quoteBody makes the start of a response body fit on one log line.
-func quoteBody(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	for !utf8.ValidString(s) && len(s) > 0 { // cut mid-rune by the limit
-		s = s[:len(s)-1]
-	}
-	if s == "" {
-		return "(empty body)"
-	}
-	return strconv.Quote(s)
 }

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/bitville/bitville-apm/internal/rawtrace"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,7 +37,6 @@ import (
 const (
 	snapshotSuffix = ".prom.gz"
 	tmpSuffix      = ".tmp"
-	lockName       = ".lock"
 )
 
 var errSpoolClosed = errors.New("snapshot spool closed")
@@ -110,9 +109,9 @@ func openSnapshotSpool(dir string, max int64, m spoolMetrics) (*snapshotSpool, e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create push spool dir %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := rawtrace.LockDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot open the push spool: %w", err)
 	}
 	s := &snapshotSpool{dir: dir, max: max, m: m, lock: lock, notify: make(chan struct{}, 1)}
 	entries, err := os.ReadDir(dir)
@@ -146,21 +145,6 @@ func openSnapshotSpool(dir string, max int64, m spoolMetrics) (*snapshotSpool, e
 	s.enforce()
 	s.update()
 	return s, nil
-}
-
-// lockDir takes the lock of a spool directory: two processes sending one
-// spool would send each snapshot twice and delete each other's files. The
-// kernel releases it when the process dies.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("cannot lock push spool dir %s: %w", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("push spool dir %s is in use by another process: %w", dir, err)
-	}
-	return f, nil
 }
 
 // add writes one snapshot (its gzipped body) and evicts the oldest ones

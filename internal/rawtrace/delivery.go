@@ -1,6 +1,7 @@
 package rawtrace
 
 import (
+	"context"
 	"crypto/tls"
 	"sync"
 	"time"
@@ -48,6 +49,9 @@ func (d Delivery) NewBreaker() *Breaker { return NewBreaker(d.BreakerFailures, d
 // between lo and a ceiling that starts at lo and doubles up to hi, so that
 // many senders that lost their receiver at once do not come back in step.
 func Backoff(lo, hi time.Duration, n int) time.Duration { return backoff(lo, hi, n) }
+
+// Sleep waits d and reports true, or false as soon as ctx ends.
+func Sleep(ctx context.Context, d time.Duration) bool { return sleep(ctx, d) }
 
 // Breaker is the circuit breaker of a sink (see breaker): after a number
 // of consecutive failures it opens, and no try is made until a probe

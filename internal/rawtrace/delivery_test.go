@@ -1,6 +1,9 @@
 package rawtrace
 
 import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -31,5 +34,32 @@ func TestBreakerExported(t *testing.T) {
 	}
 	if !b.Success() || b.Open() || b.Failed() != 0 {
 		t.Error("a success did not close the breaker")
+	}
+}
+
+func TestAuthHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"basic", "user:pa:ss\n", "Basic " + base64.StdEncoding.EncodeToString([]byte("user:pa:ss"))},
+		{"bearer", "  tok3n  \nsecond line\n", "Bearer tok3n"},
+		{"empty", "\nuser:pass\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "auth")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := AuthHeader(path)
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("got %q; want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

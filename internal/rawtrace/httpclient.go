@@ -94,7 +94,7 @@ func (p *httpPoster) postWith(ctx context.Context, body []byte, contentType, con
 	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-	err = fmt.Errorf("%s answered HTTP %d: %s", p.shown, resp.StatusCode, quoteBody(head))
+	err = fmt.Errorf("%s answered HTTP %d: %s", p.shown, resp.StatusCode, QuoteBody(head))
 	if permanentStatus(resp.StatusCode) {
 		return &PermanentError{Err: err}
 	}
@@ -119,8 +119,9 @@ func (p *httpPoster) close() {
 	p.transport.CloseIdleConnections()
 }
 
-// quoteBody makes the start of a response body fit on one log line.
-func quoteBody(b []byte) string {
+// QuoteBody makes the start of a response body fit on one log line, for
+// the error of a refused request.
+func QuoteBody(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	for !utf8.ValidString(s) && len(s) > 0 { // cut mid-rune by the limit
 		s = s[:len(s)-1]
@@ -174,9 +175,9 @@ func sinkTLSConfig(t TLSConfig) (*tls.Config, error) {
 	return c, nil
 }
 
-// authHeader reads a credentials file: its first line is user:password
-// (HTTP basic auth) or a bearer token.
-func authHeader(path string) (string, error) {
+// AuthHeader reads the Authorization header from a credentials file: its
+// first line is user:password (HTTP basic auth) or a bearer token.
+func AuthHeader(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the auth file: %w", err)

@@ -69,7 +69,7 @@ func NewLoki(cfg Config, o SinkOptions) (*Loki, error) {
 		h.Set(lokiTenantHeader, tenant)
 	}
 	if cfg.LokiAuthFile != "" {
-		auth, err := authHeader(cfg.LokiAuthFile)
+		auth, err := AuthHeader(cfg.LokiAuthFile)
 		if err != nil {
 			return nil, fmt.Errorf("cannot build the Loki sink: %w", err)
 		}

@@ -108,7 +108,7 @@ func openSpool(dir string, max int64, m sinkMetrics) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create spool dir %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := LockDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -140,10 +140,12 @@ func openSpool(dir string, max int64, m sinkMetrics) (*spool, error) {
 	return s, nil
 }
 
-// lockDir takes the lock of a spool directory: two processes appending to
-// one spool (two commands given the same directory) would overwrite each
-// other's cursors. The kernel releases it when the process dies.
-func lockDir(dir string) (*os.File, error) {
+// LockDir takes the lock of a spool directory, the file .lock in it: two
+// processes sending one spool (two commands given the same directory)
+// would send its contents twice and overwrite each other's cursors or
+// files. The kernel releases it when the process dies; closing the file
+// releases it sooner.
+func LockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("cannot lock spool dir %s: %w", dir, err)

@@ -3,7 +3,6 @@ package stack
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,25 +91,14 @@ func promConfig(c PrometheusConfig, rules []string) ([]byte, error) {
 // on it with its TSDB in c.Dir. It returns once /-/ready answers; ctx
 // bounds only that wait.
 func StartPrometheus(ctx context.Context, c PrometheusConfig) (*Prometheus, error) {
-	if c.Dir == "" {
-		return nil, fmt.Errorf("cannot start Prometheus: PrometheusConfig.Dir is empty")
-	}
 	if c.ScrapeInterval <= 0 {
 		c.ScrapeInterval = 15 * time.Second
 	}
-	if c.Binary == "" {
-		bin, err := findBinary("prometheus", []string{"/usr/bin"}, "prometheus")
-		if err != nil {
-			return nil, fmt.Errorf("cannot start Prometheus: %w", err)
-		}
-		c.Binary = bin
-	}
-	dir, err := filepath.Abs(c.Dir)
+	dir, err := preparePeer("Prometheus", "PrometheusConfig.Dir", c.Dir, "data", &c.Binary, func() (string, error) {
+		return findBinary("prometheus", []string{"/usr/bin"}, "prometheus")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot start Prometheus: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("cannot start Prometheus: %w", err)
+		return nil, err
 	}
 	var rules []string
 	for _, r := range c.RuleFiles {
@@ -141,30 +129,11 @@ func (p *Prometheus) start(ctx context.Context, c PrometheusConfig, dir string, 
 	if c.RemoteWriteReceiver {
 		args = append(args, "--web.enable-remote-write-receiver") // Prometheus 2.33 and later
 	}
-	cmd := exec.Command(c.Binary, args...)
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	proc, err := startProcess("prometheus", cmd, p.Log)
+	proc, err := startHTTPPeer(ctx, "prometheus", peerCommand(dir, c.Binary, args...), p.Log, "http://"+addr+"/-/ready")
 	if err != nil {
 		return err
 	}
 	p.proc, p.Port, p.URL = proc, port, "http://"+addr
-	client := &http.Client{Timeout: time.Second}
-	err = proc.waitReady(ctx, p.Log, func() error {
-		resp, err := client.Get(p.URL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		_ = proc.stop(syscall.SIGTERM, 5*time.Second)
-		return err
-	}
 	return nil
 }
 

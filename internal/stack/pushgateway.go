@@ -3,9 +3,6 @@ package stack
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -31,22 +28,11 @@ type Pushgateway struct {
 // StartPushgateway starts the Pushgateway and returns once /-/ready
 // answers; ctx bounds only that wait.
 func StartPushgateway(ctx context.Context, c PushgatewayConfig) (*Pushgateway, error) {
-	if c.Dir == "" {
-		return nil, fmt.Errorf("cannot start the Pushgateway: PushgatewayConfig.Dir is empty")
-	}
-	if c.Binary == "" {
-		bin, err := findBinary("prometheus-pushgateway", []string{"/usr/bin"}, "prometheus-pushgateway", "pushgateway")
-		if err != nil {
-			return nil, fmt.Errorf("cannot start the Pushgateway: %w", err)
-		}
-		c.Binary = bin
-	}
-	dir, err := filepath.Abs(c.Dir)
+	dir, err := preparePeer("the Pushgateway", "PushgatewayConfig.Dir", c.Dir, "", &c.Binary, func() (string, error) {
+		return findBinary("prometheus-pushgateway", []string{"/usr/bin"}, "prometheus-pushgateway", "pushgateway")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot start the Pushgateway: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot start the Pushgateway: %w", err)
+		return nil, err
 	}
 	g := &Pushgateway{Log: filepath.Join(dir, "pushgateway.log")}
 	if err := onFreePort(c.Port, "the Pushgateway", "address already in use", func(port int) error { return g.start(ctx, c.Binary, dir, port) }); err != nil {
@@ -59,31 +45,13 @@ func (g *Pushgateway) start(ctx context.Context, bin, dir string, port int) erro
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	// Debian's default persistence file is under /var/lib; keep it in
 	// dir.
-	cmd := exec.Command(bin, "--web.listen-address="+addr,
+	cmd := peerCommand(dir, bin, "--web.listen-address="+addr,
 		"--persistence.file="+filepath.Join(dir, "pushgateway.data"), "--log.level=warn")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	proc, err := startProcess("pushgateway", cmd, g.Log)
+	proc, err := startHTTPPeer(ctx, "pushgateway", cmd, g.Log, "http://"+addr+"/-/ready")
 	if err != nil {
 		return err
 	}
 	g.proc, g.Port, g.URL = proc, port, "http://"+addr
-	client := &http.Client{Timeout: time.Second}
-	err = proc.waitReady(ctx, g.Log, func() error {
-		resp, err := client.Get(g.URL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		_ = proc.stop(syscall.SIGTERM, 5*time.Second)
-		return err
-	}
 	return nil
 }
 

@@ -66,22 +66,9 @@ func VictoriaLogsBinary() (string, error) {
 // StartVictoriaLogs starts VictoriaLogs with its data in c.Dir and returns
 // once /health answers; ctx bounds only that wait.
 func StartVictoriaLogs(ctx context.Context, c VictoriaLogsConfig) (*VictoriaLogs, error) {
-	if c.Dir == "" {
-		return nil, fmt.Errorf("cannot start VictoriaLogs: VictoriaLogsConfig.Dir is empty")
-	}
-	if c.Binary == "" {
-		bin, err := VictoriaLogsBinary()
-		if err != nil {
-			return nil, fmt.Errorf("cannot start VictoriaLogs: %w", err)
-		}
-		c.Binary = bin
-	}
-	dir, err := filepath.Abs(c.Dir)
+	dir, err := preparePeer("VictoriaLogs", "VictoriaLogsConfig.Dir", c.Dir, "data", &c.Binary, VictoriaLogsBinary)
 	if err != nil {
-		return nil, fmt.Errorf("cannot start VictoriaLogs: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("cannot start VictoriaLogs: %w", err)
+		return nil, err
 	}
 	v := &VictoriaLogs{Log: filepath.Join(dir, "victoria-logs.log"), client: &http.Client{Timeout: 10 * time.Second}}
 	if err := onFreePort(c.Port, "VictoriaLogs", "address already in use", func(port int) error { return v.start(ctx, c.Binary, dir, port) }); err != nil {
@@ -95,31 +82,13 @@ func (v *VictoriaLogs) start(ctx context.Context, bin, dir string, port int) err
 	// A one-second flush makes what was pushed searchable within a second
 	// and on disk for a restart; a test's events are minutes old at most,
 	// so one day of retention (the least it takes) is plenty.
-	cmd := exec.Command(bin, "-storageDataPath="+filepath.Join(dir, "data"), "-httpListenAddr="+addr,
+	cmd := peerCommand(dir, bin, "-storageDataPath="+filepath.Join(dir, "data"), "-httpListenAddr="+addr,
 		"-retentionPeriod=1d", "-inmemoryDataFlushInterval=1s", "-loggerLevel=WARN")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	proc, err := startProcess("victoria-logs", cmd, v.Log)
+	proc, err := startHTTPPeer(ctx, "victoria-logs", cmd, v.Log, "http://"+addr+"/health")
 	if err != nil {
 		return err
 	}
 	v.proc, v.Port, v.URL = proc, port, "http://"+addr
-	health := &http.Client{Timeout: time.Second}
-	err = proc.waitReady(ctx, v.Log, func() error {
-		resp, err := health.Get(v.URL + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/health: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		_ = proc.stop(syscall.SIGTERM, 5*time.Second)
-		return err
-	}
 	return nil
 }
 

@@ -3,9 +3,6 @@ package stack
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -31,22 +28,11 @@ type VictoriaMetrics struct {
 // StartVictoriaMetrics starts VictoriaMetrics with its data in c.Dir and
 // returns once /health answers; ctx bounds only that wait.
 func StartVictoriaMetrics(ctx context.Context, c VictoriaMetricsConfig) (*VictoriaMetrics, error) {
-	if c.Dir == "" {
-		return nil, fmt.Errorf("cannot start VictoriaMetrics: VictoriaMetricsConfig.Dir is empty")
-	}
-	if c.Binary == "" {
-		bin, err := findBinary("victoria-metrics", []string{"/usr/bin"}, "victoria-metrics", "victoria-metrics-prod")
-		if err != nil {
-			return nil, fmt.Errorf("cannot start VictoriaMetrics: %w", err)
-		}
-		c.Binary = bin
-	}
-	dir, err := filepath.Abs(c.Dir)
+	dir, err := preparePeer("VictoriaMetrics", "VictoriaMetricsConfig.Dir", c.Dir, "data", &c.Binary, func() (string, error) {
+		return findBinary("victoria-metrics", []string{"/usr/bin"}, "victoria-metrics", "victoria-metrics-prod")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot start VictoriaMetrics: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("cannot start VictoriaMetrics: %w", err)
+		return nil, err
 	}
 	v := &VictoriaMetrics{Log: filepath.Join(dir, "victoria-metrics.log")}
 	if err := onFreePort(c.Port, "VictoriaMetrics", "address already in use", func(port int) error { return v.start(ctx, c.Binary, dir, port) }); err != nil {
@@ -61,31 +47,13 @@ func (v *VictoriaMetrics) start(ctx context.Context, bin, dir string, port int) 
 	// offset (30s by default) and the response cache, a sample is found
 	// as soon as VictoriaMetrics has made it searchable (about a second).
 	// One day is the shortest retention it takes.
-	cmd := exec.Command(bin, "-storageDataPath="+filepath.Join(dir, "data"), "-httpListenAddr="+addr,
+	cmd := peerCommand(dir, bin, "-storageDataPath="+filepath.Join(dir, "data"), "-httpListenAddr="+addr,
 		"-retentionPeriod=1d", "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	proc, err := startProcess("victoria-metrics", cmd, v.Log)
+	proc, err := startHTTPPeer(ctx, "victoria-metrics", cmd, v.Log, "http://"+addr+"/health")
 	if err != nil {
 		return err
 	}
 	v.proc, v.Port, v.url = proc, port, "http://"+addr
-	health := &http.Client{Timeout: time.Second}
-	err = proc.waitReady(ctx, v.Log, func() error {
-		resp, err := health.Get(v.url + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/health: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		_ = proc.stop(syscall.SIGTERM, 5*time.Second)
-		return err
-	}
 	return nil
 }
 
