@@ -225,9 +225,14 @@ func newPusherMetrics() (pusherMetrics, []prometheus.Collector) {
 	return m, []prometheus.Collector{pushes, spoolBytes, spoolSnapshots, breakerOpen, lastSuccess, duration}
 }
 
+// stopBudget bounds the delivery at a clean stop: what is left stays in
+// the spool for the next start, and the daemon stops well within the 15 s
+// its systemd unit gives it (TimeoutStopSec).
+const stopBudget = 5 * time.Second
+
 // Start runs the Pusher in the background: a snapshot every Interval, and
 // a sender of the spool. The returned stop ends both, gathers one last
-// snapshot, tries to deliver the spool within Timeout (giving up early
+// snapshot, tries to deliver the spool within Timeout and stopBudget (giving up early
 // while the breaker is open), and lets go of the spool, whose undelivered
 // snapshots the next start sends. Call Start once; stop may be called
 // more than once.
@@ -242,7 +247,7 @@ func (p *Pusher) Start() (stop func()) {
 		cancel()
 		wg.Wait()
 		p.snapshot()
-		fctx, fcancel := context.WithTimeout(context.Background(), p.timeout)
+		fctx, fcancel := context.WithTimeout(context.Background(), min(p.timeout, stopBudget))
 		p.send(fctx, true)
 		fcancel()
 		if n, _ := p.spool.len(); n > 0 {

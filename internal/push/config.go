@@ -24,7 +24,7 @@ type Config struct {
 	Interval      time.Duration      `name:"push.interval" default:"15s" help:"How often the whole /metrics is gathered into a snapshot and pushed."`
 	SpoolDir      string             `name:"push.spool-dir" placeholder:"DIR" help:"Directory of the on-disk spool of snapshots not yet delivered. Empty: the command's default."`
 	SpoolMaxBytes units.Base2Bytes   `name:"push.spool-max-bytes" default:"256MiB" help:"Spool size; past it the oldest snapshots are dropped (bitville_push_pushes_total{result=\"dropped\"})."`
-	Timeout       time.Duration      `name:"push.timeout" default:"30s" help:"Time limit of one push, and of delivering the spool at a clean stop."`
+	Timeout       time.Duration      `name:"push.timeout" default:"30s" help:"Time limit of one push; a clean stop tries to deliver the spool for at most this or 5s, the shorter."`
 	TLS           rawtrace.TLSConfig `embed:"" prefix:"push.tls."`
 }
 
