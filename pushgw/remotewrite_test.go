@@ -332,7 +332,7 @@ func TestRemoteWriteConfigValidate(t *testing.T) {
 		error string // "" when valid
 	}{
 		{"defaults", func(*RemoteWriteConfig) {}, ""},
-		{"no url", func(c *RemoteWriteConfig) { c.URL = "" }, "remote-write.url"},
+		{"no url: remote write off", func(c *RemoteWriteConfig) { c.URL = "" }, ""},
 		{"no scheme", func(c *RemoteWriteConfig) { c.URL = "prometheus:9090/api/v1/write" }, "remote-write.url"},
 		{"ftp", func(c *RemoteWriteConfig) { c.URL = "ftp://prometheus/api/v1/write" }, "remote-write.url"},
 		{"zero queue", func(c *RemoteWriteConfig) { c.QueueBytes = 0 }, "queue-bytes"},
