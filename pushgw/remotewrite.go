@@ -48,10 +48,11 @@ const logEvery = time.Minute
 // errorBodyBytes is how much of a refusal's body an error quotes.
 const errorBodyBytes = 256
 
-// Validate checks the configuration of an enabled writer (URL set).
+// Validate checks the configuration. kong calls it for every run of the
+// command, so no URL (remote write off) is valid.
 func (c RemoteWriteConfig) Validate() error {
 	if c.URL == "" {
-		return nil // no remote write
+		return nil
 	}
 	if _, err := parseRemoteWriteURL(c.URL); err != nil {
 		return err
@@ -122,10 +123,13 @@ type remoteWriteMetrics struct {
 // NewRemoteWriter checks cfg (its URL must be set), reads the auth file
 // and registers the self-metrics on reg.
 func NewRemoteWriter(cfg RemoteWriteConfig, log *slog.Logger, reg prometheus.Registerer) (*RemoteWriter, error) {
-	if err := cfg.Validate(); err != nil {
+	u, err := parseRemoteWriteURL(cfg.URL)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("cannot start the remote writer: %w", err)
 	}
-	u, _ := parseRemoteWriteURL(cfg.URL)
 	header := http.Header{}
 	for k, v := range cfg.Headers {
 		header.Set(k, v)
