@@ -582,3 +582,33 @@ func TestPushgwOutage(t *testing.T) {
 		return len(seen) >= 20
 	})
 }
+
+// TestPushgwAlone: the gateway with only its tokens, Prometheus scraping
+// it, nothing to forward to: ready, takes metrics, refuses events for
+// good.
+func TestPushgwAlone(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	gw := startPushgw(t, bin, "--pushgw.tokens-file="+tokensFile(t, dir, e2eShopToken))
+	if code := rawPush(t, gw.base, e2eShopToken); code != http.StatusOK {
+		t.Errorf("metrics push: got %d; want 200", code)
+	}
+	body := `{"kind":"request","level":"info","line":{}}` + "\n"
+	req, _ := http.NewRequest(http.MethodPost, gw.base+pushwire.EventsPath, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e2eShopToken)
+	req.Header.Set(pushwire.HeaderJob, "probe")
+	req.Header.Set(pushwire.HeaderInstance, "probe")
+	req.Header.Set(pushwire.HeaderBatch, sha256Hex(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("events push without an event sink: got %d; want 422", resp.StatusCode)
+	}
+	if out := gw.scrapeURL(t, gw.base+"/metrics"); !strings.Contains(out, `rotation_probe{job="probe",instance="probe",project="shop"} 1`) {
+		t.Errorf("the pushed sample is not served:\n%s", grepLines(out, "rotation_probe"))
+	}
+	stopDaemon(t, gw)
+}
