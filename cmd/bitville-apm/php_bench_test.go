@@ -19,10 +19,19 @@ import (
 
 // phpSetup is one way of running the example shop's php-fpm pool in the
 // overhead benchmark.
+// The pages of the overhead benchmark: the realistic one (four statements,
+// ~10 ms) and a small one (1 ms of CPU, no SQL).
+const (
+	quotePage = "/quote/7"
+	smallPage = "/work/1"
+)
+
 type phpSetup struct {
 	name  string
 	agent bool              // auto_prepend_file = php/bootstrap.php
 	env   map[string]string // BITVILLE_APM_* settings
+	page  string            // the path loaded; "" is the realistic page, quotePage
+	base  string            // the setup it is compared with; "" is the baseline
 	url   string
 	fpm   *stack.FPM
 	nginx *stack.Nginx
@@ -87,10 +96,20 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		{name: "daemon-down", agent: true, env: on(map[string]string{"BITVILLE_APM_SOCKET": filepath.Join(dir, "absent.sock")})},
 		{name: "excimer-period/10", agent: true, env: on(map[string]string{"BITVILLE_APM_EXCIMER_PERIOD_MS": strconv.FormatFloat(period/10, 'f', -1, 64)})},
 		{name: "tideways-every-request", agent: true, env: on(map[string]string{"BITVILLE_APM_PROFILER": "tideways", "BITVILLE_APM_SAMPLE_RATE": "1"})},
+		// The small page, where the agent's own cost shows most: its own
+		// baseline, and the agent in its default mode.
+		{name: "baseline-1ms", page: smallPage},
+		{name: "agent-1ms", agent: true, env: on(nil), page: smallPage, base: "baseline-1ms"},
 	}
 	if only := os.Getenv("BENCH_SETUPS"); only != "" {
+		keep := strings.Split(only, ",")
+		for _, s := range setups {
+			if slices.Contains(keep, s.name) && s.base != "" {
+				keep = append(keep, s.base)
+			}
+		}
 		setups = slices.DeleteFunc(setups, func(s *phpSetup) bool {
-			return s.name != "baseline" && !slices.Contains(strings.Split(only, ","), s.name)
+			return s.name != "baseline" && !slices.Contains(keep, s.name)
 		})
 	}
 	root, err := stack.RepoRoot()
@@ -115,7 +134,10 @@ func BenchmarkPHPOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = s.nginx.Stop() })
-		s.url = s.nginx.URL + "/quote/7"
+		if s.page == "" {
+			s.page = quotePage
+		}
+		s.url = s.nginx.URL + s.page
 		if resp, err := http.Get(s.url); err != nil || resp.StatusCode != 200 {
 			b.Fatalf("%s: GET %s: %v %v", s.name, s.url, resp, err)
 		}
@@ -138,12 +160,19 @@ func BenchmarkPHPOverhead(b *testing.B) {
 	}
 	b.StopTimer()
 
-	base := median(setups[0].rps)
+	baseOf := map[string]float64{}
+	for _, s := range setups {
+		baseOf[s.name] = median(s.rps)
+	}
 	var out strings.Builder
-	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c%d, GET /quote/7, 4 php-fpm workers per pool, Excimer default period %g ms\n", rounds, duration, connections, period)
+	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c%d, GET %s (and %s for the -1ms setups), 4 php-fpm workers per pool, Excimer default period %g ms\n", rounds, duration, connections, quotePage, smallPage, period)
 	fmt.Fprintf(&out, "%-24s %10s %8s   %s\n", "setup", "median/s", "of base", "rounds (req/s)")
 	for _, s := range setups {
 		m := median(s.rps)
+		base := baseOf["baseline"]
+		if s.base != "" {
+			base = baseOf[s.base]
+		}
 		fmt.Fprintf(&out, "%-24s %10.1f %7.1f%%   %s\n", s.name, m, 100*m/base, fmtRates(s.rps))
 		b.ReportMetric(100*m/base, strings.NewReplacer("/", "_", "-", "_").Replace(s.name)+"_%_of_baseline")
 	}

@@ -20,6 +20,7 @@ use App\Router;
 
 $router = new Router();
 $router->add('GET', '/cheap', static fn (): Response => HealthController::cheap());
+$router->add('GET', '/work/{ms}', static fn (array $p): Response => HealthController::work($p));
 $router->add('GET', '/orders/{id}', static fn (array $p): Response => OrderController::show($p));
 $router->add('POST', '/orders/{id}/pay', static fn (array $p): Response => PaymentController::pay($p));
 $router->add('GET', '/quote/{id}', static fn (array $p): Response => QuoteController::show($p));
