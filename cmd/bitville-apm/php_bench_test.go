@@ -98,7 +98,7 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		{name: "tideways-every-request", agent: true, env: on(map[string]string{"BITVILLE_APM_PROFILER": "tideways", "BITVILLE_APM_SAMPLE_RATE": "1"})},
 		// The small page, where the agent's own cost shows most: its own
 		// baseline, and the agent in its default mode.
-		{name: "baseline-1ms", page: smallPage},
+		{name: "baseline-1ms", page: smallPage, base: "baseline-1ms"},
 		{name: "agent-1ms", agent: true, env: on(nil), page: smallPage, base: "baseline-1ms"},
 	}
 	if only := os.Getenv("BENCH_SETUPS"); only != "" {
