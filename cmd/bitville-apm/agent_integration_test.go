@@ -58,15 +58,21 @@ func startAgent(t testing.TB, bin string, args ...string) *agentProcess {
 func runAgent(t testing.TB, cmd *exec.Cmd, socket string) *agentProcess {
 	t.Helper()
 	p := launchDaemon(t, cmd, socket, "http")
+	waitReady(t, p)
+	return p
+}
+
+// waitReady waits up to 10 s until the daemon's /readyz answers 200.
+func waitReady(t testing.TB, p *agentProcess) {
+	t.Helper()
 	waitFor(t, 10*time.Second, func() bool {
 		resp, err := http.Get(p.base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
-	return p
 }
 
 // launchDaemon starts cmd (an agent or pg-exporter writing JSON logs to
@@ -133,6 +139,43 @@ func stopDaemon(t *testing.T, p *agentProcess) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Errorf("no exit within 15s of SIGTERM")
+	}
+}
+
+// startHTTPProcess starts cmd (its output kept for the failure message),
+// kills it when the test ends, and waits up to 20 s until url answers 200.
+// stop kills it earlier; it may be called more than once.
+func startHTTPProcess(t testing.TB, cmd *exec.Cmd, url string) (stop func()) {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("cannot start %s: %v", cmd.Path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop = sync.OnceFunc(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	t.Cleanup(stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s exited at start: %v\n%s", cmd.Path, err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer on %s within 20s", cmd.Path, url)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -320,37 +319,9 @@ func startDebianPgExporter(b *testing.B, dsn string, args ...string) (int, strin
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(debianPgExporter, append([]string{"--web.listen-address=" + addr}, args...)...)
 	cmd.Env = append(os.Environ(), "DATA_SOURCE_NAME="+dsn)
-	logs := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("cannot start %s: %v", debianPgExporter, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
 	url := "http://" + addr + "/metrics"
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return cmd.Process.Pid, url
-			}
-		}
-		select {
-		case err := <-done:
-			b.Fatalf("%s exited at start: %v\n%s", debianPgExporter, err, logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s did not answer on %s within 20s", debianPgExporter, url)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startHTTPProcess(b, cmd, url)
+	return cmd.Process.Pid, url
 }
 
 // checkPgExporterUp fails the benchmark unless the exporter reached

@@ -290,14 +290,7 @@ func startBenchPushgw(b *testing.B, bin, taskset string) *pushTarget {
 		"--events.spool-dir="+filepath.Join(dir, "events"))
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	p := launchDaemon(b, cmd, "", "http")
-	waitFor(b, 10*time.Second, func() bool {
-		resp, err := http.Get(p.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitReady(b, p)
 	var boots [benchPushInstances]string
 	for i := range boots {
 		boots[i] = fmt.Sprintf("%016x", 0xb000000000000000+uint64(i))
@@ -344,41 +337,8 @@ func startBenchPushgateway(b *testing.B, bin, taskset, name string, args ...stri
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(taskset, append([]string{"-c", benchServerCPU, bin, "--web.listen-address=" + addr, "--persistence.file=", "--log.level=warn"}, args...)...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "GOMAXPROCS=1"}
-	logs := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("cannot start %s: %v", bin, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill()
-			<-done
-		})
-	}
-	b.Cleanup(stop)
 	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			b.Fatalf("%s exited at start: %v\n%s", bin, err, logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s did not answer on %s within 20s", bin, base)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stop := startHTTPProcess(b, cmd, base+"/-/ready")
 	return &pushTarget{
 		name: name, pid: cmd.Process.Pid, base: base, metricsURL: base + "/metrics",
 		request: func(instance int, _ uint64, body []byte) *http.Request {

@@ -62,14 +62,7 @@ func startPushgw(t *testing.T, bin string, args ...string) *agentProcess {
 	t.Helper()
 	all := append([]string{"--log.format=json", "pushgw", "--web.listen-address=127.0.0.1:0", "--events.batch-wait=200ms"}, args...)
 	p := launchDaemon(t, exec.Command(bin, all...), "", "http")
-	waitFor(t, 10*time.Second, func() bool {
-		resp, err := http.Get(p.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitReady(t, p)
 	return p
 }
 
