@@ -71,16 +71,23 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, project st
 	if err != nil {
 		return err
 	}
-	if s.batches.seen(project, batch, now) {
+	duplicate := func() error {
 		s.m.pushes.WithLabelValues(project, kindEvents, "duplicate").Inc()
 		answer(w, map[string]any{"status": "duplicate", "events": len(events)})
 		return nil
+	}
+	// A retry is answered before the rate limit, which it should not wait
+	// on; remember decides again, atomically, for two copies in flight.
+	if s.batches.seen(project, batch, now) {
+		return duplicate()
 	}
 	if ok, wait := s.eventLim.take(project, len(events), now); !ok {
 		setRetryAfter(w, wait)
 		return reject(http.StatusTooManyRequests, ReasonRateLimited, "project %s is over its %g events/s (pushgw.events-rate); %d events wait", project, s.cfg.EventsRate, len(events))
 	}
-	s.batches.add(project, batch, now)
+	if !s.batches.remember(project, batch, now) {
+		return duplicate()
+	}
 	for _, e := range events {
 		s.events.Emit(e)
 	}
@@ -221,6 +228,10 @@ func newRecentBatches() *recentBatches {
 func (r *recentBatches) seen(project, id string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.seenLocked(project, id, now)
+}
+
+func (r *recentBatches) seenLocked(project, id string, now time.Time) bool {
 	b := r.byProject[project]
 	if b == nil {
 		return false
@@ -229,17 +240,22 @@ func (r *recentBatches) seen(project, id string, now time.Time) bool {
 	return ok && now.Sub(at) < recentBatchesFor
 }
 
-func (r *recentBatches) add(project, id string, now time.Time) {
+// remember records id as a batch of project taken at now, and reports
+// false, changing nothing, when it is a recent one already.
+func (r *recentBatches) remember(project, id string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.seenLocked(project, id, now) {
+		return false
+	}
 	b := r.byProject[project]
 	if b == nil {
 		b = &batchRing{ids: map[string]time.Time{}, ring: make([]string, 0, 64)}
 		r.byProject[project] = b
 	}
-	if _, ok := b.ids[id]; ok {
+	if _, ok := b.ids[id]; ok { // seen more than recentBatchesFor ago
 		b.ids[id] = now
-		return
+		return true
 	}
 	if len(b.ring) < maxRecentBatches {
 		b.ring = append(b.ring, id)
@@ -249,4 +265,5 @@ func (r *recentBatches) add(project, id string, now time.Time) {
 		b.next = (b.next + 1) % maxRecentBatches
 	}
 	b.ids[id] = now
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,4 +201,34 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Copies of one batch pushed at once (a retry racing the original) are
+// forwarded once.
+func TestEventsConcurrentCopies(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	body := eventLine(t, testEvent("shop", "copy-1")) + "\n" + eventLine(t, testEvent("shop", "copy-2")) + "\n"
+	const copies = 8
+	answers := make(chan string, copies)
+	var wg sync.WaitGroup
+	for i := 0; i < copies; i++ {
+		wg.Go(func() {
+			code, answer, _ := g.pushEvents(t, shopToken, "", body)
+			answers <- strconv.Itoa(code) + " " + answer
+		})
+	}
+	wg.Wait()
+	close(answers)
+	accepted := 0
+	for a := range answers {
+		switch {
+		case strings.Contains(a, `"accepted"`):
+			accepted++
+		case !strings.Contains(a, `"duplicate"`):
+			t.Errorf("got %s; want accepted or duplicate", a)
+		}
+	}
+	if accepted != 1 || len(g.events.all()) != 2 {
+		t.Errorf("%d copies accepted, %d events forwarded; want 1 and 2", accepted, len(g.events.all()))
+	}
 }

@@ -129,7 +129,7 @@ func mergeOwn(headers []familyHeader, own []*dto.MetricFamily) ([]familyHeader, 
 		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
 			return nil, err
 		}
-		h := familyHeader{name: mf.GetName(), typ: strings.ToLower(mf.GetType().String()), help: escapeHelp(mf.GetHelp()), hasHelp: mf.Help != nil}
+		h := familyHeader{name: mf.GetName(), typ: strings.ToLower(mf.GetType().String()), help: helpEscaper.Replace(mf.GetHelp()), hasHelp: mf.Help != nil}
 		h.own = ownSamples(buf.Bytes())
 		if i, ok := index[h.name]; ok {
 			h.ownOnly = headers[i].typ != h.typ
@@ -156,7 +156,5 @@ func ownSamples(text []byte) []byte {
 	return out
 }
 
-// escapeHelp escapes a HELP text as the text format wants it.
-func escapeHelp(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
-}
+// helpEscaper escapes a HELP text as the text format wants it.
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
