@@ -145,7 +145,7 @@ final class Agent
         // Without the socket nobody would receive what is measured; only an
         // explicitly configured spool is written to then (the derived one
         // exists only where a daemon created it).
-        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !file_exists($config->socket))) {
+        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !\file_exists($config->socket))) {
             return;
         }
         $runtime = Runtime::fromGlobals($config, $server);
@@ -416,7 +416,7 @@ final class Config
      */
     public static function derivedSpoolDir(string $socket): string
     {
-        return (str_ends_with($socket, '.sock') ? substr($socket, 0, -5) : $socket) . '.spool';
+        return (\str_ends_with($socket, '.sock') ? \substr($socket, 0, -5) : $socket) . '.spool';
     }
 
     /**
@@ -431,26 +431,26 @@ final class Config
      */
     public static function load(array $server, ?bool $getenv = null): self
     {
-        $getenv ??= PHP_SAPI !== 'fpm-fcgi';
-        $path = $server['BITVILLE_APM_CONFIG'] ?? ($getenv ? getenv('BITVILLE_APM_CONFIG') : false);
-        $explicit = is_string($path) && $path !== '';
+        $getenv ??= \PHP_SAPI !== 'fpm-fcgi';
+        $path = $server['BITVILLE_APM_CONFIG'] ?? ($getenv ? \getenv('BITVILLE_APM_CONFIG') : false);
+        $explicit = \is_string($path) && $path !== '';
         if (!$explicit) {
             $path = self::DEFAULT_FILE;
         }
         $values = [];
         $source = 'environment';
-        if ($explicit || is_file($path)) {
+        if ($explicit || \is_file($path)) {
             $values = self::readFile($path);
             $source = $path;
         }
         foreach (self::ENV_NAMES as $key => $name) {
             if (isset($server[$name])) {
-                if (is_string($server[$name])) {
+                if (\is_string($server[$name])) {
                     $values[$key] = $server[$name];
                 }
             } elseif ($getenv) {
-                $v = getenv($name);
-                if (is_string($v)) {
+                $v = \getenv($name);
+                if (\is_string($v)) {
                     $values[$key] = $v;
                 }
             }
@@ -469,8 +469,8 @@ final class Config
     public static function fromValues(array $values, string $source = 'values'): self
     {
         foreach ($values as $key => $_) {
-            if (!array_key_exists((string) $key, self::DEFAULTS)) {
-                throw new ConfigException(sprintf('unknown key "%s"', $key));
+            if (!\array_key_exists((string) $key, self::DEFAULTS)) {
+                throw new ConfigException(\sprintf('unknown key "%s"', $key));
             }
         }
         $v = $values + self::DEFAULTS;
@@ -482,15 +482,15 @@ final class Config
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
-        if (preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
-            throw new ConfigException(sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
+        if (\preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
+            throw new ConfigException(\sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
         $socket = self::scalar($v, 'socket');
         if ($socket === '') {
             throw new ConfigException('enabled=1 needs socket');
         }
-        if (strlen($socket) > 107 || str_contains($socket, "\0")) {
-            throw new ConfigException(sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
+        if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
+            throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
@@ -512,8 +512,8 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (strlen($host) > self::MAX_HOST_BYTES || strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
-            throw new ConfigException(sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
+        if (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException(\sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
     }
@@ -543,7 +543,7 @@ final class Config
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
         'spool_dir' => ['spoolDir', 'special'],
-        'spool_max_bytes' => ['spoolMaxBytes', 'int', 0, PHP_INT_MAX],
+        'spool_max_bytes' => ['spoolMaxBytes', 'int', 0, \PHP_INT_MAX],
         'host' => ['host', 'string'],
         'pool' => ['pool', 'string'],
         'finish_request' => ['finishRequest', 'bool'],
@@ -560,9 +560,9 @@ final class Config
     {
         switch ($key) {
             case 'profiler':
-                $profiler = strtolower(self::scalar($v, 'profiler'));
-                if (!in_array($profiler, self::PROFILERS, true)) {
-                    throw new ConfigException(sprintf('profiler "%s" must be one of %s', self::show($profiler), implode(', ', self::PROFILERS)));
+                $profiler = \strtolower(self::scalar($v, 'profiler'));
+                if (!\in_array($profiler, self::PROFILERS, true)) {
+                    throw new ConfigException(\sprintf('profiler "%s" must be one of %s', self::show($profiler), \implode(', ', self::PROFILERS)));
                 }
                 return $profiler;
             case 'excimer_period_ms':
@@ -575,12 +575,12 @@ final class Config
                 return self::patterns($v[$key]);
             case 'spool_dir':
                 $dir = self::scalar($v, $key);
-                if (str_contains($dir, "\0")) {
+                if (\str_contains($dir, "\0")) {
                     throw new ConfigException('spool_dir contains a NUL byte');
                 }
-                return strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
+                return \strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
         }
-        throw new ConfigException(sprintf('unknown key "%s"', $key));
+        throw new ConfigException(\sprintf('unknown key "%s"', $key));
     }
 
     /**
@@ -589,23 +589,23 @@ final class Config
      */
     private static function readFile(string $path): array
     {
-        if (!is_file($path) || !is_readable($path)) {
-            throw new ConfigException(sprintf('cannot read config file %s', $path));
+        if (!\is_file($path) || !\is_readable($path)) {
+            throw new ConfigException(\sprintf('cannot read config file %s', $path));
         }
         $error = '';
-        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+        \set_error_handler(static function (int $no, string $msg) use (&$error): bool {
             $error = $msg;
             return true;
         });
         try {
             // RAW: regexes in endpoint_rules must reach us as written, and
             // booleans are parsed here, the same way for file and env.
-            $ini = parse_ini_file($path, false, INI_SCANNER_RAW);
+            $ini = \parse_ini_file($path, false, \INI_SCANNER_RAW);
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
-        if (!is_array($ini)) {
-            throw new ConfigException(sprintf('cannot parse config file %s: %s', $path, $error !== '' ? $error : 'syntax error'));
+        if (!\is_array($ini)) {
+            throw new ConfigException(\sprintf('cannot parse config file %s: %s', $path, $error !== '' ? $error : 'syntax error'));
         }
         return $ini;
     }
@@ -617,10 +617,10 @@ final class Config
     private static function scalar(array $v, string $key): string
     {
         $x = $v[$key];
-        if (!is_string($x)) {
-            throw new ConfigException(sprintf('%s must be a single value, not a list', $key));
+        if (!\is_string($x)) {
+            throw new ConfigException(\sprintf('%s must be a single value, not a list', $key));
         }
-        return trim($x);
+        return \trim($x);
     }
 
     /**
@@ -629,11 +629,11 @@ final class Config
      */
     private static function bool(array $v, string $key): bool
     {
-        $x = strtolower(self::scalar($v, $key));
+        $x = \strtolower(self::scalar($v, $key));
         return match ($x) {
             '1', 'on', 'true', 'yes' => true,
             '0', 'off', 'false', 'no', '' => false,
-            default => throw new ConfigException(sprintf('%s "%s" must be 1 or 0 (on/off, true/false, yes/no)', $key, self::show($x))),
+            default => throw new ConfigException(\sprintf('%s "%s" must be 1 or 0 (on/off, true/false, yes/no)', $key, self::show($x))),
         };
     }
 
@@ -644,8 +644,8 @@ final class Config
     private static function int(array $v, string $key, int $min, int $max): int
     {
         $x = self::scalar($v, $key);
-        if (preg_match('/^\d{1,18}$/', $x) !== 1 || (int) $x < $min || (int) $x > $max) {
-            throw new ConfigException(sprintf('%s "%s" must be an integer from %d to %d', $key, self::show($x), $min, $max));
+        if (\preg_match('/^\d{1,18}$/', $x) !== 1 || (int) $x < $min || (int) $x > $max) {
+            throw new ConfigException(\sprintf('%s "%s" must be an integer from %d to %d', $key, self::show($x), $min, $max));
         }
         return (int) $x;
     }
@@ -657,8 +657,8 @@ final class Config
     private static function float(array $v, string $key, float $min, float $max): float
     {
         $x = self::scalar($v, $key);
-        if (!is_numeric($x) || !is_finite((float) $x) || (float) $x < $min || (float) $x > $max) {
-            throw new ConfigException(sprintf('%s "%s" must be a number from %s to %s', $key, self::show($x), $min, $max));
+        if (!\is_numeric($x) || !\is_finite((float) $x) || (float) $x < $min || (float) $x > $max) {
+            throw new ConfigException(\sprintf('%s "%s" must be a number from %s to %s', $key, self::show($x), $min, $max));
         }
         return (float) $x;
     }
@@ -672,18 +672,18 @@ final class Config
      */
     private static function listOf(mixed $x, string $key): array
     {
-        if (is_string($x)) {
-            $x = preg_split('/\R|;;/', $x) ?: [];
+        if (\is_string($x)) {
+            $x = \preg_split('/\R|;;/', $x) ?: [];
         }
-        if (!is_array($x)) {
-            throw new ConfigException(sprintf('%s must be a string or a list', $key));
+        if (!\is_array($x)) {
+            throw new ConfigException(\sprintf('%s must be a string or a list', $key));
         }
         $out = [];
         foreach ($x as $item) {
-            if (!is_string($item)) {
-                throw new ConfigException(sprintf('%s must be a list of strings', $key));
+            if (!\is_string($item)) {
+                throw new ConfigException(\sprintf('%s must be a list of strings', $key));
             }
-            $item = trim($item);
+            $item = \trim($item);
             if ($item !== '') {
                 $out[] = $item;
             }
@@ -701,13 +701,13 @@ final class Config
     {
         $rules = [];
         foreach (self::listOf($x, 'endpoint_rules') as $rule) {
-            $at = strrpos($rule, ' => ');
+            $at = \strrpos($rule, ' => ');
             if ($at === false) {
-                throw new ConfigException(sprintf('endpoint_rules entry "%s" must be "REGEX => REPLACEMENT"', self::show($rule)));
+                throw new ConfigException(\sprintf('endpoint_rules entry "%s" must be "REGEX => REPLACEMENT"', self::show($rule)));
             }
-            $re = trim(substr($rule, 0, $at));
+            $re = \trim(\substr($rule, 0, $at));
             self::checkRegex($re, 'endpoint_rules');
-            $rules[] = [$re, trim(substr($rule, $at + 4))];
+            $rules[] = [$re, \trim(\substr($rule, $at + 4))];
         }
         return $rules;
     }
@@ -735,15 +735,15 @@ final class Config
     {
         $keys = [];
         foreach (self::listOf($x, 'redact_keys') as $item) {
-            foreach (explode(',', $item) as $k) {
-                $k = trim($k);
+            foreach (\explode(',', $item) as $k) {
+                $k = \trim($k);
                 if ($k === '') {
                     continue;
                 }
-                if (preg_match('/^[A-Za-z0-9_.-]{1,64}$/', $k) !== 1) {
-                    throw new ConfigException(sprintf('redact_keys entry "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($k)));
+                if (\preg_match('/^[A-Za-z0-9_.-]{1,64}$/', $k) !== 1) {
+                    throw new ConfigException(\sprintf('redact_keys entry "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($k)));
                 }
-                $keys[] = strtolower($k);
+                $keys[] = \strtolower($k);
             }
         }
         return $keys;
@@ -753,17 +753,17 @@ final class Config
     private static function checkRegex(string $re, string $key): void
     {
         $error = '';
-        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+        \set_error_handler(static function (int $no, string $msg) use (&$error): bool {
             $error = $msg;
             return true;
         });
         try {
-            $ok = preg_match($re, '') !== false;
+            $ok = \preg_match($re, '') !== false;
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
         if (!$ok) {
-            throw new ConfigException(sprintf('%s: bad regex "%s": %s', $key, self::show($re), $error !== '' ? preg_replace('/^preg_match\(\): /', '', $error) : preg_last_error_msg()));
+            throw new ConfigException(\sprintf('%s: bad regex "%s": %s', $key, self::show($re), $error !== '' ? \preg_replace('/^preg_match\(\): /', '', $error) : \preg_last_error_msg()));
         }
     }
 
@@ -809,19 +809,19 @@ final class Text
      */
     public static function sanitize(string $s, int $max): string
     {
-        if (preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
-            if (preg_match('//u', $s) !== 1) {
+        if (\preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
+            if (\preg_match('//u', $s) !== 1) {
                 $s = self::scrub($s);
             }
-            $s = (string) preg_replace(self::CONTROL, '?', $s);
+            $s = (string) \preg_replace(self::CONTROL, '?', $s);
         }
-        return strlen($s) > $max ? self::cut($s, $max) : $s;
+        return \strlen($s) > $max ? self::cut($s, $max) : $s;
     }
 
     /** True when $s is valid UTF-8 without control characters the daemon rejects. */
     public static function isClean(string $s): bool
     {
-        return preg_match('//u', $s) === 1 && preg_match(self::CONTROL, $s) !== 1;
+        return \preg_match('//u', $s) === 1 && \preg_match(self::CONTROL, $s) !== 1;
     }
 
     /**
@@ -830,7 +830,7 @@ final class Text
      */
     public static function cut(string $s, int $max): string
     {
-        if (strlen($s) <= $max) {
+        if (\strlen($s) <= $max) {
             return $s;
         }
         if ($max <= 0) {
@@ -839,21 +839,21 @@ final class Text
         $i = $max;
         // Byte $i is the first one cut away; while it continues a
         // character (10xxxxxx), that character started before the cut.
-        while ($i > 0 && (ord($s[$i]) & 0xC0) === 0x80) {
+        while ($i > 0 && (\ord($s[$i]) & 0xC0) === 0x80) {
             $i--;
         }
-        return substr($s, 0, $i);
+        return \substr($s, 0, $i);
     }
 
     /** Replaces invalid UTF-8 sequences by '?' (or U+FFFD without mbstring). */
     private static function scrub(string $s): string
     {
-        if (function_exists('mb_scrub')) {
-            return mb_scrub($s, 'UTF-8');
+        if (\function_exists('mb_scrub')) {
+            return \mb_scrub($s, 'UTF-8');
         }
         // htmlspecialchars with ENT_SUBSTITUTE replaces invalid sequences by
         // U+FFFD; the decode is the exact inverse of the encoding otherwise.
-        return htmlspecialchars_decode(htmlspecialchars($s, ENT_NOQUOTES | ENT_SUBSTITUTE, 'UTF-8'), ENT_NOQUOTES);
+        return \htmlspecialchars_decode(\htmlspecialchars($s, \ENT_NOQUOTES | \ENT_SUBSTITUTE, 'UTF-8'), \ENT_NOQUOTES);
     }
 }
 
@@ -884,14 +884,14 @@ use Bitville\Apm\Transport\UnixDatagramTransport;
 final class Runtime
 {
     /** Fatal error types: the request ended in one when error_get_last() at shutdown is of these. */
-    private const FATAL = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+    private const FATAL = \E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR;
 
     private const ERROR_TYPES = [
-        E_ERROR => 'E_ERROR', E_WARNING => 'E_WARNING', E_PARSE => 'E_PARSE', E_NOTICE => 'E_NOTICE',
-        E_CORE_ERROR => 'E_CORE_ERROR', E_CORE_WARNING => 'E_CORE_WARNING', E_COMPILE_ERROR => 'E_COMPILE_ERROR',
-        E_COMPILE_WARNING => 'E_COMPILE_WARNING', E_USER_ERROR => 'E_USER_ERROR', E_USER_WARNING => 'E_USER_WARNING',
-        E_USER_NOTICE => 'E_USER_NOTICE', 2048 => 'E_STRICT', E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
-        E_DEPRECATED => 'E_DEPRECATED', E_USER_DEPRECATED => 'E_USER_DEPRECATED',
+        \E_ERROR => 'E_ERROR', \E_WARNING => 'E_WARNING', \E_PARSE => 'E_PARSE', \E_NOTICE => 'E_NOTICE',
+        \E_CORE_ERROR => 'E_CORE_ERROR', \E_CORE_WARNING => 'E_CORE_WARNING', \E_COMPILE_ERROR => 'E_COMPILE_ERROR',
+        \E_COMPILE_WARNING => 'E_COMPILE_WARNING', \E_USER_ERROR => 'E_USER_ERROR', \E_USER_WARNING => 'E_USER_WARNING',
+        \E_USER_NOTICE => 'E_USER_NOTICE', 2048 => 'E_STRICT', \E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
+        \E_DEPRECATED => 'E_DEPRECATED', \E_USER_DEPRECATED => 'E_USER_DEPRECATED',
     ];
 
     private ?Profiler $profiler = null;
@@ -971,47 +971,47 @@ final class Runtime
         Config $config,
         array $server,
         ?Transport $transport = null,
-        string $sapi = PHP_SAPI,
+        string $sapi = \PHP_SAPI,
         ?\Closure $profilers = null,
         ?\Closure $timers = null,
         ?\Closure $status = null,
     ): self {
-        $t0 = microtime(true);
-        $h0 = hrtime(true);
-        $random = random_bytes(32);
-        $pid = getmypid() ?: 1;
+        $t0 = \microtime(true);
+        $h0 = \hrtime(true);
+        $random = \random_bytes(32);
+        $pid = \getmypid() ?: 1;
         $cli = $sapi === 'cli' || $sapi === 'phpdbg';
 
         $started = $server['REQUEST_TIME_FLOAT'] ?? null;
-        $started = is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
+        $started = \is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
         $traceId = '';
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
-            $script = is_array($argv) && isset($argv[0]) && is_string($argv[0]) && $argv[0] !== '' ? $argv[0] : (string) ($server['SCRIPT_NAME'] ?? '-');
+            $script = \is_array($argv) && isset($argv[0]) && \is_string($argv[0]) && $argv[0] !== '' ? $argv[0] : (string) ($server['SCRIPT_NAME'] ?? '-');
             $uri = Text::sanitize($redactor->text($script), Messages::MAX_URI);
             $endpoint = Endpoint::join('CLI', $script);
-            $cid = Ids::uuid4(substr($random, 16));
+            $cid = Ids::uuid4(\substr($random, 16));
         } else {
             $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
-            $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
+            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
-            $traceId = is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
+            $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
         }
         $forced = false;
         if ($config->forceHeaderSecret !== '' && !$cli) {
             $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
+            $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) \gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
-            id: bin2hex(substr($random, 0, 16)),
+            id: \bin2hex(\substr($random, 0, 16)),
             pid: $pid,
             project: $config->project,
             cid: $cid,
@@ -1029,7 +1029,7 @@ final class Runtime
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
-        $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
+        $sampled = $config->sampleRate > 0.0 && \unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
         $drops = new DropCounter($pid);
         $spoolDir = $config->spoolDirectory();
@@ -1039,7 +1039,7 @@ final class Runtime
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
         $rate = $config->excimerRequestRate;
-        $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
+        $drawn = $rate >= 1.0 || ($rate > 0.0 && \unpack('N', $random, 4)[1] / 4294967296 < $rate);
         return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn, $profilers, $timers, $status);
     }
 
@@ -1062,7 +1062,7 @@ final class Runtime
             return;
         }
         $this->started = true;
-        $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
+        $timers = $this->timers ?? (\class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $delay = $this->config->startDelayMs;
         $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
@@ -1070,8 +1070,8 @@ final class Runtime
         $this->longAtMs = $long;
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
-        $first = min($delay > 0 ? $delay : PHP_INT_MAX, $long > 0 ? $long : PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : PHP_INT_MAX);
-        if ($first < PHP_INT_MAX && $timers !== null) {
+        $first = \min($delay > 0 ? $delay : \PHP_INT_MAX, $long > 0 ? $long : \PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : \PHP_INT_MAX);
+        if ($first < \PHP_INT_MAX && $timers !== null) {
             try {
                 $this->startPending = $delay > 0;
                 $this->tickAtMs = $first;
@@ -1116,7 +1116,7 @@ final class Runtime
     /** The constructor's profiler factory, else ProfilerFactory::create() when it loads. */
     private function profilerFactory(): ?\Closure
     {
-        return $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
+        return $this->profilers ?? (\class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
     }
 
     /**
@@ -1191,12 +1191,12 @@ final class Runtime
         }
         $this->handlersInstalled = true;
         try {
-            $this->previousErrorHandler = set_error_handler([$this, 'onError']);
-            $this->previousExceptionHandler = set_exception_handler([$this, 'onException']);
-            register_shutdown_function([$this, 'onShutdown']);
+            $this->previousErrorHandler = \set_error_handler([$this, 'onError']);
+            $this->previousExceptionHandler = \set_exception_handler([$this, 'onException']);
+            \register_shutdown_function([$this, 'onShutdown']);
             $this->guard = new ShutdownGuard($this);
-            if ($this->config->echoCorrelationHeader && PHP_SAPI !== 'cli' && !headers_sent()) {
-                header('X-Correlation-ID: ' . $this->record->cid);
+            if ($this->config->echoCorrelationHeader && \PHP_SAPI !== 'cli' && !\headers_sent()) {
+                \header('X-Correlation-ID: ' . $this->record->cid);
             }
         } catch (\Throwable) {
         }
@@ -1209,7 +1209,7 @@ final class Runtime
      */
     public function onError(int $errno, string $errstr, string $errfile = '', int $errline = 0): mixed
     {
-        if ((error_reporting() & $errno) !== 0) {
+        if ((\error_reporting() & $errno) !== 0) {
             try {
                 $this->record->addError(self::ERROR_TYPES[$errno] ?? 'E_UNKNOWN', $errstr, $errfile, $errline);
             } catch (\Throwable) {
@@ -1230,7 +1230,7 @@ final class Runtime
     public function onException(\Throwable $e): void
     {
         try {
-            $this->record->addError(get_class($e), $e->getMessage(), $e->getFile(), $e->getLine());
+            $this->record->addError(\get_class($e), $e->getMessage(), $e->getFile(), $e->getLine());
             $this->record->uncaughtException = true;
         } catch (\Throwable) {
         }
@@ -1249,7 +1249,7 @@ final class Runtime
     public function onShutdown(): void
     {
         try {
-            register_shutdown_function([$this, 'finish']);
+            \register_shutdown_function([$this, 'finish']);
         } catch (\Throwable) {
             $this->finish(false);
         }
@@ -1267,7 +1267,7 @@ final class Runtime
             return;
         }
         $this->finished = true;
-        if (getmypid() !== $this->record->pid) {
+        if (\getmypid() !== $this->record->pid) {
             return;
         }
         // Each step on its own: a failing one must not cost the end message.
@@ -1277,18 +1277,18 @@ final class Runtime
         }
         $this->progress = null;
         try {
-            $this->noteFatal(error_get_last());
+            $this->noteFatal(\error_get_last());
         } catch (\Throwable) {
         }
-        $status = $this->status !== null ? ($this->status)() : http_response_code();
+        $status = $this->status !== null ? ($this->status)() : \http_response_code();
         try {
-            if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
+            if ($mayFinishRequest && $this->config->finishRequest && \PHP_SAPI === 'fpm-fcgi' && \function_exists('fastcgi_finish_request')) {
                 fastcgi_finish_request();
             }
         } catch (\Throwable) {
         }
         try {
-            $this->sendEnd(is_int($status) ? $status : 0);
+            $this->sendEnd(\is_int($status) ? $status : 0);
         } catch (\Throwable) {
         }
     }
@@ -1296,9 +1296,9 @@ final class Runtime
     /** Measures and sends the end message. */
     private function sendEnd(int $status): void
     {
-        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        $elapsed = (\hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
-        $memPeak = memory_get_peak_usage(true);
+        $memPeak = \memory_get_peak_usage(true);
         $profile = null;
         if ($this->profiler !== null) {
             try {
@@ -1348,7 +1348,7 @@ final class Runtime
             return;
         }
         try {
-            $now = (int) ((hrtime(true) - $this->h0) / 1e6);
+            $now = (int) ((\hrtime(true) - $this->h0) / 1e6);
             $handled = false;
             if ($this->startPending) {
                 $this->startPending = false;
@@ -1356,7 +1356,7 @@ final class Runtime
                 $handled = true;
             }
             if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
-                $late = max(0, $now - $this->longAtMs) / 1000;
+                $late = \max(0, $now - $this->longAtMs) / 1000;
                 $this->longAtMs = 0;
                 $this->profileLong($late, $stack, $site);
                 $handled = true;
@@ -1377,23 +1377,23 @@ final class Runtime
     /** Re-arms the timer when its own next tick is not the next deadline. */
     private function reschedule(int $now): void
     {
-        $next = min($this->longAtMs > 0 ? $this->longAtMs : PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : PHP_INT_MAX);
+        $next = \min($this->longAtMs > 0 ? $this->longAtMs : \PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : \PHP_INT_MAX);
         $natural = $this->tickAtMs + $this->timerPeriodMs;
         while ($natural <= $now) {
             $natural += $this->timerPeriodMs;
         }
-        if ($next === PHP_INT_MAX || abs($natural - $next) <= self::TICK_SLACK_MS) {
+        if ($next === \PHP_INT_MAX || \abs($natural - $next) <= self::TICK_SLACK_MS) {
             $this->tickAtMs = $natural;
             return;
         }
-        $this->tickAtMs = max($next, $now + 1);
+        $this->tickAtMs = \max($next, $now + 1);
         $this->progress?->restart(($this->tickAtMs - $now) / 1000, $this->timerPeriodMs / 1000);
     }
 
     /** @param list<string> $stack */
     private function sendProgress(array $stack): void
     {
-        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        $elapsed = (\hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
         $dropped = $this->channel->dropped();
         $this->channel->send($this->messages->progress(
@@ -1402,8 +1402,8 @@ final class Runtime
             $dropped,
             $this->t0 - $this->record->started + $elapsed,
             ++$this->seq,
-            memory_get_usage(),
-            max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
+            \memory_get_usage(),
+            \max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
             $stack,
         ), $dropped);
     }
@@ -1484,17 +1484,17 @@ final class Runtime
         }
         $this->record->fatal = true;
         $message = $last['message'];
-        if (str_contains($message, 'Allowed memory size of')) {
+        if (\str_contains($message, 'Allowed memory size of')) {
             // room to build and send the end message
-            ini_set('memory_limit', (string) (memory_get_usage(true) + 32 * 1024 * 1024));
+            \ini_set('memory_limit', (string) (\memory_get_usage(true) + 32 * 1024 * 1024));
         }
-        if (str_starts_with($message, 'Uncaught ')) {
+        if (\str_starts_with($message, 'Uncaught ')) {
             if ($this->record->uncaughtException) {
                 return;
             }
             // An exception another handler rethrew: name it after its class.
-            $line = (string) strtok($message, "\n");
-            if (preg_match('/^Uncaught ([A-Za-z_\\\\][A-Za-z0-9_\\\\]*)(?:: (.*?))?(?: in \S+:\d+)?$/s', $line, $m) === 1) {
+            $line = (string) \strtok($message, "\n");
+            if (\preg_match('/^Uncaught ([A-Za-z_\\\\][A-Za-z0-9_\\\\]*)(?:: (.*?))?(?: in \S+:\d+)?$/s', $line, $m) === 1) {
                 $this->record->addError($m[1], $m[2] ?? '', $last['file'], $last['line']);
                 return;
             }
@@ -1505,8 +1505,8 @@ final class Runtime
     /** @return array{0: float, 1: float} user and system CPU seconds of this process */
     private static function cpu(): array
     {
-        $r = getrusage();
-        if (!is_array($r)) {
+        $r = \getrusage();
+        if (!\is_array($r)) {
             return [0.0, 0.0];
         }
         return [
@@ -1572,7 +1572,7 @@ final class Redactor
         // Built once per request: keep it to string concatenation.
         $keys = self::DEFAULT_KEYS_PATTERN;
         foreach ($extraKeys as $k) {
-            $keys .= '|' . preg_quote($k, '/');
+            $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
         $cardish = '\d(?:[ -]?\d){12}';
@@ -1589,13 +1589,13 @@ final class Redactor
         if ($s === '') {
             return $s;
         }
-        if (preg_match($this->textPrecheck, $s) === 1) {
-            $s = (string) preg_replace_callback($this->pairs, static function (array $m): string {
+        if (\preg_match($this->textPrecheck, $s) === 1) {
+            $s = (string) \preg_replace_callback($this->pairs, static function (array $m): string {
                 $v = $m['val'];
                 $q = $v[0] === '"' || $v[0] === "'" ? $v[0] : '';
                 return $m['key'] . $m['sep'] . $q . self::MASK . $q;
             }, $s);
-            $s = (string) preg_replace(
+            $s = (string) \preg_replace(
                 ['/\b(Bearer|Basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', '/(\b[a-z][a-z0-9+.-]*:\/\/[^\s\/:@]*:)[^\s\/@]+@/i', '/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/'],
                 ['$1 ' . self::MASK, '$1' . self::MASK . '@', self::MASK],
                 $s,
@@ -1603,7 +1603,7 @@ final class Redactor
             $s = self::cards($s);
         }
         foreach ($this->patterns as $re) {
-            $s = (string) preg_replace($re, self::MASK, $s);
+            $s = (string) \preg_replace($re, self::MASK, $s);
         }
         return $s;
     }
@@ -1611,11 +1611,11 @@ final class Redactor
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */
     public function sql(string $sql): string
     {
-        if (preg_match($this->sqlPrecheck, $sql) === 1) {
+        if (\preg_match($this->sqlPrecheck, $sql) === 1) {
             $sql = $this->sqlLiterals($sql);
         }
         foreach ($this->patterns as $re) {
-            $sql = (string) preg_replace($re, self::MASK, $sql);
+            $sql = (string) \preg_replace($re, self::MASK, $sql);
         }
         return $sql;
     }
@@ -1623,19 +1623,19 @@ final class Redactor
     /** A literal holding a card number, a JWT, a bearer token or a key=value secret. */
     private function literalHasSecret(string $literal): bool
     {
-        if (preg_match('/\d(?:[ -]?\d){12}/', $literal) === 1 && self::cards($literal) !== $literal) {
+        if (\preg_match('/\d(?:[ -]?\d){12}/', $literal) === 1 && self::cards($literal) !== $literal) {
             return true;
         }
-        return preg_match('/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.|\b(?:bearer|basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', $literal) === 1
-            || preg_match($this->pairs, $literal) === 1;
+        return \preg_match('/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.|\b(?:bearer|basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', $literal) === 1
+            || \preg_match($this->pairs, $literal) === 1;
     }
 
     /** Replaces Luhn-valid card numbers (13-19 digits, spaces or dashes between) by MASK. */
     public static function cards(string $s): string
     {
-        return (string) preg_replace_callback('/(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])/', static function (array $m): string {
-            $digits = str_replace([' ', '-'], '', $m[0]);
-            $n = strlen($digits);
+        return (string) \preg_replace_callback('/(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])/', static function (array $m): string {
+            $digits = \str_replace([' ', '-'], '', $m[0]);
+            $n = \strlen($digits);
             return $n >= 13 && $n <= 19 && self::luhn($digits) ? self::MASK : $m[0];
         }, $s);
     }
@@ -1645,8 +1645,8 @@ final class Redactor
     {
         $sum = 0;
         $double = false;
-        for ($i = strlen($digits) - 1; $i >= 0; $i--) {
-            $d = ord($digits[$i]) - 48;
+        for ($i = \strlen($digits) - 1; $i >= 0; $i--) {
+            $d = \ord($digits[$i]) - 48;
             if ($double) {
                 $d *= 2;
                 if ($d > 9) {
@@ -1667,11 +1667,11 @@ final class Redactor
      */
     private function sqlLiterals(string $sql): string
     {
-        $n = preg_match_all(
+        $n = \preg_match_all(
             '/[Ee]\'(?:[^\'\\\\]|\\\\.|\'\')*(?:\'|$)|\'(?:[^\']|\'\')*(?:\'|$)|"(?:[^"]|"")*(?:"|$)|[A-Za-z_][A-Za-z0-9_$.]*|--[^\n]*|\/\*.*?(?:\*\/|$)|\$\d+|\d+(?:\.\d+)?|<>|!=|:=|<=|>=|\S/s',
             $sql,
             $tokens,
-            PREG_OFFSET_CAPTURE,
+            \PREG_OFFSET_CAPTURE,
         );
         if (!$n) {
             return $sql;
@@ -1740,10 +1740,10 @@ final class Redactor
                 }
                 continue;
             }
-            if (ctype_alpha($c) || $c === '_' || $c === '"') {
-                $word = strtolower(trim($t, '"'));
+            if (\ctype_alpha($c) || $c === '_' || $c === '"') {
+                $word = \strtolower(\trim($t, '"'));
                 if ($readingCols) {
-                    $insertCols[$colIndex] = ($insertCols[$colIndex] ?? false) || preg_match($this->identifier, $word) === 1;
+                    $insertCols[$colIndex] = ($insertCols[$colIndex] ?? false) || \preg_match($this->identifier, $word) === 1;
                     continue;
                 }
                 if ($word === 'into' && $prevWord === 'insert') {
@@ -1761,7 +1761,7 @@ final class Redactor
                     $prevWord = $word;
                     continue;
                 }
-                if (in_array($word, ['like', 'ilike', 'in', 'not', 'similar', 'to', 'is', 'distinct', 'from', 'any', 'all', 'array'], true) && $sensitiveDepth >= 0) {
+                if (\in_array($word, ['like', 'ilike', 'in', 'not', 'similar', 'to', 'is', 'distinct', 'from', 'any', 'all', 'array'], true) && $sensitiveDepth >= 0) {
                     $afterOperator = true;
                     continue;
                 }
@@ -1770,7 +1770,7 @@ final class Redactor
                     // a function around the value: crypt('x', gen_salt('bf'))
                     continue;
                 }
-                if (preg_match($this->identifier, $word) === 1) {
+                if (\preg_match($this->identifier, $word) === 1) {
                     $sensitiveDepth = $depth;
                     $afterOperator = false;
                 } elseif ($sensitiveDepth >= 0 && $depth === $sensitiveDepth) {
@@ -1801,10 +1801,10 @@ final class Redactor
         $at = 0;
         foreach ($redact as $i => $_) {
             [$t, $off] = $tokens[$i];
-            $out .= substr($sql, $at, $off - $at) . "'" . self::MASK . "'";
-            $at = $off + strlen($t);
+            $out .= \substr($sql, $at, $off - $at) . "'" . self::MASK . "'";
+            $at = $off + \strlen($t);
         }
-        return $out . substr($sql, $at);
+        return $out . \substr($sql, $at);
     }
 }
 
@@ -1893,13 +1893,13 @@ final class Messages
             $m['dropped'] = $dropped;
         }
         $frames = [];
-        foreach (array_slice($stack, -self::MAX_FRAMES) as $f) {
+        foreach (\array_slice($stack, -self::MAX_FRAMES) as $f) {
             $frames[] = Text::sanitize((string) $f, self::MAX_FUNCTION);
         }
         $m['endpoint'] = $r->endpoint;
         $m['elapsed'] = self::seconds($elapsed);
         $m['seq'] = $seq;
-        $m['mem'] = max(0, $mem);
+        $m['mem'] = \max(0, $mem);
         $m['cpu'] = self::seconds($cpu);
         $m['stack'] = $frames;
         return $m;
@@ -1928,12 +1928,12 @@ final class Messages
         $m += $this->requestFields($r);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
-            $m['exit'] = max(-self::MAX_EXIT, min(self::MAX_EXIT, $r->exit));
+            $m['exit'] = \max(-self::MAX_EXIT, \min(self::MAX_EXIT, $r->exit));
         }
         $m['wall'] = self::seconds($wall);
         $m['cpu_user'] = self::seconds($cpuUser);
         $m['cpu_sys'] = self::seconds($cpuSys);
-        $m['mem_peak'] = max(0, $memPeak);
+        $m['mem_peak'] = \max(0, $memPeak);
 
         $truncated = [];
         $sql = [];
@@ -1964,7 +1964,7 @@ final class Messages
             $truncated[] = 'sql.q';
         }
         $m['sql'] = $sql;
-        $m['sql_dropped'] = min($r->sqlDropped(), self::MAX_COUNT);
+        $m['sql_dropped'] = \min($r->sqlDropped(), self::MAX_COUNT);
         $sites = $r->sites();
         if ($sites !== []) {
             $m['sites'] = self::sites($sites);
@@ -1972,19 +1972,19 @@ final class Messages
 
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
-            $m['fn'] = is_array($fn) ? self::functions($fn) : [];
+            $m['fn'] = \is_array($fn) ? self::functions($fn) : [];
             if ($wall * 1000 >= $this->slowThresholdMs) {
                 $stacks = $profile['stacks'] ?? [];
-                $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
+                $m['stacks'] = \is_array($stacks) ? self::stacks($stacks) : [];
             }
             $wallFn = $profile['wall'] ?? null;
-            if (is_array($wallFn) && $wallFn !== []) {
+            if (\is_array($wallFn) && $wallFn !== []) {
                 $m[self::WALL_KEY] = self::wallEntries($wallFn);
             }
             $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
-            if (is_float($period) || is_int($period)) {
-                $m['period'] = max(0.0, min(60.0, (float) $period));
+            if (\is_float($period) || \is_int($period)) {
+                $m['period'] = \max(0.0, \min(60.0, (float) $period));
             }
         } else {
             $m['profiler'] = 'none';
@@ -1999,12 +1999,12 @@ final class Messages
             if ($file !== '') {
                 $e['file'] = Text::sanitize($file, self::MAX_ERROR_FILE);
             }
-            $e['line'] = max(0, $line);
+            $e['line'] = \max(0, $line);
             $errors[] = $e;
         }
         $m['errors'] = $errors;
         if ($errors !== [] || $r->errorsDropped() > 0) {
-            $m['errors_dropped'] = min($r->errorsDropped(), self::MAX_COUNT);
+            $m['errors_dropped'] = \min($r->errorsDropped(), self::MAX_COUNT);
         }
         $m['fatal'] = $r->fatal;
         if ($r->forced) {
@@ -2023,13 +2023,13 @@ final class Messages
     public function sqlText(string $q): array
     {
         $trunc = false;
-        if (strlen($q) > $this->sqlMaxLength + self::SQL_REDACT_MARGIN) {
+        if (\strlen($q) > $this->sqlMaxLength + self::SQL_REDACT_MARGIN) {
             // Redaction cost grows with the text: redact a first cut only.
             $q = Text::cut($q, $this->sqlMaxLength + self::SQL_REDACT_MARGIN);
             $trunc = true;
         }
-        $q = Text::sanitize($this->redactor->sql($q), PHP_INT_MAX);
-        if (strlen($q) > $this->sqlMaxLength) {
+        $q = Text::sanitize($this->redactor->sql($q), \PHP_INT_MAX);
+        if (\strlen($q) > $this->sqlMaxLength) {
             $q = Text::cut($q, $this->sqlMaxLength);
             $trunc = true;
         }
@@ -2039,7 +2039,7 @@ final class Messages
     /** @return array<string, mixed> */
     private function common(string $type, RequestRecord $r, float $ts, bool $identity): array
     {
-        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => round($ts, 6)];
+        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
         if ($identity) {
             if ($r->host !== '') {
                 $m['host'] = $r->host;
@@ -2065,7 +2065,7 @@ final class Messages
             'method' => $r->method,
             'uri' => $r->uri,
             'endpoint' => $r->endpoint,
-            'started' => round($r->started, 6),
+            'started' => \round($r->started, 6),
         ];
     }
 
@@ -2082,7 +2082,7 @@ final class Messages
         $out = [];
         foreach ($sites as $frames) {
             $site = [];
-            foreach (array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
+            foreach (\array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
                 $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
             }
             $out[] = $site;
@@ -2096,7 +2096,7 @@ final class Messages
         if (!($s > 0.0)) {
             return 0.0; // negative, zero and NaN
         }
-        return $s >= 2592000.0 ? 2592000.0 : round($s, 6);
+        return $s >= 2592000.0 ? 2592000.0 : \round($s, 6);
     }
 
     /**
@@ -2108,26 +2108,26 @@ final class Messages
      */
     private static function functions(array $fns): array
     {
-        if (count($fns) > self::MAX_FUNCTIONS) {
-            $fns = array_slice($fns, 0, self::MAX_FUNCTIONS);
+        if (\count($fns) > self::MAX_FUNCTIONS) {
+            $fns = \array_slice($fns, 0, self::MAX_FUNCTIONS);
         }
         $out = [];
         foreach ($fns as $f) {
-            if (!is_array($f) || !is_string($f['n'] ?? null) || !is_numeric($f['self'] ?? null) || !is_numeric($f['incl'] ?? null)) {
+            if (!\is_array($f) || !\is_string($f['n'] ?? null) || !\is_numeric($f['self'] ?? null) || !\is_numeric($f['incl'] ?? null)) {
                 continue;
             }
             $n = $f['n'];
             if ($n === '') {
                 continue;
             }
-            if (strlen($n) > self::MAX_FUNCTION) {
+            if (\strlen($n) > self::MAX_FUNCTION) {
                 $n = Text::cut($n, self::MAX_FUNCTION);
             }
             $incl = self::seconds((float) ($f['incl'] ?? 0.0));
             $self = self::seconds((float) ($f['self'] ?? 0.0));
             $e = ['n' => $n, 'self' => $self > $incl ? $incl : $self, 'incl' => $incl];
-            if (isset($f['calls']) && is_numeric($f['calls'])) {
-                $e['calls'] = max(0, min(self::MAX_COUNT, (int) $f['calls']));
+            if (isset($f['calls']) && \is_numeric($f['calls'])) {
+                $e['calls'] = \max(0, \min(self::MAX_COUNT, (int) $f['calls']));
             }
             $out[] = $e;
         }
@@ -2143,18 +2143,18 @@ final class Messages
      */
     private static function wallEntries(array $entries): array
     {
-        if (count($entries) > self::MAX_WALL) {
-            $entries = array_slice($entries, 0, self::MAX_WALL);
+        if (\count($entries) > self::MAX_WALL) {
+            $entries = \array_slice($entries, 0, self::MAX_WALL);
         }
         $out = [];
         foreach ($entries as $e) {
-            if (!is_array($e) || !is_string($e['n'] ?? null) || $e['n'] === '' || !is_numeric($e['s'] ?? null)) {
+            if (!\is_array($e) || !\is_string($e['n'] ?? null) || $e['n'] === '' || !\is_numeric($e['s'] ?? null)) {
                 continue;
             }
             $c = $e['c'] ?? '';
             $out[] = [
                 'n' => Text::sanitize($e['n'], self::MAX_FUNCTION),
-                'c' => is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
+                'c' => \is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
                 's' => self::seconds((float) $e['s']),
             ];
         }
@@ -2167,12 +2167,12 @@ final class Messages
      */
     private static function stacks(array $stacks): array
     {
-        if (count($stacks) > self::MAX_STACKS) {
-            $stacks = array_slice($stacks, 0, self::MAX_STACKS);
+        if (\count($stacks) > self::MAX_STACKS) {
+            $stacks = \array_slice($stacks, 0, self::MAX_STACKS);
         }
         $out = [];
         foreach ($stacks as $st) {
-            if (!is_array($st) || !is_string($st['s'] ?? null) || !is_int($st['n'] ?? null)) {
+            if (!\is_array($st) || !\is_string($st['s'] ?? null) || !\is_int($st['n'] ?? null)) {
                 continue;
             }
             $s = $st['s'];
@@ -2180,7 +2180,7 @@ final class Messages
             if ($n < 1) {
                 continue;
             }
-            $out[] = ['s' => strlen($s) > self::MAX_STACK ? Text::cut($s, self::MAX_STACK) : $s, 'n' => min($n, self::MAX_COUNT)];
+            $out[] = ['s' => \strlen($s) > self::MAX_STACK ? Text::cut($s, self::MAX_STACK) : $s, 'n' => \min($n, self::MAX_COUNT)];
         }
         return $out;
     }
@@ -2223,11 +2223,11 @@ final class Endpoint
     /** The path of a request URI: query string and fragment dropped, never empty. */
     public static function path(string $uri): string
     {
-        $path = substr($uri, 0, strcspn($uri, '?#'));
+        $path = \substr($uri, 0, \strcspn($uri, '?#'));
         if ($path === '' || $path[0] !== '/') {
             // absolute-form request targets (http://host/path) and garbage
-            $p = parse_url($uri, PHP_URL_PATH);
-            $path = is_string($p) && $p !== '' ? $p : '/';
+            $p = \parse_url($uri, \PHP_URL_PATH);
+            $path = \is_string($p) && $p !== '' ? $p : '/';
             if ($path[0] !== '/') {
                 $path = '/' . $path;
             }
@@ -2238,12 +2238,12 @@ final class Endpoint
     /** The collapsed and rewritten route of a path (no method). */
     public function route(string $path): string
     {
-        if (strpbrk($path, '0123456789') !== false) {
-            $path = (string) preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
+        if (\strpbrk($path, '0123456789') !== false) {
+            $path = (string) \preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
         }
         foreach ($this->rules as [$re, $replacement]) {
-            $r = preg_replace($re, $replacement, $path);
-            if (is_string($r)) {
+            $r = \preg_replace($re, $replacement, $path);
+            if (\is_string($r)) {
                 $path = $r;
             }
         }
@@ -2259,8 +2259,8 @@ final class Endpoint
     /** An HTTP method as sent: upper case, at most 16 bytes of letters, digits, - and _; "OTHER" otherwise. */
     public static function method(string $method): string
     {
-        $m = strtoupper($method);
-        return preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
+        $m = \strtoupper($method);
+        return \preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
 
     /**
@@ -2270,23 +2270,23 @@ final class Endpoint
      */
     public static function fromPhalconPattern(string $pattern): string
     {
-        if (!str_contains($pattern, '{')) {
+        if (!\str_contains($pattern, '{')) {
             return $pattern;
         }
         $out = '';
-        $n = strlen($pattern);
+        $n = \strlen($pattern);
         for ($i = 0; $i < $n; $i++) {
             $c = $pattern[$i];
             if ($c !== '{') {
                 $out .= $c;
                 continue;
             }
-            $end = strcspn($pattern, ':}', $i + 1) + $i + 1;
+            $end = \strcspn($pattern, ':}', $i + 1) + $i + 1;
             if ($end >= $n) {
-                $out .= substr($pattern, $i);
+                $out .= \substr($pattern, $i);
                 break;
             }
-            $name = substr($pattern, $i + 1, $end - $i - 1);
+            $name = \substr($pattern, $i + 1, $end - $i - 1);
             if ($pattern[$end] === '}') {
                 $out .= '{' . $name . '}';
                 $i = $end;
@@ -2331,11 +2331,11 @@ final class Ids
     public static function incoming(array $server): ?string
     {
         $cid = $server['HTTP_X_CORRELATION_ID'] ?? null;
-        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
+        if (\is_string($cid) && \preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
             return $cid;
         }
         $tp = $server['HTTP_TRACEPARENT'] ?? null;
-        return is_string($tp) ? self::traceId($tp) : null;
+        return \is_string($tp) ? self::traceId($tp) : null;
     }
 
     /**
@@ -2345,14 +2345,14 @@ final class Ids
      */
     public static function traceId(string $traceparent): ?string
     {
-        $tp = trim($traceparent);
-        if (preg_match('/^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/', $tp, $m) !== 1) {
+        $tp = \trim($traceparent);
+        if (\preg_match('/^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/', $tp, $m) !== 1) {
             return null;
         }
         if ($m[1] === 'ff' || ($m[1] === '00' && isset($m[5]) && $m[5] !== '')) {
             return null;
         }
-        if ($m[2] === str_repeat('0', 32) || $m[3] === str_repeat('0', 16)) {
+        if ($m[2] === \str_repeat('0', 32) || $m[3] === \str_repeat('0', 16)) {
             return null;
         }
         return $m[2];
@@ -2361,11 +2361,11 @@ final class Ids
     /** A UUIDv4 (RFC 9562) from 16 random bytes. */
     public static function uuid4(string $random16): string
     {
-        $b = substr($random16, 0, 16);
-        $b[6] = chr((ord($b[6]) & 0x0F) | 0x40);
-        $b[8] = chr((ord($b[8]) & 0x3F) | 0x80);
-        $h = bin2hex($b);
-        return substr($h, 0, 8) . '-' . substr($h, 8, 4) . '-' . substr($h, 12, 4) . '-' . substr($h, 16, 4) . '-' . substr($h, 20, 12);
+        $b = \substr($random16, 0, 16);
+        $b[6] = \chr((\ord($b[6]) & 0x0F) | 0x40);
+        $b[8] = \chr((\ord($b[8]) & 0x3F) | 0x80);
+        $h = \bin2hex($b);
+        return \substr($h, 0, 8) . '-' . \substr($h, 8, 4) . '-' . \substr($h, 12, 4) . '-' . \substr($h, 16, 4) . '-' . \substr($h, 20, 12);
     }
 }
 
@@ -2476,15 +2476,15 @@ final class RequestRecord
         if ($frames === []) {
             return -1;
         }
-        $key = implode("\n", $frames);
+        $key = \implode("\n", $frames);
         if (isset($this->siteIndex[$key])) {
             return $this->siteIndex[$key];
         }
-        if (count($this->sites) >= Messages::MAX_SITES) {
+        if (\count($this->sites) >= Messages::MAX_SITES) {
             return -1;
         }
         $this->sites[] = $frames;
-        return $this->siteIndex[$key] = count($this->sites) - 1;
+        return $this->siteIndex[$key] = \count($this->sites) - 1;
     }
 
     /** @return list<list<string>> */
@@ -2497,7 +2497,7 @@ final class RequestRecord
     public function addError(string $type, string $message, string $file, int $line): void
     {
         $this->errorCounts[$type] = ($this->errorCounts[$type] ?? 0) + 1;
-        if (count($this->errors) >= self::MAX_ERRORS) {
+        if (\count($this->errors) >= self::MAX_ERRORS) {
             $this->errorsDropped++;
             return;
         }
@@ -2554,7 +2554,7 @@ final class SqlSpan
 
     public function __construct(private readonly ?Runtime $runtime, private readonly string $sql)
     {
-        $this->start = hrtime(true);
+        $this->start = \hrtime(true);
     }
 
     public function stop(?int $rows = null, bool $failed = false): void
@@ -2563,7 +2563,7 @@ final class SqlSpan
             return;
         }
         $this->stopped = true;
-        $this->runtime?->sql($this->sql, hrtime(true) - $this->start, $rows, $failed);
+        $this->runtime?->sql($this->sql, \hrtime(true) - $this->start, $rows, $failed);
     }
 }
 
@@ -2624,8 +2624,8 @@ final class SqlSite
     public static function capture(int $max): array
     {
         $limit = $max + self::SCAN_EXTRA;
-        $trace = debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-        return self::frames($trace, $max, count($trace) < $limit);
+        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+        return self::frames($trace, $max, \count($trace) < $limit);
     }
 
     /**
@@ -2643,7 +2643,7 @@ final class SqlSite
      */
     public static function frames(array $trace, int $max, bool $complete = true): array
     {
-        if (count(self::$application) > self::MAX_FILES) {
+        if (\count(self::$application) > self::MAX_FILES) {
             self::$application = [];
             self::$places = [];
         }
@@ -2685,8 +2685,8 @@ final class SqlSite
      */
     private static function isApplication(string $file): bool
     {
-        $src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
-        return !str_contains($file, '/vendor/') && !str_starts_with($file, $src) && $file !== __FILE__;
+        $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+        return !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
     }
 }
 
@@ -2716,10 +2716,10 @@ final class SqlCommenter
     {
         $tags = [];
         if ($correlationId !== null && $correlationId !== '') {
-            $tags[] = "correlation_id='" . rawurlencode($correlationId) . "'";
+            $tags[] = "correlation_id='" . \rawurlencode($correlationId) . "'";
         }
-        $tags[] = "endpoint='" . rawurlencode($endpoint) . "'";
-        return '/*' . implode(',', $tags) . '*/';
+        $tags[] = "endpoint='" . \rawurlencode($endpoint) . "'";
+        return '/*' . \implode(',', $tags) . '*/';
     }
 
     /**
@@ -2729,15 +2729,15 @@ final class SqlCommenter
      */
     public static function apply(string $sql, string $comment): string
     {
-        if ($comment === '' || str_contains($sql, '/*') || str_contains($sql, '--')) {
+        if ($comment === '' || \str_contains($sql, '/*') || \str_contains($sql, '--')) {
             return $sql;
         }
-        $body = rtrim($sql);
+        $body = \rtrim($sql);
         if ($body === '') {
             return $sql;
         }
         if ($body[-1] === ';') {
-            return rtrim(substr($body, 0, -1)) . ' ' . $comment . ';';
+            return \rtrim(\substr($body, 0, -1)) . ' ' . $comment . ';';
         }
         return $body . ' ' . $comment;
     }
@@ -2764,44 +2764,44 @@ final class ErrorLog
     {
     }
 
-    public static function configError(string $message, string $sapi = PHP_SAPI): void
+    public static function configError(string $message, string $sapi = \PHP_SAPI): void
     {
         self::disabled('invalid configuration: ' . $message, $sapi);
     }
 
     /** The agent failed in a way it did not expect ($e) and disabled itself for this request. */
-    public static function internalError(\Throwable $e, string $sapi = PHP_SAPI): void
+    public static function internalError(\Throwable $e, string $sapi = \PHP_SAPI): void
     {
-        self::disabled('internal error: ' . get_class($e) . ': ' . $e->getMessage(), $sapi);
+        self::disabled('internal error: ' . \get_class($e) . ': ' . $e->getMessage(), $sapi);
     }
 
     /** Logs "bitville-apm: agent disabled: $reason" once per CLI run, at most once a minute under php-fpm. */
     private static function disabled(string $reason, string $sapi): void
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
-            $line = 'bitville-apm: agent disabled: ' . str_replace(["\r", "\n"], ' ', $reason);
+            $line = 'bitville-apm: agent disabled: ' . \str_replace(["\r", "\n"], ' ', $reason);
             if ($sapi !== 'cli' && $sapi !== 'phpdbg') {
                 $marker = self::markerPath($line);
-                clearstatcache(true, $marker);
-                $mtime = is_file($marker) ? filemtime($marker) : false;
-                if ($mtime !== false && $mtime > time() - self::THROTTLE_SECONDS) {
+                \clearstatcache(true, $marker);
+                $mtime = \is_file($marker) ? \filemtime($marker) : false;
+                if ($mtime !== false && $mtime > \time() - self::THROTTLE_SECONDS) {
                     return;
                 }
-                touch($marker);
+                \touch($marker);
             }
-            error_log($line);
+            \error_log($line);
         } catch (\Throwable) {
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
     /** The throttle marker of a log line. */
     public static function markerPath(string $line): string
     {
-        $uid = function_exists('posix_geteuid') ? posix_geteuid() : getmyuid();
-        return sys_get_temp_dir() . '/bitville-apm-config-error-' . $uid . '-' . hash('crc32b', $line);
+        $uid = \function_exists('posix_geteuid') ? \posix_geteuid() : \getmyuid();
+        return \sys_get_temp_dir() . '/bitville-apm-config-error-' . $uid . '-' . \hash('crc32b', $line);
     }
 }
 
@@ -2861,8 +2861,8 @@ final class Encoder
     /** Entries of `truncated`. */
     public const MAX_TRUNCATED = 16;
 
-    public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
-        | JSON_PRESERVE_ZERO_FRACTION | JSON_PARTIAL_OUTPUT_ON_ERROR;
+    public const FLAGS = \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_INVALID_UTF8_SUBSTITUTE
+        | \JSON_PRESERVE_ZERO_FRACTION | \JSON_PARTIAL_OUTPUT_ON_ERROR;
 
     public function __construct(private readonly int $maxBytes = self::MAX_BYTES)
     {
@@ -2884,7 +2884,7 @@ final class Encoder
         if ($json === null) {
             return null;
         }
-        if (strlen($json) <= $this->maxBytes) {
+        if (\strlen($json) <= $this->maxBytes) {
             return $json;
         }
         return match ($m['type'] ?? '') {
@@ -2899,18 +2899,18 @@ final class Encoder
      */
     private function fitEnd(array $m, string $json): ?string
     {
-        $truncated = is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
+        $truncated = \is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
         $mark = static function (string $field) use (&$truncated): void {
-            if (!in_array($field, $truncated, true) && count($truncated) < self::MAX_TRUNCATED) {
+            if (!\in_array($field, $truncated, true) && \count($truncated) < self::MAX_TRUNCATED) {
                 $truncated[] = $field;
             }
         };
-        $over = fn (string $j): int => strlen($j) - $this->maxBytes;
+        $over = fn (string $j): int => \strlen($j) - $this->maxBytes;
 
         // 1. stacks, fewest samples first
         if (!empty($m['stacks'])) {
             $stacks = $m['stacks'];
-            usort($stacks, static fn (array $a, array $b): int => $b['n'] <=> $a['n']);
+            \usort($stacks, static fn (array $a, array $b): int => $b['n'] <=> $a['n']);
             $m['stacks'] = $this->cutList($stacks, $over($json) + $this->markCost($truncated, 'stacks'), $removed);
             $mark('stacks');
             $m['truncated'] = $truncated;
@@ -2923,7 +2923,7 @@ final class Encoder
         $wallKey = Messages::WALL_KEY;
         if (!empty($m[$wallKey])) {
             $wall = $m[$wallKey];
-            usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
+            \usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
             $m[$wallKey] = $this->cutList($wall, $over($json) + $this->markCost($truncated, $wallKey), $removed);
             $mark($wallKey);
             $m['truncated'] = $truncated;
@@ -2935,7 +2935,7 @@ final class Encoder
         // 3. fn, least self time first
         if (!empty($m['fn'])) {
             $fn = $m['fn'];
-            usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
+            \usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
             $m['fn'] = $this->cutList($fn, $over($json) + $this->markCost($truncated, 'fn'), $removed);
             $mark('fn');
             $m['truncated'] = $truncated;
@@ -2962,7 +2962,7 @@ final class Encoder
             foreach ([1024, 256] as $limit) {
                 $changed = false;
                 foreach ($m['sql'] as $i => $s) {
-                    if (strlen($s['q']) > $limit) {
+                    if (\strlen($s['q']) > $limit) {
                         $m['sql'][$i]['q'] = Text::cut($s['q'], $limit);
                         $m['sql'][$i]['trunc'] = true;
                         $changed = true;
@@ -2991,7 +2991,7 @@ final class Encoder
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {
-                if (isset($e['msg']) && strlen($e['msg']) > 256) {
+                if (isset($e['msg']) && \strlen($e['msg']) > 256) {
                     $m['errors'][$i]['msg'] = Text::cut($e['msg'], 256);
                     $changed = true;
                 }
@@ -3024,13 +3024,13 @@ final class Encoder
      */
     private function fitProgress(array $m): ?string
     {
-        $stack = is_array($m['stack'] ?? null) ? $m['stack'] : [];
-        $m['stack'] = array_map(static fn (string $f): string => Text::cut($f, 128), $stack);
+        $stack = \is_array($m['stack'] ?? null) ? $m['stack'] : [];
+        $m['stack'] = \array_map(static fn (string $f): string => Text::cut($f, 128), $stack);
         if (($json = $this->fits($m)) !== null) {
             return $json;
         }
-        if (count($stack) > 16) {
-            $m['stack'] = array_merge(array_slice($m['stack'], 0, 8), array_slice($m['stack'], -8));
+        if (\count($stack) > 16) {
+            $m['stack'] = \array_merge(\array_slice($m['stack'], 0, 8), \array_slice($m['stack'], -8));
             return $this->fits($m);
         }
         return null;
@@ -3047,40 +3047,40 @@ final class Encoder
     {
         $removed = 0;
         $freed = 0;
-        $n = count($list);
+        $n = \count($list);
         while ($n > 0 && $freed < $bytes) {
             $n--;
-            $freed += strlen((string) self::json($list[$n])) + 1;
+            $freed += \strlen((string) self::json($list[$n])) + 1;
             $removed++;
         }
-        return array_slice($list, 0, $n);
+        return \array_slice($list, 0, $n);
     }
 
     /** The bytes adding $field to `truncated` costs. @param list<string> $truncated */
     private function markCost(array $truncated, string $field): int
     {
-        return in_array($field, $truncated, true) ? 0 : strlen($field) + 3;
+        return \in_array($field, $truncated, true) ? 0 : \strlen($field) + 3;
     }
 
     /** @param array<string, mixed> $m */
     private function fits(array $m): ?string
     {
         $json = self::json($m);
-        return $json !== null && strlen($json) <= $this->maxBytes ? $json : null;
+        return $json !== null && \strlen($json) <= $this->maxBytes ? $json : null;
     }
 
     /** JSON with the protocol's flags and shortest round-trip floats. */
     public static function json(mixed $v): ?string
     {
-        $precision = ini_get('serialize_precision');
+        $precision = \ini_get('serialize_precision');
         if ($precision !== '-1') {
-            ini_set('serialize_precision', '-1');
+            \ini_set('serialize_precision', '-1');
         }
-        $json = json_encode($v, self::FLAGS);
+        $json = \json_encode($v, self::FLAGS);
         if ($precision !== '-1' && $precision !== false) {
-            ini_set('serialize_precision', $precision);
+            \ini_set('serialize_precision', $precision);
         }
-        return is_string($json) ? $json : null;
+        return \is_string($json) ? $json : null;
     }
 
     /**
@@ -3090,7 +3090,7 @@ final class Encoder
      */
     private static function hasRejectedCharacters(string $json): bool
     {
-        return str_contains($json, '\u00') || str_contains($json, '\b') || str_contains($json, '\f') || str_contains($json, "\x7F");
+        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
     }
 
     /**
@@ -3099,9 +3099,9 @@ final class Encoder
      */
     private static function cleanStrings(array $m): array
     {
-        array_walk_recursive($m, static function (mixed &$v): void {
-            if (is_string($v)) {
-                $v = Text::sanitize($v, strlen($v));
+        \array_walk_recursive($m, static function (mixed &$v): void {
+            if (\is_string($v)) {
+                $v = Text::sanitize($v, \strlen($v));
             }
         });
         return $m;
@@ -3193,11 +3193,11 @@ final class DropCounter
 
     public function __construct(int $pid, ?bool $useApcu = null)
     {
-        $useApcu ??= function_exists('apcu_enabled') && apcu_enabled();
+        $useApcu ??= \function_exists('apcu_enabled') && apcu_enabled();
         $this->apcuKey = $useApcu ? 'bitville_apm_dropped_' . $pid : null;
         if ($this->apcuKey !== null) {
             $n = apcu_fetch($this->apcuKey, $ok);
-            $this->pending = $ok && is_int($n) && $n > 0 ? $n : 0;
+            $this->pending = $ok && \is_int($n) && $n > 0 ? $n : 0;
         }
     }
 
@@ -3219,7 +3219,7 @@ final class DropCounter
         if ($n <= 0) {
             return;
         }
-        $this->pending = min($this->pending + $n, Messages::MAX_COUNT);
+        $this->pending = \min($this->pending + $n, Messages::MAX_COUNT);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }
@@ -3231,7 +3231,7 @@ final class DropCounter
         if ($reported === 0) {
             return;
         }
-        $this->pending = max(0, $this->pending - $reported);
+        $this->pending = \max(0, $this->pending - $reported);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }
@@ -3267,19 +3267,19 @@ final class UnixDatagramTransport implements Transport
 
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
-        $this->useSockets = $useSockets ?? function_exists('socket_sendto');
+        $this->useSockets = $useSockets ?? \function_exists('socket_sendto');
     }
 
     public function send(string $payload): bool
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
             return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
@@ -3292,64 +3292,64 @@ final class UnixDatagramTransport implements Transport
     public function close(): void
     {
         if ($this->socket instanceof \Socket) {
-            socket_close($this->socket);
-        } elseif (is_resource($this->socket)) {
-            fclose($this->socket);
+            \socket_close($this->socket);
+        } elseif (\is_resource($this->socket)) {
+            \fclose($this->socket);
         }
         $this->socket = null;
     }
 
     public function __destruct()
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
             $this->close();
         } catch (\Throwable) {
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
     private function sendSocket(string $payload): bool
     {
         if (!$this->socket instanceof \Socket) {
-            $s = socket_create(AF_UNIX, SOCK_DGRAM, 0);
+            $s = \socket_create(\AF_UNIX, \SOCK_DGRAM, 0);
             if ($s === false) {
-                $this->lastError = 'socket_create: ' . socket_strerror(socket_last_error());
+                $this->lastError = 'socket_create: ' . \socket_strerror(\socket_last_error());
                 return false;
             }
-            socket_set_nonblock($s);
+            \socket_set_nonblock($s);
             $this->socket = $s;
         }
-        $len = strlen($payload);
-        $n = socket_sendto($this->socket, $payload, $len, MSG_DONTWAIT, $this->path);
+        $len = \strlen($payload);
+        $n = \socket_sendto($this->socket, $payload, $len, \MSG_DONTWAIT, $this->path);
         if ($n === $len) {
             return true;
         }
-        $errno = socket_last_error($this->socket);
-        socket_clear_error($this->socket);
-        $this->lastError = 'errno ' . $errno . ': ' . socket_strerror($errno);
+        $errno = \socket_last_error($this->socket);
+        \socket_clear_error($this->socket);
+        $this->lastError = 'errno ' . $errno . ': ' . \socket_strerror($errno);
         return false;
     }
 
     private function sendStream(string $payload): bool
     {
-        if (!is_resource($this->socket)) {
-            $s = stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
+        if (!\is_resource($this->socket)) {
+            $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
             if ($s === false) {
                 $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
                 return false;
             }
-            stream_set_blocking($s, false);
+            \stream_set_blocking($s, false);
             $this->socket = $s;
         }
-        $n = fwrite($this->socket, $payload);
-        if ($n === strlen($payload)) {
+        $n = \fwrite($this->socket, $payload);
+        if ($n === \strlen($payload)) {
             return true;
         }
         $this->lastError = 'write failed';
         // the daemon may have restarted: connect again next time
-        fclose($this->socket);
+        \fclose($this->socket);
         $this->socket = null;
         return false;
     }
@@ -3422,15 +3422,15 @@ final class ProfilerFactory
      */
     public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
-        $setting = strtolower(trim($setting));
+        $setting = \strtolower(\trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
             return null; // 'off', and anything the config did not validate
         }
         $sampler = null;
         if ($sample && ($loaded['excimer'] ?? false)) {
-            $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
+            $rate = \is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
             $period = self::period(self::period($periodSec) * $rate);
-            $wall = $wallPeriodSec > 0.0 && is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
+            $wall = $wallPeriodSec > 0.0 && \is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
             $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate,
                 $wall > 0.0 ? self::period($wall * $rate) : 0.0, $wall);
         }
@@ -3445,10 +3445,10 @@ final class ProfilerFactory
      */
     public static function period(float $periodSec): float
     {
-        if (!is_finite($periodSec) || $periodSec <= 0.0) {
+        if (!\is_finite($periodSec) || $periodSec <= 0.0) {
             return self::DEFAULT_PERIOD;
         }
-        return min(max($periodSec, self::MIN_PERIOD), self::MAX_PERIOD);
+        return \min(\max($periodSec, self::MIN_PERIOD), self::MAX_PERIOD);
     }
 }
 
@@ -3531,8 +3531,8 @@ final class SamplingProfiler implements Profiler
         private float $wallPeriod = 0.0,
         float $wallWeight = 0.0,
     ) {
-        $this->weight = $weight > 0.0 && is_finite($weight) ? $weight : $period;
-        $this->wallWeight = $wallWeight > 0.0 && is_finite($wallWeight) ? $wallWeight : $wallPeriod;
+        $this->weight = $weight > 0.0 && \is_finite($weight) ? $weight : $period;
+        $this->wallWeight = $wallWeight > 0.0 && \is_finite($wallWeight) ? $wallWeight : $wallPeriod;
     }
 
     public function name(): string
@@ -3552,7 +3552,7 @@ final class SamplingProfiler implements Profiler
             return;
         }
         $this->started = true;
-        $this->startedNs = hrtime(true);
+        $this->startedNs = \hrtime(true);
         $this->excimer = self::excimer($this->eventType, $this->period);
         if ($this->wallPeriod > 0.0) {
             $this->wallExcimer = self::excimer(self::WALL_CLOCK, $this->wallPeriod);
@@ -3561,12 +3561,12 @@ final class SamplingProfiler implements Profiler
 
     public function fullRate(float $period, float $lateSec = 0.0): void
     {
-        if (!$this->started || $this->stopped || !($period > 0.0) || !is_finite($period)) {
+        if (!$this->started || $this->stopped || !($period > 0.0) || !\is_finite($period)) {
             return;
         }
         try {
-            $late = is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
-            $this->endPhase((hrtime(true) - $this->startedNs) / 1e9 - $late);
+            $late = \is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
+            $this->endPhase((\hrtime(true) - $this->startedNs) / 1e9 - $late);
             $this->period = $this->weight = $period;
             $this->wallPeriod = $this->wallWeight = $period;
             $this->excimer = self::excimer($this->eventType, $period);
@@ -3613,7 +3613,7 @@ final class SamplingProfiler implements Profiler
 
     public function addWall(string $function, string $caller, float $seconds): void
     {
-        if ($function !== '' && is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
+        if ($function !== '' && \is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
             $this->wallParts[] = [$function . "\0" . $caller => $seconds];
         }
     }
@@ -3652,7 +3652,7 @@ final class SamplingProfiler implements Profiler
      */
     private static function merge(array $phases): array
     {
-        $min = min(array_column($phases, 0));
+        $min = \min(\array_column($phases, 0));
         $fn = [];
         $stacks = [];
         foreach ($phases as [$weight, $collapsed]) {
@@ -3662,15 +3662,15 @@ final class SamplingProfiler implements Profiler
             $p = CollapsedProfile::build($collapsed, $weight);
             foreach ($p['fn'] as $f) {
                 $e = $fn[$f['n']] ?? ['n' => $f['n'], 'self' => 0.0, 'incl' => 0.0];
-                $e['self'] = round($e['self'] + $f['self'], 6);
-                $e['incl'] = round($e['incl'] + $f['incl'], 6);
+                $e['self'] = \round($e['self'] + $f['self'], 6);
+                $e['incl'] = \round($e['incl'] + $f['incl'], 6);
                 $fn[$f['n']] = $e;
             }
             foreach ($p['stacks'] as $st) {
-                $stacks[$st['s']] = ($stacks[$st['s']] ?? 0) + max(1, (int) round($st['n'] * $weight / $min));
+                $stacks[$st['s']] = ($stacks[$st['s']] ?? 0) + \max(1, (int) \round($st['n'] * $weight / $min));
             }
         }
-        return ['fn' => Frames::rankFunctions(array_values($fn)), 'stacks' => Frames::rankStacks($stacks), 'period' => $min];
+        return ['fn' => Frames::rankFunctions(\array_values($fn)), 'stacks' => Frames::rankStacks($stacks), 'period' => $min];
     }
 
     private static function excimer(int $eventType, float $period): ?\ExcimerProfiler
@@ -3726,27 +3726,27 @@ final class ProgressTimer implements Timer
      */
     public static function start(float $afterSec, float $intervalSec, callable $tick): ?ProgressTimer
     {
-        if (!class_exists(\ExcimerTimer::class, false)) {
+        if (!\class_exists(\ExcimerTimer::class, false)) {
             return null;
         }
-        if (!is_finite($afterSec) || $afterSec <= 0.0) {
+        if (!\is_finite($afterSec) || $afterSec <= 0.0) {
             return null;
         }
-        if (!is_finite($intervalSec) || $intervalSec <= 0.0) {
+        if (!\is_finite($intervalSec) || $intervalSec <= 0.0) {
             $intervalSec = $afterSec;
         }
         try {
             $timer = new \ExcimerTimer();
             $timer->setEventType(\EXCIMER_REAL);
-            $timer->setInterval(max($afterSec, 0.001));
-            $timer->setPeriod(max($intervalSec, 0.001));
+            $timer->setInterval(\max($afterSec, 0.001));
+            $timer->setPeriod(\max($intervalSec, 0.001));
             $timer->setCallback(static function () use ($tick): void {
                 if (self::$inTick) {
                     return; // a tick that outlasts the interval is not re-entered
                 }
                 self::$inTick = true;
                 try {
-                    $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
+                    $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
                     $tick(self::fromBacktrace($trace), self::site($trace));
                 } catch (\Throwable) {
                     // never into the application
@@ -3763,12 +3763,12 @@ final class ProgressTimer implements Timer
 
     public function restart(float $afterSec, float $intervalSec): void
     {
-        if ($this->timer === null || !is_finite($afterSec) || !is_finite($intervalSec)) {
+        if ($this->timer === null || !\is_finite($afterSec) || !\is_finite($intervalSec)) {
             return;
         }
         try {
-            $this->timer->setInterval(max($afterSec, 0.001));
-            $this->timer->setPeriod(max($intervalSec, 0.001));
+            $this->timer->setInterval(\max($afterSec, 0.001));
+            $this->timer->setPeriod(\max($intervalSec, 0.001));
             @$this->timer->start(); // a running timer is re-armed
         } catch (\Throwable) {
             // nothing to do
@@ -3852,7 +3852,7 @@ final class ProgressTimer implements Timer
         if (!\is_string($function) || $function === '') {
             return null;
         }
-        if (str_starts_with($function, '{closure')) {
+        if (\str_starts_with($function, '{closure')) {
             $object = $frame['object'] ?? null;
             if ($object instanceof \Closure) {
                 try {
@@ -3921,7 +3921,7 @@ final class ExcimerExit
         self::$registered = true;
         try {
             // Registered while shutdown functions run, it runs after them.
-            register_shutdown_function([self::class, 'drain']);
+            \register_shutdown_function([self::class, 'drain']);
         } catch (\Throwable) {
             self::$registered = false;
         }
@@ -3933,7 +3933,7 @@ final class ExcimerExit
      */
     public static function drain(float $maxWait = 0.1): bool
     {
-        if (!class_exists(\ExcimerTimer::class, false)) {
+        if (!\class_exists(\ExcimerTimer::class, false)) {
             return false;
         }
         $arrived = false;
@@ -3946,7 +3946,7 @@ final class ExcimerExit
             $timer->setCallback(static function () use (&$arrived): void {
                 $arrived = true;
             });
-            $now = hrtime(true);
+            $now = \hrtime(true);
             $deadline = $now + (int) ($maxWait * 1e9);
             $rearm = 0;
             // The callback runs when PHP next checks for interrupts: on this
@@ -3956,11 +3956,11 @@ final class ExcimerExit
                     @$timer->start(); // again if a tick was lost
                     $rearm = $now + 20_000_000;
                 }
-                usleep(100);
-                $now = hrtime(true);
+                \usleep(100);
+                $now = \hrtime(true);
             }
             @$timer->stop();
-            usleep(200);
+            \usleep(200);
         } catch (\Throwable) {
             // nothing to do
         }

@@ -59,7 +59,7 @@ final class Agent
         // Without the socket nobody would receive what is measured; only an
         // explicitly configured spool is written to then (the derived one
         // exists only where a daemon created it).
-        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !file_exists($config->socket))) {
+        if (!$config->enabled || (!$config->spoolDirIsExplicit() && !\file_exists($config->socket))) {
             return;
         }
         $runtime = Runtime::fromGlobals($config, $server);

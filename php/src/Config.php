@@ -192,7 +192,7 @@ final class Config
      */
     public static function derivedSpoolDir(string $socket): string
     {
-        return (str_ends_with($socket, '.sock') ? substr($socket, 0, -5) : $socket) . '.spool';
+        return (\str_ends_with($socket, '.sock') ? \substr($socket, 0, -5) : $socket) . '.spool';
     }
 
     /**
@@ -207,26 +207,26 @@ final class Config
      */
     public static function load(array $server, ?bool $getenv = null): self
     {
-        $getenv ??= PHP_SAPI !== 'fpm-fcgi';
-        $path = $server['BITVILLE_APM_CONFIG'] ?? ($getenv ? getenv('BITVILLE_APM_CONFIG') : false);
-        $explicit = is_string($path) && $path !== '';
+        $getenv ??= \PHP_SAPI !== 'fpm-fcgi';
+        $path = $server['BITVILLE_APM_CONFIG'] ?? ($getenv ? \getenv('BITVILLE_APM_CONFIG') : false);
+        $explicit = \is_string($path) && $path !== '';
         if (!$explicit) {
             $path = self::DEFAULT_FILE;
         }
         $values = [];
         $source = 'environment';
-        if ($explicit || is_file($path)) {
+        if ($explicit || \is_file($path)) {
             $values = self::readFile($path);
             $source = $path;
         }
         foreach (self::ENV_NAMES as $key => $name) {
             if (isset($server[$name])) {
-                if (is_string($server[$name])) {
+                if (\is_string($server[$name])) {
                     $values[$key] = $server[$name];
                 }
             } elseif ($getenv) {
-                $v = getenv($name);
-                if (is_string($v)) {
+                $v = \getenv($name);
+                if (\is_string($v)) {
                     $values[$key] = $v;
                 }
             }
@@ -245,8 +245,8 @@ final class Config
     public static function fromValues(array $values, string $source = 'values'): self
     {
         foreach ($values as $key => $_) {
-            if (!array_key_exists((string) $key, self::DEFAULTS)) {
-                throw new ConfigException(sprintf('unknown key "%s"', $key));
+            if (!\array_key_exists((string) $key, self::DEFAULTS)) {
+                throw new ConfigException(\sprintf('unknown key "%s"', $key));
             }
         }
         $v = $values + self::DEFAULTS;
@@ -258,15 +258,15 @@ final class Config
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
-        if (preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
-            throw new ConfigException(sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
+        if (\preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
+            throw new ConfigException(\sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
         $socket = self::scalar($v, 'socket');
         if ($socket === '') {
             throw new ConfigException('enabled=1 needs socket');
         }
-        if (strlen($socket) > 107 || str_contains($socket, "\0")) {
-            throw new ConfigException(sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
+        if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
+            throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
@@ -288,8 +288,8 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (strlen($host) > self::MAX_HOST_BYTES || strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
-            throw new ConfigException(sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
+        if (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+            throw new ConfigException(\sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
     }
@@ -319,7 +319,7 @@ final class Config
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
         'spool_dir' => ['spoolDir', 'special'],
-        'spool_max_bytes' => ['spoolMaxBytes', 'int', 0, PHP_INT_MAX],
+        'spool_max_bytes' => ['spoolMaxBytes', 'int', 0, \PHP_INT_MAX],
         'host' => ['host', 'string'],
         'pool' => ['pool', 'string'],
         'finish_request' => ['finishRequest', 'bool'],
@@ -336,9 +336,9 @@ final class Config
     {
         switch ($key) {
             case 'profiler':
-                $profiler = strtolower(self::scalar($v, 'profiler'));
-                if (!in_array($profiler, self::PROFILERS, true)) {
-                    throw new ConfigException(sprintf('profiler "%s" must be one of %s', self::show($profiler), implode(', ', self::PROFILERS)));
+                $profiler = \strtolower(self::scalar($v, 'profiler'));
+                if (!\in_array($profiler, self::PROFILERS, true)) {
+                    throw new ConfigException(\sprintf('profiler "%s" must be one of %s', self::show($profiler), \implode(', ', self::PROFILERS)));
                 }
                 return $profiler;
             case 'excimer_period_ms':
@@ -351,12 +351,12 @@ final class Config
                 return self::patterns($v[$key]);
             case 'spool_dir':
                 $dir = self::scalar($v, $key);
-                if (str_contains($dir, "\0")) {
+                if (\str_contains($dir, "\0")) {
                     throw new ConfigException('spool_dir contains a NUL byte');
                 }
-                return strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
+                return \strtolower($dir) === self::SPOOL_OFF ? self::SPOOL_OFF : $dir;
         }
-        throw new ConfigException(sprintf('unknown key "%s"', $key));
+        throw new ConfigException(\sprintf('unknown key "%s"', $key));
     }
 
     /**
@@ -365,23 +365,23 @@ final class Config
      */
     private static function readFile(string $path): array
     {
-        if (!is_file($path) || !is_readable($path)) {
-            throw new ConfigException(sprintf('cannot read config file %s', $path));
+        if (!\is_file($path) || !\is_readable($path)) {
+            throw new ConfigException(\sprintf('cannot read config file %s', $path));
         }
         $error = '';
-        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+        \set_error_handler(static function (int $no, string $msg) use (&$error): bool {
             $error = $msg;
             return true;
         });
         try {
             // RAW: regexes in endpoint_rules must reach us as written, and
             // booleans are parsed here, the same way for file and env.
-            $ini = parse_ini_file($path, false, INI_SCANNER_RAW);
+            $ini = \parse_ini_file($path, false, \INI_SCANNER_RAW);
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
-        if (!is_array($ini)) {
-            throw new ConfigException(sprintf('cannot parse config file %s: %s', $path, $error !== '' ? $error : 'syntax error'));
+        if (!\is_array($ini)) {
+            throw new ConfigException(\sprintf('cannot parse config file %s: %s', $path, $error !== '' ? $error : 'syntax error'));
         }
         return $ini;
     }
@@ -393,10 +393,10 @@ final class Config
     private static function scalar(array $v, string $key): string
     {
         $x = $v[$key];
-        if (!is_string($x)) {
-            throw new ConfigException(sprintf('%s must be a single value, not a list', $key));
+        if (!\is_string($x)) {
+            throw new ConfigException(\sprintf('%s must be a single value, not a list', $key));
         }
-        return trim($x);
+        return \trim($x);
     }
 
     /**
@@ -405,11 +405,11 @@ final class Config
      */
     private static function bool(array $v, string $key): bool
     {
-        $x = strtolower(self::scalar($v, $key));
+        $x = \strtolower(self::scalar($v, $key));
         return match ($x) {
             '1', 'on', 'true', 'yes' => true,
             '0', 'off', 'false', 'no', '' => false,
-            default => throw new ConfigException(sprintf('%s "%s" must be 1 or 0 (on/off, true/false, yes/no)', $key, self::show($x))),
+            default => throw new ConfigException(\sprintf('%s "%s" must be 1 or 0 (on/off, true/false, yes/no)', $key, self::show($x))),
         };
     }
 
@@ -420,8 +420,8 @@ final class Config
     private static function int(array $v, string $key, int $min, int $max): int
     {
         $x = self::scalar($v, $key);
-        if (preg_match('/^\d{1,18}$/', $x) !== 1 || (int) $x < $min || (int) $x > $max) {
-            throw new ConfigException(sprintf('%s "%s" must be an integer from %d to %d', $key, self::show($x), $min, $max));
+        if (\preg_match('/^\d{1,18}$/', $x) !== 1 || (int) $x < $min || (int) $x > $max) {
+            throw new ConfigException(\sprintf('%s "%s" must be an integer from %d to %d', $key, self::show($x), $min, $max));
         }
         return (int) $x;
     }
@@ -433,8 +433,8 @@ final class Config
     private static function float(array $v, string $key, float $min, float $max): float
     {
         $x = self::scalar($v, $key);
-        if (!is_numeric($x) || !is_finite((float) $x) || (float) $x < $min || (float) $x > $max) {
-            throw new ConfigException(sprintf('%s "%s" must be a number from %s to %s', $key, self::show($x), $min, $max));
+        if (!\is_numeric($x) || !\is_finite((float) $x) || (float) $x < $min || (float) $x > $max) {
+            throw new ConfigException(\sprintf('%s "%s" must be a number from %s to %s', $key, self::show($x), $min, $max));
         }
         return (float) $x;
     }
@@ -448,18 +448,18 @@ final class Config
      */
     private static function listOf(mixed $x, string $key): array
     {
-        if (is_string($x)) {
-            $x = preg_split('/\R|;;/', $x) ?: [];
+        if (\is_string($x)) {
+            $x = \preg_split('/\R|;;/', $x) ?: [];
         }
-        if (!is_array($x)) {
-            throw new ConfigException(sprintf('%s must be a string or a list', $key));
+        if (!\is_array($x)) {
+            throw new ConfigException(\sprintf('%s must be a string or a list', $key));
         }
         $out = [];
         foreach ($x as $item) {
-            if (!is_string($item)) {
-                throw new ConfigException(sprintf('%s must be a list of strings', $key));
+            if (!\is_string($item)) {
+                throw new ConfigException(\sprintf('%s must be a list of strings', $key));
             }
-            $item = trim($item);
+            $item = \trim($item);
             if ($item !== '') {
                 $out[] = $item;
             }
@@ -477,13 +477,13 @@ final class Config
     {
         $rules = [];
         foreach (self::listOf($x, 'endpoint_rules') as $rule) {
-            $at = strrpos($rule, ' => ');
+            $at = \strrpos($rule, ' => ');
             if ($at === false) {
-                throw new ConfigException(sprintf('endpoint_rules entry "%s" must be "REGEX => REPLACEMENT"', self::show($rule)));
+                throw new ConfigException(\sprintf('endpoint_rules entry "%s" must be "REGEX => REPLACEMENT"', self::show($rule)));
             }
-            $re = trim(substr($rule, 0, $at));
+            $re = \trim(\substr($rule, 0, $at));
             self::checkRegex($re, 'endpoint_rules');
-            $rules[] = [$re, trim(substr($rule, $at + 4))];
+            $rules[] = [$re, \trim(\substr($rule, $at + 4))];
         }
         return $rules;
     }
@@ -511,15 +511,15 @@ final class Config
     {
         $keys = [];
         foreach (self::listOf($x, 'redact_keys') as $item) {
-            foreach (explode(',', $item) as $k) {
-                $k = trim($k);
+            foreach (\explode(',', $item) as $k) {
+                $k = \trim($k);
                 if ($k === '') {
                     continue;
                 }
-                if (preg_match('/^[A-Za-z0-9_.-]{1,64}$/', $k) !== 1) {
-                    throw new ConfigException(sprintf('redact_keys entry "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($k)));
+                if (\preg_match('/^[A-Za-z0-9_.-]{1,64}$/', $k) !== 1) {
+                    throw new ConfigException(\sprintf('redact_keys entry "%s" must be 1-64 characters of A-Z a-z 0-9 . _ -', self::show($k)));
                 }
-                $keys[] = strtolower($k);
+                $keys[] = \strtolower($k);
             }
         }
         return $keys;
@@ -529,17 +529,17 @@ final class Config
     private static function checkRegex(string $re, string $key): void
     {
         $error = '';
-        set_error_handler(static function (int $no, string $msg) use (&$error): bool {
+        \set_error_handler(static function (int $no, string $msg) use (&$error): bool {
             $error = $msg;
             return true;
         });
         try {
-            $ok = preg_match($re, '') !== false;
+            $ok = \preg_match($re, '') !== false;
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
         if (!$ok) {
-            throw new ConfigException(sprintf('%s: bad regex "%s": %s', $key, self::show($re), $error !== '' ? preg_replace('/^preg_match\(\): /', '', $error) : preg_last_error_msg()));
+            throw new ConfigException(\sprintf('%s: bad regex "%s": %s', $key, self::show($re), $error !== '' ? \preg_replace('/^preg_match\(\): /', '', $error) : \preg_last_error_msg()));
         }
     }
 

@@ -31,8 +31,8 @@ final class Encoder
     /** Entries of `truncated`. */
     public const MAX_TRUNCATED = 16;
 
-    public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
-        | JSON_PRESERVE_ZERO_FRACTION | JSON_PARTIAL_OUTPUT_ON_ERROR;
+    public const FLAGS = \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_INVALID_UTF8_SUBSTITUTE
+        | \JSON_PRESERVE_ZERO_FRACTION | \JSON_PARTIAL_OUTPUT_ON_ERROR;
 
     public function __construct(private readonly int $maxBytes = self::MAX_BYTES)
     {
@@ -54,7 +54,7 @@ final class Encoder
         if ($json === null) {
             return null;
         }
-        if (strlen($json) <= $this->maxBytes) {
+        if (\strlen($json) <= $this->maxBytes) {
             return $json;
         }
         return match ($m['type'] ?? '') {
@@ -69,18 +69,18 @@ final class Encoder
      */
     private function fitEnd(array $m, string $json): ?string
     {
-        $truncated = is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
+        $truncated = \is_array($m['truncated'] ?? null) ? $m['truncated'] : [];
         $mark = static function (string $field) use (&$truncated): void {
-            if (!in_array($field, $truncated, true) && count($truncated) < self::MAX_TRUNCATED) {
+            if (!\in_array($field, $truncated, true) && \count($truncated) < self::MAX_TRUNCATED) {
                 $truncated[] = $field;
             }
         };
-        $over = fn (string $j): int => strlen($j) - $this->maxBytes;
+        $over = fn (string $j): int => \strlen($j) - $this->maxBytes;
 
         // 1. stacks, fewest samples first
         if (!empty($m['stacks'])) {
             $stacks = $m['stacks'];
-            usort($stacks, static fn (array $a, array $b): int => $b['n'] <=> $a['n']);
+            \usort($stacks, static fn (array $a, array $b): int => $b['n'] <=> $a['n']);
             $m['stacks'] = $this->cutList($stacks, $over($json) + $this->markCost($truncated, 'stacks'), $removed);
             $mark('stacks');
             $m['truncated'] = $truncated;
@@ -93,7 +93,7 @@ final class Encoder
         $wallKey = Messages::WALL_KEY;
         if (!empty($m[$wallKey])) {
             $wall = $m[$wallKey];
-            usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
+            \usort($wall, static fn (array $a, array $b): int => $b['s'] <=> $a['s']);
             $m[$wallKey] = $this->cutList($wall, $over($json) + $this->markCost($truncated, $wallKey), $removed);
             $mark($wallKey);
             $m['truncated'] = $truncated;
@@ -105,7 +105,7 @@ final class Encoder
         // 3. fn, least self time first
         if (!empty($m['fn'])) {
             $fn = $m['fn'];
-            usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
+            \usort($fn, static fn (array $a, array $b): int => $b['self'] <=> $a['self']);
             $m['fn'] = $this->cutList($fn, $over($json) + $this->markCost($truncated, 'fn'), $removed);
             $mark('fn');
             $m['truncated'] = $truncated;
@@ -132,7 +132,7 @@ final class Encoder
             foreach ([1024, 256] as $limit) {
                 $changed = false;
                 foreach ($m['sql'] as $i => $s) {
-                    if (strlen($s['q']) > $limit) {
+                    if (\strlen($s['q']) > $limit) {
                         $m['sql'][$i]['q'] = Text::cut($s['q'], $limit);
                         $m['sql'][$i]['trunc'] = true;
                         $changed = true;
@@ -161,7 +161,7 @@ final class Encoder
         if (!empty($m['errors'])) {
             $changed = false;
             foreach ($m['errors'] as $i => $e) {
-                if (isset($e['msg']) && strlen($e['msg']) > 256) {
+                if (isset($e['msg']) && \strlen($e['msg']) > 256) {
                     $m['errors'][$i]['msg'] = Text::cut($e['msg'], 256);
                     $changed = true;
                 }
@@ -194,13 +194,13 @@ final class Encoder
      */
     private function fitProgress(array $m): ?string
     {
-        $stack = is_array($m['stack'] ?? null) ? $m['stack'] : [];
-        $m['stack'] = array_map(static fn (string $f): string => Text::cut($f, 128), $stack);
+        $stack = \is_array($m['stack'] ?? null) ? $m['stack'] : [];
+        $m['stack'] = \array_map(static fn (string $f): string => Text::cut($f, 128), $stack);
         if (($json = $this->fits($m)) !== null) {
             return $json;
         }
-        if (count($stack) > 16) {
-            $m['stack'] = array_merge(array_slice($m['stack'], 0, 8), array_slice($m['stack'], -8));
+        if (\count($stack) > 16) {
+            $m['stack'] = \array_merge(\array_slice($m['stack'], 0, 8), \array_slice($m['stack'], -8));
             return $this->fits($m);
         }
         return null;
@@ -217,40 +217,40 @@ final class Encoder
     {
         $removed = 0;
         $freed = 0;
-        $n = count($list);
+        $n = \count($list);
         while ($n > 0 && $freed < $bytes) {
             $n--;
-            $freed += strlen((string) self::json($list[$n])) + 1;
+            $freed += \strlen((string) self::json($list[$n])) + 1;
             $removed++;
         }
-        return array_slice($list, 0, $n);
+        return \array_slice($list, 0, $n);
     }
 
     /** The bytes adding $field to `truncated` costs. @param list<string> $truncated */
     private function markCost(array $truncated, string $field): int
     {
-        return in_array($field, $truncated, true) ? 0 : strlen($field) + 3;
+        return \in_array($field, $truncated, true) ? 0 : \strlen($field) + 3;
     }
 
     /** @param array<string, mixed> $m */
     private function fits(array $m): ?string
     {
         $json = self::json($m);
-        return $json !== null && strlen($json) <= $this->maxBytes ? $json : null;
+        return $json !== null && \strlen($json) <= $this->maxBytes ? $json : null;
     }
 
     /** JSON with the protocol's flags and shortest round-trip floats. */
     public static function json(mixed $v): ?string
     {
-        $precision = ini_get('serialize_precision');
+        $precision = \ini_get('serialize_precision');
         if ($precision !== '-1') {
-            ini_set('serialize_precision', '-1');
+            \ini_set('serialize_precision', '-1');
         }
-        $json = json_encode($v, self::FLAGS);
+        $json = \json_encode($v, self::FLAGS);
         if ($precision !== '-1' && $precision !== false) {
-            ini_set('serialize_precision', $precision);
+            \ini_set('serialize_precision', $precision);
         }
-        return is_string($json) ? $json : null;
+        return \is_string($json) ? $json : null;
     }
 
     /**
@@ -260,7 +260,7 @@ final class Encoder
      */
     private static function hasRejectedCharacters(string $json): bool
     {
-        return str_contains($json, '\u00') || str_contains($json, '\b') || str_contains($json, '\f') || str_contains($json, "\x7F");
+        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
     }
 
     /**
@@ -269,9 +269,9 @@ final class Encoder
      */
     private static function cleanStrings(array $m): array
     {
-        array_walk_recursive($m, static function (mixed &$v): void {
-            if (is_string($v)) {
-                $v = Text::sanitize($v, strlen($v));
+        \array_walk_recursive($m, static function (mixed &$v): void {
+            if (\is_string($v)) {
+                $v = Text::sanitize($v, \strlen($v));
             }
         });
         return $m;

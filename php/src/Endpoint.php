@@ -37,11 +37,11 @@ final class Endpoint
     /** The path of a request URI: query string and fragment dropped, never empty. */
     public static function path(string $uri): string
     {
-        $path = substr($uri, 0, strcspn($uri, '?#'));
+        $path = \substr($uri, 0, \strcspn($uri, '?#'));
         if ($path === '' || $path[0] !== '/') {
             // absolute-form request targets (http://host/path) and garbage
-            $p = parse_url($uri, PHP_URL_PATH);
-            $path = is_string($p) && $p !== '' ? $p : '/';
+            $p = \parse_url($uri, \PHP_URL_PATH);
+            $path = \is_string($p) && $p !== '' ? $p : '/';
             if ($path[0] !== '/') {
                 $path = '/' . $path;
             }
@@ -52,12 +52,12 @@ final class Endpoint
     /** The collapsed and rewritten route of a path (no method). */
     public function route(string $path): string
     {
-        if (strpbrk($path, '0123456789') !== false) {
-            $path = (string) preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
+        if (\strpbrk($path, '0123456789') !== false) {
+            $path = (string) \preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
         }
         foreach ($this->rules as [$re, $replacement]) {
-            $r = preg_replace($re, $replacement, $path);
-            if (is_string($r)) {
+            $r = \preg_replace($re, $replacement, $path);
+            if (\is_string($r)) {
                 $path = $r;
             }
         }
@@ -73,8 +73,8 @@ final class Endpoint
     /** An HTTP method as sent: upper case, at most 16 bytes of letters, digits, - and _; "OTHER" otherwise. */
     public static function method(string $method): string
     {
-        $m = strtoupper($method);
-        return preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
+        $m = \strtoupper($method);
+        return \preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
 
     /**
@@ -84,23 +84,23 @@ final class Endpoint
      */
     public static function fromPhalconPattern(string $pattern): string
     {
-        if (!str_contains($pattern, '{')) {
+        if (!\str_contains($pattern, '{')) {
             return $pattern;
         }
         $out = '';
-        $n = strlen($pattern);
+        $n = \strlen($pattern);
         for ($i = 0; $i < $n; $i++) {
             $c = $pattern[$i];
             if ($c !== '{') {
                 $out .= $c;
                 continue;
             }
-            $end = strcspn($pattern, ':}', $i + 1) + $i + 1;
+            $end = \strcspn($pattern, ':}', $i + 1) + $i + 1;
             if ($end >= $n) {
-                $out .= substr($pattern, $i);
+                $out .= \substr($pattern, $i);
                 break;
             }
-            $name = substr($pattern, $i + 1, $end - $i - 1);
+            $name = \substr($pattern, $i + 1, $end - $i - 1);
             if ($pattern[$end] === '}') {
                 $out .= '{' . $name . '}';
                 $i = $end;

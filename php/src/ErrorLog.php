@@ -21,43 +21,43 @@ final class ErrorLog
     {
     }
 
-    public static function configError(string $message, string $sapi = PHP_SAPI): void
+    public static function configError(string $message, string $sapi = \PHP_SAPI): void
     {
         self::disabled('invalid configuration: ' . $message, $sapi);
     }
 
     /** The agent failed in a way it did not expect ($e) and disabled itself for this request. */
-    public static function internalError(\Throwable $e, string $sapi = PHP_SAPI): void
+    public static function internalError(\Throwable $e, string $sapi = \PHP_SAPI): void
     {
-        self::disabled('internal error: ' . get_class($e) . ': ' . $e->getMessage(), $sapi);
+        self::disabled('internal error: ' . \get_class($e) . ': ' . $e->getMessage(), $sapi);
     }
 
     /** Logs "bitville-apm: agent disabled: $reason" once per CLI run, at most once a minute under php-fpm. */
     private static function disabled(string $reason, string $sapi): void
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
-            $line = 'bitville-apm: agent disabled: ' . str_replace(["\r", "\n"], ' ', $reason);
+            $line = 'bitville-apm: agent disabled: ' . \str_replace(["\r", "\n"], ' ', $reason);
             if ($sapi !== 'cli' && $sapi !== 'phpdbg') {
                 $marker = self::markerPath($line);
-                clearstatcache(true, $marker);
-                $mtime = is_file($marker) ? filemtime($marker) : false;
-                if ($mtime !== false && $mtime > time() - self::THROTTLE_SECONDS) {
+                \clearstatcache(true, $marker);
+                $mtime = \is_file($marker) ? \filemtime($marker) : false;
+                if ($mtime !== false && $mtime > \time() - self::THROTTLE_SECONDS) {
                     return;
                 }
-                touch($marker);
+                \touch($marker);
             }
-            error_log($line);
+            \error_log($line);
         } catch (\Throwable) {
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
     /** The throttle marker of a log line. */
     public static function markerPath(string $line): string
     {
-        $uid = function_exists('posix_geteuid') ? posix_geteuid() : getmyuid();
-        return sys_get_temp_dir() . '/bitville-apm-config-error-' . $uid . '-' . hash('crc32b', $line);
+        $uid = \function_exists('posix_geteuid') ? \posix_geteuid() : \getmyuid();
+        return \sys_get_temp_dir() . '/bitville-apm-config-error-' . $uid . '-' . \hash('crc32b', $line);
     }
 }

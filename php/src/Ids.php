@@ -20,11 +20,11 @@ final class Ids
     public static function incoming(array $server): ?string
     {
         $cid = $server['HTTP_X_CORRELATION_ID'] ?? null;
-        if (is_string($cid) && preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
+        if (\is_string($cid) && \preg_match('/^[A-Za-z0-9._:\/+=@-]{1,' . Messages::MAX_CID . '}$/', $cid) === 1) {
             return $cid;
         }
         $tp = $server['HTTP_TRACEPARENT'] ?? null;
-        return is_string($tp) ? self::traceId($tp) : null;
+        return \is_string($tp) ? self::traceId($tp) : null;
     }
 
     /**
@@ -34,14 +34,14 @@ final class Ids
      */
     public static function traceId(string $traceparent): ?string
     {
-        $tp = trim($traceparent);
-        if (preg_match('/^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/', $tp, $m) !== 1) {
+        $tp = \trim($traceparent);
+        if (\preg_match('/^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/', $tp, $m) !== 1) {
             return null;
         }
         if ($m[1] === 'ff' || ($m[1] === '00' && isset($m[5]) && $m[5] !== '')) {
             return null;
         }
-        if ($m[2] === str_repeat('0', 32) || $m[3] === str_repeat('0', 16)) {
+        if ($m[2] === \str_repeat('0', 32) || $m[3] === \str_repeat('0', 16)) {
             return null;
         }
         return $m[2];
@@ -50,10 +50,10 @@ final class Ids
     /** A UUIDv4 (RFC 9562) from 16 random bytes. */
     public static function uuid4(string $random16): string
     {
-        $b = substr($random16, 0, 16);
-        $b[6] = chr((ord($b[6]) & 0x0F) | 0x40);
-        $b[8] = chr((ord($b[8]) & 0x3F) | 0x80);
-        $h = bin2hex($b);
-        return substr($h, 0, 8) . '-' . substr($h, 8, 4) . '-' . substr($h, 12, 4) . '-' . substr($h, 16, 4) . '-' . substr($h, 20, 12);
+        $b = \substr($random16, 0, 16);
+        $b[6] = \chr((\ord($b[6]) & 0x0F) | 0x40);
+        $b[8] = \chr((\ord($b[8]) & 0x3F) | 0x80);
+        $h = \bin2hex($b);
+        return \substr($h, 0, 8) . '-' . \substr($h, 8, 4) . '-' . \substr($h, 12, 4) . '-' . \substr($h, 16, 4) . '-' . \substr($h, 20, 12);
     }
 }

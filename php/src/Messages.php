@@ -85,13 +85,13 @@ final class Messages
             $m['dropped'] = $dropped;
         }
         $frames = [];
-        foreach (array_slice($stack, -self::MAX_FRAMES) as $f) {
+        foreach (\array_slice($stack, -self::MAX_FRAMES) as $f) {
             $frames[] = Text::sanitize((string) $f, self::MAX_FUNCTION);
         }
         $m['endpoint'] = $r->endpoint;
         $m['elapsed'] = self::seconds($elapsed);
         $m['seq'] = $seq;
-        $m['mem'] = max(0, $mem);
+        $m['mem'] = \max(0, $mem);
         $m['cpu'] = self::seconds($cpu);
         $m['stack'] = $frames;
         return $m;
@@ -120,12 +120,12 @@ final class Messages
         $m += $this->requestFields($r);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
-            $m['exit'] = max(-self::MAX_EXIT, min(self::MAX_EXIT, $r->exit));
+            $m['exit'] = \max(-self::MAX_EXIT, \min(self::MAX_EXIT, $r->exit));
         }
         $m['wall'] = self::seconds($wall);
         $m['cpu_user'] = self::seconds($cpuUser);
         $m['cpu_sys'] = self::seconds($cpuSys);
-        $m['mem_peak'] = max(0, $memPeak);
+        $m['mem_peak'] = \max(0, $memPeak);
 
         $truncated = [];
         $sql = [];
@@ -156,7 +156,7 @@ final class Messages
             $truncated[] = 'sql.q';
         }
         $m['sql'] = $sql;
-        $m['sql_dropped'] = min($r->sqlDropped(), self::MAX_COUNT);
+        $m['sql_dropped'] = \min($r->sqlDropped(), self::MAX_COUNT);
         $sites = $r->sites();
         if ($sites !== []) {
             $m['sites'] = self::sites($sites);
@@ -164,19 +164,19 @@ final class Messages
 
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
-            $m['fn'] = is_array($fn) ? self::functions($fn) : [];
+            $m['fn'] = \is_array($fn) ? self::functions($fn) : [];
             if ($wall * 1000 >= $this->slowThresholdMs) {
                 $stacks = $profile['stacks'] ?? [];
-                $m['stacks'] = is_array($stacks) ? self::stacks($stacks) : [];
+                $m['stacks'] = \is_array($stacks) ? self::stacks($stacks) : [];
             }
             $wallFn = $profile['wall'] ?? null;
-            if (is_array($wallFn) && $wallFn !== []) {
+            if (\is_array($wallFn) && $wallFn !== []) {
                 $m[self::WALL_KEY] = self::wallEntries($wallFn);
             }
             $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
-            if (is_float($period) || is_int($period)) {
-                $m['period'] = max(0.0, min(60.0, (float) $period));
+            if (\is_float($period) || \is_int($period)) {
+                $m['period'] = \max(0.0, \min(60.0, (float) $period));
             }
         } else {
             $m['profiler'] = 'none';
@@ -191,12 +191,12 @@ final class Messages
             if ($file !== '') {
                 $e['file'] = Text::sanitize($file, self::MAX_ERROR_FILE);
             }
-            $e['line'] = max(0, $line);
+            $e['line'] = \max(0, $line);
             $errors[] = $e;
         }
         $m['errors'] = $errors;
         if ($errors !== [] || $r->errorsDropped() > 0) {
-            $m['errors_dropped'] = min($r->errorsDropped(), self::MAX_COUNT);
+            $m['errors_dropped'] = \min($r->errorsDropped(), self::MAX_COUNT);
         }
         $m['fatal'] = $r->fatal;
         if ($r->forced) {
@@ -215,13 +215,13 @@ final class Messages
     public function sqlText(string $q): array
     {
         $trunc = false;
-        if (strlen($q) > $this->sqlMaxLength + self::SQL_REDACT_MARGIN) {
+        if (\strlen($q) > $this->sqlMaxLength + self::SQL_REDACT_MARGIN) {
             // Redaction cost grows with the text: redact a first cut only.
             $q = Text::cut($q, $this->sqlMaxLength + self::SQL_REDACT_MARGIN);
             $trunc = true;
         }
-        $q = Text::sanitize($this->redactor->sql($q), PHP_INT_MAX);
-        if (strlen($q) > $this->sqlMaxLength) {
+        $q = Text::sanitize($this->redactor->sql($q), \PHP_INT_MAX);
+        if (\strlen($q) > $this->sqlMaxLength) {
             $q = Text::cut($q, $this->sqlMaxLength);
             $trunc = true;
         }
@@ -231,7 +231,7 @@ final class Messages
     /** @return array<string, mixed> */
     private function common(string $type, RequestRecord $r, float $ts, bool $identity): array
     {
-        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => round($ts, 6)];
+        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
         if ($identity) {
             if ($r->host !== '') {
                 $m['host'] = $r->host;
@@ -257,7 +257,7 @@ final class Messages
             'method' => $r->method,
             'uri' => $r->uri,
             'endpoint' => $r->endpoint,
-            'started' => round($r->started, 6),
+            'started' => \round($r->started, 6),
         ];
     }
 
@@ -274,7 +274,7 @@ final class Messages
         $out = [];
         foreach ($sites as $frames) {
             $site = [];
-            foreach (array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
+            foreach (\array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
                 $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
             }
             $out[] = $site;
@@ -288,7 +288,7 @@ final class Messages
         if (!($s > 0.0)) {
             return 0.0; // negative, zero and NaN
         }
-        return $s >= 2592000.0 ? 2592000.0 : round($s, 6);
+        return $s >= 2592000.0 ? 2592000.0 : \round($s, 6);
     }
 
     /**
@@ -300,26 +300,26 @@ final class Messages
      */
     private static function functions(array $fns): array
     {
-        if (count($fns) > self::MAX_FUNCTIONS) {
-            $fns = array_slice($fns, 0, self::MAX_FUNCTIONS);
+        if (\count($fns) > self::MAX_FUNCTIONS) {
+            $fns = \array_slice($fns, 0, self::MAX_FUNCTIONS);
         }
         $out = [];
         foreach ($fns as $f) {
-            if (!is_array($f) || !is_string($f['n'] ?? null) || !is_numeric($f['self'] ?? null) || !is_numeric($f['incl'] ?? null)) {
+            if (!\is_array($f) || !\is_string($f['n'] ?? null) || !\is_numeric($f['self'] ?? null) || !\is_numeric($f['incl'] ?? null)) {
                 continue;
             }
             $n = $f['n'];
             if ($n === '') {
                 continue;
             }
-            if (strlen($n) > self::MAX_FUNCTION) {
+            if (\strlen($n) > self::MAX_FUNCTION) {
                 $n = Text::cut($n, self::MAX_FUNCTION);
             }
             $incl = self::seconds((float) ($f['incl'] ?? 0.0));
             $self = self::seconds((float) ($f['self'] ?? 0.0));
             $e = ['n' => $n, 'self' => $self > $incl ? $incl : $self, 'incl' => $incl];
-            if (isset($f['calls']) && is_numeric($f['calls'])) {
-                $e['calls'] = max(0, min(self::MAX_COUNT, (int) $f['calls']));
+            if (isset($f['calls']) && \is_numeric($f['calls'])) {
+                $e['calls'] = \max(0, \min(self::MAX_COUNT, (int) $f['calls']));
             }
             $out[] = $e;
         }
@@ -335,18 +335,18 @@ final class Messages
      */
     private static function wallEntries(array $entries): array
     {
-        if (count($entries) > self::MAX_WALL) {
-            $entries = array_slice($entries, 0, self::MAX_WALL);
+        if (\count($entries) > self::MAX_WALL) {
+            $entries = \array_slice($entries, 0, self::MAX_WALL);
         }
         $out = [];
         foreach ($entries as $e) {
-            if (!is_array($e) || !is_string($e['n'] ?? null) || $e['n'] === '' || !is_numeric($e['s'] ?? null)) {
+            if (!\is_array($e) || !\is_string($e['n'] ?? null) || $e['n'] === '' || !\is_numeric($e['s'] ?? null)) {
                 continue;
             }
             $c = $e['c'] ?? '';
             $out[] = [
                 'n' => Text::sanitize($e['n'], self::MAX_FUNCTION),
-                'c' => is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
+                'c' => \is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
                 's' => self::seconds((float) $e['s']),
             ];
         }
@@ -359,12 +359,12 @@ final class Messages
      */
     private static function stacks(array $stacks): array
     {
-        if (count($stacks) > self::MAX_STACKS) {
-            $stacks = array_slice($stacks, 0, self::MAX_STACKS);
+        if (\count($stacks) > self::MAX_STACKS) {
+            $stacks = \array_slice($stacks, 0, self::MAX_STACKS);
         }
         $out = [];
         foreach ($stacks as $st) {
-            if (!is_array($st) || !is_string($st['s'] ?? null) || !is_int($st['n'] ?? null)) {
+            if (!\is_array($st) || !\is_string($st['s'] ?? null) || !\is_int($st['n'] ?? null)) {
                 continue;
             }
             $s = $st['s'];
@@ -372,7 +372,7 @@ final class Messages
             if ($n < 1) {
                 continue;
             }
-            $out[] = ['s' => strlen($s) > self::MAX_STACK ? Text::cut($s, self::MAX_STACK) : $s, 'n' => min($n, self::MAX_COUNT)];
+            $out[] = ['s' => \strlen($s) > self::MAX_STACK ? Text::cut($s, self::MAX_STACK) : $s, 'n' => \min($n, self::MAX_COUNT)];
         }
         return $out;
     }

@@ -56,7 +56,7 @@ final class Redactor
         // Built once per request: keep it to string concatenation.
         $keys = self::DEFAULT_KEYS_PATTERN;
         foreach ($extraKeys as $k) {
-            $keys .= '|' . preg_quote($k, '/');
+            $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
         $cardish = '\d(?:[ -]?\d){12}';
@@ -73,13 +73,13 @@ final class Redactor
         if ($s === '') {
             return $s;
         }
-        if (preg_match($this->textPrecheck, $s) === 1) {
-            $s = (string) preg_replace_callback($this->pairs, static function (array $m): string {
+        if (\preg_match($this->textPrecheck, $s) === 1) {
+            $s = (string) \preg_replace_callback($this->pairs, static function (array $m): string {
                 $v = $m['val'];
                 $q = $v[0] === '"' || $v[0] === "'" ? $v[0] : '';
                 return $m['key'] . $m['sep'] . $q . self::MASK . $q;
             }, $s);
-            $s = (string) preg_replace(
+            $s = (string) \preg_replace(
                 ['/\b(Bearer|Basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', '/(\b[a-z][a-z0-9+.-]*:\/\/[^\s\/:@]*:)[^\s\/@]+@/i', '/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/'],
                 ['$1 ' . self::MASK, '$1' . self::MASK . '@', self::MASK],
                 $s,
@@ -87,7 +87,7 @@ final class Redactor
             $s = self::cards($s);
         }
         foreach ($this->patterns as $re) {
-            $s = (string) preg_replace($re, self::MASK, $s);
+            $s = (string) \preg_replace($re, self::MASK, $s);
         }
         return $s;
     }
@@ -95,11 +95,11 @@ final class Redactor
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */
     public function sql(string $sql): string
     {
-        if (preg_match($this->sqlPrecheck, $sql) === 1) {
+        if (\preg_match($this->sqlPrecheck, $sql) === 1) {
             $sql = $this->sqlLiterals($sql);
         }
         foreach ($this->patterns as $re) {
-            $sql = (string) preg_replace($re, self::MASK, $sql);
+            $sql = (string) \preg_replace($re, self::MASK, $sql);
         }
         return $sql;
     }
@@ -107,19 +107,19 @@ final class Redactor
     /** A literal holding a card number, a JWT, a bearer token or a key=value secret. */
     private function literalHasSecret(string $literal): bool
     {
-        if (preg_match('/\d(?:[ -]?\d){12}/', $literal) === 1 && self::cards($literal) !== $literal) {
+        if (\preg_match('/\d(?:[ -]?\d){12}/', $literal) === 1 && self::cards($literal) !== $literal) {
             return true;
         }
-        return preg_match('/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.|\b(?:bearer|basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', $literal) === 1
-            || preg_match($this->pairs, $literal) === 1;
+        return \preg_match('/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.|\b(?:bearer|basic)\s+[A-Za-z0-9._~+\/=-]{6,}/i', $literal) === 1
+            || \preg_match($this->pairs, $literal) === 1;
     }
 
     /** Replaces Luhn-valid card numbers (13-19 digits, spaces or dashes between) by MASK. */
     public static function cards(string $s): string
     {
-        return (string) preg_replace_callback('/(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])/', static function (array $m): string {
-            $digits = str_replace([' ', '-'], '', $m[0]);
-            $n = strlen($digits);
+        return (string) \preg_replace_callback('/(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])/', static function (array $m): string {
+            $digits = \str_replace([' ', '-'], '', $m[0]);
+            $n = \strlen($digits);
             return $n >= 13 && $n <= 19 && self::luhn($digits) ? self::MASK : $m[0];
         }, $s);
     }
@@ -129,8 +129,8 @@ final class Redactor
     {
         $sum = 0;
         $double = false;
-        for ($i = strlen($digits) - 1; $i >= 0; $i--) {
-            $d = ord($digits[$i]) - 48;
+        for ($i = \strlen($digits) - 1; $i >= 0; $i--) {
+            $d = \ord($digits[$i]) - 48;
             if ($double) {
                 $d *= 2;
                 if ($d > 9) {
@@ -151,11 +151,11 @@ final class Redactor
      */
     private function sqlLiterals(string $sql): string
     {
-        $n = preg_match_all(
+        $n = \preg_match_all(
             '/[Ee]\'(?:[^\'\\\\]|\\\\.|\'\')*(?:\'|$)|\'(?:[^\']|\'\')*(?:\'|$)|"(?:[^"]|"")*(?:"|$)|[A-Za-z_][A-Za-z0-9_$.]*|--[^\n]*|\/\*.*?(?:\*\/|$)|\$\d+|\d+(?:\.\d+)?|<>|!=|:=|<=|>=|\S/s',
             $sql,
             $tokens,
-            PREG_OFFSET_CAPTURE,
+            \PREG_OFFSET_CAPTURE,
         );
         if (!$n) {
             return $sql;
@@ -224,10 +224,10 @@ final class Redactor
                 }
                 continue;
             }
-            if (ctype_alpha($c) || $c === '_' || $c === '"') {
-                $word = strtolower(trim($t, '"'));
+            if (\ctype_alpha($c) || $c === '_' || $c === '"') {
+                $word = \strtolower(\trim($t, '"'));
                 if ($readingCols) {
-                    $insertCols[$colIndex] = ($insertCols[$colIndex] ?? false) || preg_match($this->identifier, $word) === 1;
+                    $insertCols[$colIndex] = ($insertCols[$colIndex] ?? false) || \preg_match($this->identifier, $word) === 1;
                     continue;
                 }
                 if ($word === 'into' && $prevWord === 'insert') {
@@ -245,7 +245,7 @@ final class Redactor
                     $prevWord = $word;
                     continue;
                 }
-                if (in_array($word, ['like', 'ilike', 'in', 'not', 'similar', 'to', 'is', 'distinct', 'from', 'any', 'all', 'array'], true) && $sensitiveDepth >= 0) {
+                if (\in_array($word, ['like', 'ilike', 'in', 'not', 'similar', 'to', 'is', 'distinct', 'from', 'any', 'all', 'array'], true) && $sensitiveDepth >= 0) {
                     $afterOperator = true;
                     continue;
                 }
@@ -254,7 +254,7 @@ final class Redactor
                     // a function around the value: crypt('x', gen_salt('bf'))
                     continue;
                 }
-                if (preg_match($this->identifier, $word) === 1) {
+                if (\preg_match($this->identifier, $word) === 1) {
                     $sensitiveDepth = $depth;
                     $afterOperator = false;
                 } elseif ($sensitiveDepth >= 0 && $depth === $sensitiveDepth) {
@@ -285,9 +285,9 @@ final class Redactor
         $at = 0;
         foreach ($redact as $i => $_) {
             [$t, $off] = $tokens[$i];
-            $out .= substr($sql, $at, $off - $at) . "'" . self::MASK . "'";
-            $at = $off + strlen($t);
+            $out .= \substr($sql, $at, $off - $at) . "'" . self::MASK . "'";
+            $at = $off + \strlen($t);
         }
-        return $out . substr($sql, $at);
+        return $out . \substr($sql, $at);
     }
 }

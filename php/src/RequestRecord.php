@@ -107,15 +107,15 @@ final class RequestRecord
         if ($frames === []) {
             return -1;
         }
-        $key = implode("\n", $frames);
+        $key = \implode("\n", $frames);
         if (isset($this->siteIndex[$key])) {
             return $this->siteIndex[$key];
         }
-        if (count($this->sites) >= Messages::MAX_SITES) {
+        if (\count($this->sites) >= Messages::MAX_SITES) {
             return -1;
         }
         $this->sites[] = $frames;
-        return $this->siteIndex[$key] = count($this->sites) - 1;
+        return $this->siteIndex[$key] = \count($this->sites) - 1;
     }
 
     /** @return list<list<string>> */
@@ -128,7 +128,7 @@ final class RequestRecord
     public function addError(string $type, string $message, string $file, int $line): void
     {
         $this->errorCounts[$type] = ($this->errorCounts[$type] ?? 0) + 1;
-        if (count($this->errors) >= self::MAX_ERRORS) {
+        if (\count($this->errors) >= self::MAX_ERRORS) {
             $this->errorsDropped++;
             return;
         }

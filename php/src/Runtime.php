@@ -27,14 +27,14 @@ use Bitville\Apm\Transport\UnixDatagramTransport;
 final class Runtime
 {
     /** Fatal error types: the request ended in one when error_get_last() at shutdown is of these. */
-    private const FATAL = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+    private const FATAL = \E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR;
 
     private const ERROR_TYPES = [
-        E_ERROR => 'E_ERROR', E_WARNING => 'E_WARNING', E_PARSE => 'E_PARSE', E_NOTICE => 'E_NOTICE',
-        E_CORE_ERROR => 'E_CORE_ERROR', E_CORE_WARNING => 'E_CORE_WARNING', E_COMPILE_ERROR => 'E_COMPILE_ERROR',
-        E_COMPILE_WARNING => 'E_COMPILE_WARNING', E_USER_ERROR => 'E_USER_ERROR', E_USER_WARNING => 'E_USER_WARNING',
-        E_USER_NOTICE => 'E_USER_NOTICE', 2048 => 'E_STRICT', E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
-        E_DEPRECATED => 'E_DEPRECATED', E_USER_DEPRECATED => 'E_USER_DEPRECATED',
+        \E_ERROR => 'E_ERROR', \E_WARNING => 'E_WARNING', \E_PARSE => 'E_PARSE', \E_NOTICE => 'E_NOTICE',
+        \E_CORE_ERROR => 'E_CORE_ERROR', \E_CORE_WARNING => 'E_CORE_WARNING', \E_COMPILE_ERROR => 'E_COMPILE_ERROR',
+        \E_COMPILE_WARNING => 'E_COMPILE_WARNING', \E_USER_ERROR => 'E_USER_ERROR', \E_USER_WARNING => 'E_USER_WARNING',
+        \E_USER_NOTICE => 'E_USER_NOTICE', 2048 => 'E_STRICT', \E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
+        \E_DEPRECATED => 'E_DEPRECATED', \E_USER_DEPRECATED => 'E_USER_DEPRECATED',
     ];
 
     private ?Profiler $profiler = null;
@@ -114,47 +114,47 @@ final class Runtime
         Config $config,
         array $server,
         ?Transport $transport = null,
-        string $sapi = PHP_SAPI,
+        string $sapi = \PHP_SAPI,
         ?\Closure $profilers = null,
         ?\Closure $timers = null,
         ?\Closure $status = null,
     ): self {
-        $t0 = microtime(true);
-        $h0 = hrtime(true);
-        $random = random_bytes(32);
-        $pid = getmypid() ?: 1;
+        $t0 = \microtime(true);
+        $h0 = \hrtime(true);
+        $random = \random_bytes(32);
+        $pid = \getmypid() ?: 1;
         $cli = $sapi === 'cli' || $sapi === 'phpdbg';
 
         $started = $server['REQUEST_TIME_FLOAT'] ?? null;
-        $started = is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
+        $started = \is_float($started) && $started <= $t0 && $started > $t0 - 3600 ? $started : $t0;
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
         $traceId = '';
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
-            $script = is_array($argv) && isset($argv[0]) && is_string($argv[0]) && $argv[0] !== '' ? $argv[0] : (string) ($server['SCRIPT_NAME'] ?? '-');
+            $script = \is_array($argv) && isset($argv[0]) && \is_string($argv[0]) && $argv[0] !== '' ? $argv[0] : (string) ($server['SCRIPT_NAME'] ?? '-');
             $uri = Text::sanitize($redactor->text($script), Messages::MAX_URI);
             $endpoint = Endpoint::join('CLI', $script);
-            $cid = Ids::uuid4(substr($random, 16));
+            $cid = Ids::uuid4(\substr($random, 16));
         } else {
             $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
-            $cid = Ids::incoming($server) ?? Ids::uuid4(substr($random, 16));
+            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
-            $traceId = is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
+            $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
         }
         $forced = false;
         if ($config->forceHeaderSecret !== '' && !$cli) {
             $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = is_string($header) && hash_equals($config->forceHeaderSecret, $header);
+            $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
         }
-        $host = $config->host !== '' ? $config->host : Text::sanitize((string) gethostname(), Config::MAX_HOST_BYTES);
+        $host = $config->host !== '' ? $config->host : Text::sanitize((string) \gethostname(), Config::MAX_HOST_BYTES);
 
         $record = new RequestRecord(
-            id: bin2hex(substr($random, 0, 16)),
+            id: \bin2hex(\substr($random, 0, 16)),
             pid: $pid,
             project: $config->project,
             cid: $cid,
@@ -172,7 +172,7 @@ final class Runtime
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
-        $sampled = $config->sampleRate > 0.0 && unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
+        $sampled = $config->sampleRate > 0.0 && \unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
         $drops = new DropCounter($pid);
         $spoolDir = $config->spoolDirectory();
@@ -182,7 +182,7 @@ final class Runtime
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
         $rate = $config->excimerRequestRate;
-        $drawn = $rate >= 1.0 || ($rate > 0.0 && unpack('N', $random, 4)[1] / 4294967296 < $rate);
+        $drawn = $rate >= 1.0 || ($rate > 0.0 && \unpack('N', $random, 4)[1] / 4294967296 < $rate);
         return new self($config, $record, $channel, $messages, $t0, $h0, $forced || $sampled, $drawn, $profilers, $timers, $status);
     }
 
@@ -205,7 +205,7 @@ final class Runtime
             return;
         }
         $this->started = true;
-        $timers = $this->timers ?? (class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
+        $timers = $this->timers ?? (\class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $delay = $this->config->startDelayMs;
         $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
@@ -213,8 +213,8 @@ final class Runtime
         $this->longAtMs = $long;
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
-        $first = min($delay > 0 ? $delay : PHP_INT_MAX, $long > 0 ? $long : PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : PHP_INT_MAX);
-        if ($first < PHP_INT_MAX && $timers !== null) {
+        $first = \min($delay > 0 ? $delay : \PHP_INT_MAX, $long > 0 ? $long : \PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : \PHP_INT_MAX);
+        if ($first < \PHP_INT_MAX && $timers !== null) {
             try {
                 $this->startPending = $delay > 0;
                 $this->tickAtMs = $first;
@@ -259,7 +259,7 @@ final class Runtime
     /** The constructor's profiler factory, else ProfilerFactory::create() when it loads. */
     private function profilerFactory(): ?\Closure
     {
-        return $this->profilers ?? (class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
+        return $this->profilers ?? (\class_exists(ProfilerFactory::class) ? ProfilerFactory::create(...) : null);
     }
 
     /**
@@ -334,12 +334,12 @@ final class Runtime
         }
         $this->handlersInstalled = true;
         try {
-            $this->previousErrorHandler = set_error_handler([$this, 'onError']);
-            $this->previousExceptionHandler = set_exception_handler([$this, 'onException']);
-            register_shutdown_function([$this, 'onShutdown']);
+            $this->previousErrorHandler = \set_error_handler([$this, 'onError']);
+            $this->previousExceptionHandler = \set_exception_handler([$this, 'onException']);
+            \register_shutdown_function([$this, 'onShutdown']);
             $this->guard = new ShutdownGuard($this);
-            if ($this->config->echoCorrelationHeader && PHP_SAPI !== 'cli' && !headers_sent()) {
-                header('X-Correlation-ID: ' . $this->record->cid);
+            if ($this->config->echoCorrelationHeader && \PHP_SAPI !== 'cli' && !\headers_sent()) {
+                \header('X-Correlation-ID: ' . $this->record->cid);
             }
         } catch (\Throwable) {
         }
@@ -352,7 +352,7 @@ final class Runtime
      */
     public function onError(int $errno, string $errstr, string $errfile = '', int $errline = 0): mixed
     {
-        if ((error_reporting() & $errno) !== 0) {
+        if ((\error_reporting() & $errno) !== 0) {
             try {
                 $this->record->addError(self::ERROR_TYPES[$errno] ?? 'E_UNKNOWN', $errstr, $errfile, $errline);
             } catch (\Throwable) {
@@ -373,7 +373,7 @@ final class Runtime
     public function onException(\Throwable $e): void
     {
         try {
-            $this->record->addError(get_class($e), $e->getMessage(), $e->getFile(), $e->getLine());
+            $this->record->addError(\get_class($e), $e->getMessage(), $e->getFile(), $e->getLine());
             $this->record->uncaughtException = true;
         } catch (\Throwable) {
         }
@@ -392,7 +392,7 @@ final class Runtime
     public function onShutdown(): void
     {
         try {
-            register_shutdown_function([$this, 'finish']);
+            \register_shutdown_function([$this, 'finish']);
         } catch (\Throwable) {
             $this->finish(false);
         }
@@ -410,7 +410,7 @@ final class Runtime
             return;
         }
         $this->finished = true;
-        if (getmypid() !== $this->record->pid) {
+        if (\getmypid() !== $this->record->pid) {
             return;
         }
         // Each step on its own: a failing one must not cost the end message.
@@ -420,18 +420,18 @@ final class Runtime
         }
         $this->progress = null;
         try {
-            $this->noteFatal(error_get_last());
+            $this->noteFatal(\error_get_last());
         } catch (\Throwable) {
         }
-        $status = $this->status !== null ? ($this->status)() : http_response_code();
+        $status = $this->status !== null ? ($this->status)() : \http_response_code();
         try {
-            if ($mayFinishRequest && $this->config->finishRequest && PHP_SAPI === 'fpm-fcgi' && function_exists('fastcgi_finish_request')) {
+            if ($mayFinishRequest && $this->config->finishRequest && \PHP_SAPI === 'fpm-fcgi' && \function_exists('fastcgi_finish_request')) {
                 fastcgi_finish_request();
             }
         } catch (\Throwable) {
         }
         try {
-            $this->sendEnd(is_int($status) ? $status : 0);
+            $this->sendEnd(\is_int($status) ? $status : 0);
         } catch (\Throwable) {
         }
     }
@@ -439,9 +439,9 @@ final class Runtime
     /** Measures and sends the end message. */
     private function sendEnd(int $status): void
     {
-        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        $elapsed = (\hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
-        $memPeak = memory_get_peak_usage(true);
+        $memPeak = \memory_get_peak_usage(true);
         $profile = null;
         if ($this->profiler !== null) {
             try {
@@ -491,7 +491,7 @@ final class Runtime
             return;
         }
         try {
-            $now = (int) ((hrtime(true) - $this->h0) / 1e6);
+            $now = (int) ((\hrtime(true) - $this->h0) / 1e6);
             $handled = false;
             if ($this->startPending) {
                 $this->startPending = false;
@@ -499,7 +499,7 @@ final class Runtime
                 $handled = true;
             }
             if ($this->longAtMs > 0 && $now >= $this->longAtMs - self::TICK_SLACK_MS) {
-                $late = max(0, $now - $this->longAtMs) / 1000;
+                $late = \max(0, $now - $this->longAtMs) / 1000;
                 $this->longAtMs = 0;
                 $this->profileLong($late, $stack, $site);
                 $handled = true;
@@ -520,23 +520,23 @@ final class Runtime
     /** Re-arms the timer when its own next tick is not the next deadline. */
     private function reschedule(int $now): void
     {
-        $next = min($this->longAtMs > 0 ? $this->longAtMs : PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : PHP_INT_MAX);
+        $next = \min($this->longAtMs > 0 ? $this->longAtMs : \PHP_INT_MAX, $this->progressAtMs > 0 ? $this->progressAtMs : \PHP_INT_MAX);
         $natural = $this->tickAtMs + $this->timerPeriodMs;
         while ($natural <= $now) {
             $natural += $this->timerPeriodMs;
         }
-        if ($next === PHP_INT_MAX || abs($natural - $next) <= self::TICK_SLACK_MS) {
+        if ($next === \PHP_INT_MAX || \abs($natural - $next) <= self::TICK_SLACK_MS) {
             $this->tickAtMs = $natural;
             return;
         }
-        $this->tickAtMs = max($next, $now + 1);
+        $this->tickAtMs = \max($next, $now + 1);
         $this->progress?->restart(($this->tickAtMs - $now) / 1000, $this->timerPeriodMs / 1000);
     }
 
     /** @param list<string> $stack */
     private function sendProgress(array $stack): void
     {
-        $elapsed = (hrtime(true) - $this->h0) / 1e9;
+        $elapsed = (\hrtime(true) - $this->h0) / 1e9;
         [$user, $sys] = self::cpu();
         $dropped = $this->channel->dropped();
         $this->channel->send($this->messages->progress(
@@ -545,8 +545,8 @@ final class Runtime
             $dropped,
             $this->t0 - $this->record->started + $elapsed,
             ++$this->seq,
-            memory_get_usage(),
-            max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
+            \memory_get_usage(),
+            \max(0.0, $user - $this->cpuUser0 + $sys - $this->cpuSys0),
             $stack,
         ), $dropped);
     }
@@ -627,17 +627,17 @@ final class Runtime
         }
         $this->record->fatal = true;
         $message = $last['message'];
-        if (str_contains($message, 'Allowed memory size of')) {
+        if (\str_contains($message, 'Allowed memory size of')) {
             // room to build and send the end message
-            ini_set('memory_limit', (string) (memory_get_usage(true) + 32 * 1024 * 1024));
+            \ini_set('memory_limit', (string) (\memory_get_usage(true) + 32 * 1024 * 1024));
         }
-        if (str_starts_with($message, 'Uncaught ')) {
+        if (\str_starts_with($message, 'Uncaught ')) {
             if ($this->record->uncaughtException) {
                 return;
             }
             // An exception another handler rethrew: name it after its class.
-            $line = (string) strtok($message, "\n");
-            if (preg_match('/^Uncaught ([A-Za-z_\\\\][A-Za-z0-9_\\\\]*)(?:: (.*?))?(?: in \S+:\d+)?$/s', $line, $m) === 1) {
+            $line = (string) \strtok($message, "\n");
+            if (\preg_match('/^Uncaught ([A-Za-z_\\\\][A-Za-z0-9_\\\\]*)(?:: (.*?))?(?: in \S+:\d+)?$/s', $line, $m) === 1) {
                 $this->record->addError($m[1], $m[2] ?? '', $last['file'], $last['line']);
                 return;
             }
@@ -648,8 +648,8 @@ final class Runtime
     /** @return array{0: float, 1: float} user and system CPU seconds of this process */
     private static function cpu(): array
     {
-        $r = getrusage();
-        if (!is_array($r)) {
+        $r = \getrusage();
+        if (!\is_array($r)) {
             return [0.0, 0.0];
         }
         return [

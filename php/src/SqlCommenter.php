@@ -26,10 +26,10 @@ final class SqlCommenter
     {
         $tags = [];
         if ($correlationId !== null && $correlationId !== '') {
-            $tags[] = "correlation_id='" . rawurlencode($correlationId) . "'";
+            $tags[] = "correlation_id='" . \rawurlencode($correlationId) . "'";
         }
-        $tags[] = "endpoint='" . rawurlencode($endpoint) . "'";
-        return '/*' . implode(',', $tags) . '*/';
+        $tags[] = "endpoint='" . \rawurlencode($endpoint) . "'";
+        return '/*' . \implode(',', $tags) . '*/';
     }
 
     /**
@@ -39,15 +39,15 @@ final class SqlCommenter
      */
     public static function apply(string $sql, string $comment): string
     {
-        if ($comment === '' || str_contains($sql, '/*') || str_contains($sql, '--')) {
+        if ($comment === '' || \str_contains($sql, '/*') || \str_contains($sql, '--')) {
             return $sql;
         }
-        $body = rtrim($sql);
+        $body = \rtrim($sql);
         if ($body === '') {
             return $sql;
         }
         if ($body[-1] === ';') {
-            return rtrim(substr($body, 0, -1)) . ' ' . $comment . ';';
+            return \rtrim(\substr($body, 0, -1)) . ' ' . $comment . ';';
         }
         return $body . ' ' . $comment;
     }

@@ -57,8 +57,8 @@ final class SqlSite
     public static function capture(int $max): array
     {
         $limit = $max + self::SCAN_EXTRA;
-        $trace = debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-        return self::frames($trace, $max, count($trace) < $limit);
+        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+        return self::frames($trace, $max, \count($trace) < $limit);
     }
 
     /**
@@ -76,7 +76,7 @@ final class SqlSite
      */
     public static function frames(array $trace, int $max, bool $complete = true): array
     {
-        if (count(self::$application) > self::MAX_FILES) {
+        if (\count(self::$application) > self::MAX_FILES) {
             self::$application = [];
             self::$places = [];
         }
@@ -118,7 +118,7 @@ final class SqlSite
      */
     private static function isApplication(string $file): bool
     {
-        $src = (basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
-        return !str_contains($file, '/vendor/') && !str_starts_with($file, $src) && $file !== __FILE__;
+        $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+        return !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
     }
 }

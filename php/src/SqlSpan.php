@@ -15,7 +15,7 @@ final class SqlSpan
 
     public function __construct(private readonly ?Runtime $runtime, private readonly string $sql)
     {
-        $this->start = hrtime(true);
+        $this->start = \hrtime(true);
     }
 
     public function stop(?int $rows = null, bool $failed = false): void
@@ -24,6 +24,6 @@ final class SqlSpan
             return;
         }
         $this->stopped = true;
-        $this->runtime?->sql($this->sql, hrtime(true) - $this->start, $rows, $failed);
+        $this->runtime?->sql($this->sql, \hrtime(true) - $this->start, $rows, $failed);
     }
 }

@@ -26,19 +26,19 @@ final class Text
      */
     public static function sanitize(string $s, int $max): string
     {
-        if (preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
-            if (preg_match('//u', $s) !== 1) {
+        if (\preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
+            if (\preg_match('//u', $s) !== 1) {
                 $s = self::scrub($s);
             }
-            $s = (string) preg_replace(self::CONTROL, '?', $s);
+            $s = (string) \preg_replace(self::CONTROL, '?', $s);
         }
-        return strlen($s) > $max ? self::cut($s, $max) : $s;
+        return \strlen($s) > $max ? self::cut($s, $max) : $s;
     }
 
     /** True when $s is valid UTF-8 without control characters the daemon rejects. */
     public static function isClean(string $s): bool
     {
-        return preg_match('//u', $s) === 1 && preg_match(self::CONTROL, $s) !== 1;
+        return \preg_match('//u', $s) === 1 && \preg_match(self::CONTROL, $s) !== 1;
     }
 
     /**
@@ -47,7 +47,7 @@ final class Text
      */
     public static function cut(string $s, int $max): string
     {
-        if (strlen($s) <= $max) {
+        if (\strlen($s) <= $max) {
             return $s;
         }
         if ($max <= 0) {
@@ -56,20 +56,20 @@ final class Text
         $i = $max;
         // Byte $i is the first one cut away; while it continues a
         // character (10xxxxxx), that character started before the cut.
-        while ($i > 0 && (ord($s[$i]) & 0xC0) === 0x80) {
+        while ($i > 0 && (\ord($s[$i]) & 0xC0) === 0x80) {
             $i--;
         }
-        return substr($s, 0, $i);
+        return \substr($s, 0, $i);
     }
 
     /** Replaces invalid UTF-8 sequences by '?' (or U+FFFD without mbstring). */
     private static function scrub(string $s): string
     {
-        if (function_exists('mb_scrub')) {
-            return mb_scrub($s, 'UTF-8');
+        if (\function_exists('mb_scrub')) {
+            return \mb_scrub($s, 'UTF-8');
         }
         // htmlspecialchars with ENT_SUBSTITUTE replaces invalid sequences by
         // U+FFFD; the decode is the exact inverse of the encoding otherwise.
-        return htmlspecialchars_decode(htmlspecialchars($s, ENT_NOQUOTES | ENT_SUBSTITUTE, 'UTF-8'), ENT_NOQUOTES);
+        return \htmlspecialchars_decode(\htmlspecialchars($s, \ENT_NOQUOTES | \ENT_SUBSTITUTE, 'UTF-8'), \ENT_NOQUOTES);
     }
 }

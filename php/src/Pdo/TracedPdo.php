@@ -54,14 +54,14 @@ class TracedPdo extends \PDO
         if ($this->pgsql) {
             $statement = $rt->commentSql($statement);
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $n = parent::exec($statement);
         } catch (\Throwable $e) {
-            $rt->sql($statement, hrtime(true) - $t, null, true);
+            $rt->sql($statement, \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $rt->sql($statement, hrtime(true) - $t, is_int($n) ? $n : null, $n === false);
+        $rt->sql($statement, \hrtime(true) - $t, \is_int($n) ? $n : null, $n === false);
         return $n;
     }
 
@@ -74,14 +74,14 @@ class TracedPdo extends \PDO
         if ($this->pgsql) {
             $query = $rt->commentSql($query);
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $st = $fetchMode === null ? parent::query($query) : parent::query($query, $fetchMode, ...$fetchModeArgs);
         } catch (\Throwable $e) {
-            $rt->sql($query, hrtime(true) - $t, null, true);
+            $rt->sql($query, \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $ns = hrtime(true) - $t;
+        $ns = \hrtime(true) - $t;
         $rows = null;
         if ($st instanceof \PDOStatement) {
             try {
@@ -103,16 +103,16 @@ class TracedPdo extends \PDO
         if ($this->pgsql) {
             $query = $rt->commentSql($query);
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $st = parent::prepare($query, $options);
         } catch (\Throwable $e) {
             // a statement that fails to prepare never executes: record it here
-            $rt->sql($query, hrtime(true) - $t, null, true);
+            $rt->sql($query, \hrtime(true) - $t, null, true);
             throw $e;
         }
         if ($st === false) {
-            $rt->sql($query, hrtime(true) - $t, null, true);
+            $rt->sql($query, \hrtime(true) - $t, null, true);
         }
         return $st;
     }
@@ -123,14 +123,14 @@ class TracedPdo extends \PDO
         if ($rt === null) {
             return parent::beginTransaction();
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $ok = parent::beginTransaction();
         } catch (\Throwable $e) {
-            $rt->sql('BEGIN', hrtime(true) - $t, null, true);
+            $rt->sql('BEGIN', \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $rt->sql('BEGIN', hrtime(true) - $t, null, !$ok);
+        $rt->sql('BEGIN', \hrtime(true) - $t, null, !$ok);
         return $ok;
     }
 
@@ -140,14 +140,14 @@ class TracedPdo extends \PDO
         if ($rt === null) {
             return parent::commit();
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $ok = parent::commit();
         } catch (\Throwable $e) {
-            $rt->sql('COMMIT', hrtime(true) - $t, null, true);
+            $rt->sql('COMMIT', \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $rt->sql('COMMIT', hrtime(true) - $t, null, !$ok);
+        $rt->sql('COMMIT', \hrtime(true) - $t, null, !$ok);
         return $ok;
     }
 
@@ -157,14 +157,14 @@ class TracedPdo extends \PDO
         if ($rt === null) {
             return parent::rollBack();
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $ok = parent::rollBack();
         } catch (\Throwable $e) {
-            $rt->sql('ROLLBACK', hrtime(true) - $t, null, true);
+            $rt->sql('ROLLBACK', \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $rt->sql('ROLLBACK', hrtime(true) - $t, null, !$ok);
+        $rt->sql('ROLLBACK', \hrtime(true) - $t, null, !$ok);
         return $ok;
     }
 }

@@ -28,14 +28,14 @@ class TracedStatement extends \PDOStatement
         if ($rt === null) {
             return parent::execute($params);
         }
-        $t = hrtime(true);
+        $t = \hrtime(true);
         try {
             $ok = parent::execute($params);
         } catch (\Throwable $e) {
-            $rt->sql($this->queryString, hrtime(true) - $t, null, true);
+            $rt->sql($this->queryString, \hrtime(true) - $t, null, true);
             throw $e;
         }
-        $ns = hrtime(true) - $t;
+        $ns = \hrtime(true) - $t;
         $rows = null;
         if ($ok) {
             try {

@@ -62,10 +62,10 @@ final class DbListener
                 $this->registered = $rt;
                 $rt->beforeEnd([$this, 'flush']);
             }
-            $sql = method_exists($connection, 'getSQLStatement') ? $connection->getSQLStatement() : '';
-            $this->pending = is_string($sql) ? $sql : '';
+            $sql = \method_exists($connection, 'getSQLStatement') ? $connection->getSQLStatement() : '';
+            $this->pending = \is_string($sql) ? $sql : '';
             $this->site = $this->pending !== '' ? $rt->site() : -1;
-            $this->startedAt = hrtime(true);
+            $this->startedAt = \hrtime(true);
         } catch (\Throwable) {
             $this->startedAt = null;
         }
@@ -77,18 +77,18 @@ final class DbListener
         if ($rt === null || $this->startedAt === null) {
             return;
         }
-        $ns = hrtime(true) - $this->startedAt;
+        $ns = \hrtime(true) - $this->startedAt;
         $this->startedAt = null;
         if ($this->pending === '') {
             return;
         }
         try {
             $rows = null;
-            if (preg_match('/^\s*(?:INSERT|UPDATE|DELETE|MERGE)\b/i', $this->pending) === 1
-                && stripos($this->pending, 'RETURNING') === false
-                && method_exists($connection, 'affectedRows')) {
+            if (\preg_match('/^\s*(?:INSERT|UPDATE|DELETE|MERGE)\b/i', $this->pending) === 1
+                && \stripos($this->pending, 'RETURNING') === false
+                && \method_exists($connection, 'affectedRows')) {
                 $n = $connection->affectedRows();
-                $rows = is_int($n) ? $n : null;
+                $rows = \is_int($n) ? $n : null;
             }
             $rt->sql($this->pending, $ns, $rows, false, $this->site);
         } catch (\Throwable) {
@@ -101,7 +101,7 @@ final class DbListener
         if ($this->startedAt === null) {
             return;
         }
-        $ns = hrtime(true) - $this->startedAt;
+        $ns = \hrtime(true) - $this->startedAt;
         $this->startedAt = null;
         if ($this->pending !== '') {
             Agent::current()?->sql($this->pending, $ns, null, true, $this->site);

@@ -37,7 +37,7 @@ final class RouterListener
     public function matchedRoute(object $event, object $router, mixed $route = null): void
     {
         try {
-            if (is_object($route)) {
+            if (\is_object($route)) {
                 self::useRoute($route);
             }
         } catch (\Throwable) {
@@ -56,8 +56,8 @@ final class RouterListener
     public static function fromRouter(object $router): void
     {
         try {
-            $route = method_exists($router, 'getMatchedRoute') ? $router->getMatchedRoute() : null;
-            if (is_object($route)) {
+            $route = \method_exists($router, 'getMatchedRoute') ? $router->getMatchedRoute() : null;
+            if (\is_object($route)) {
                 self::useRoute($route);
             } else {
                 Agent::setEndpoint(self::UNMATCHED);
@@ -68,8 +68,8 @@ final class RouterListener
 
     private static function useRoute(object $route): void
     {
-        $pattern = method_exists($route, 'getPattern') ? $route->getPattern() : null;
-        if (is_string($pattern) && $pattern !== '') {
+        $pattern = \method_exists($route, 'getPattern') ? $route->getPattern() : null;
+        if (\is_string($pattern) && $pattern !== '') {
             Agent::setEndpoint(Endpoint::fromPhalconPattern($pattern));
         }
     }

@@ -57,13 +57,13 @@ final class CallGraph
                 continue;
             }
             $key = (string) $key;
-            $pos = strpos($key, '==>');
+            $pos = \strpos($key, '==>');
             if ($pos === false) {
                 $parent = self::ROOT;
                 $child = $key;
             } else {
-                $parent = substr($key, 0, $pos);
-                $child = substr($key, $pos + 3);
+                $parent = \substr($key, 0, $pos);
+                $child = \substr($key, $pos + 3);
                 if ($parent === 'main()') {
                     $parent = self::ROOT;
                 }
@@ -76,7 +76,7 @@ final class CallGraph
             if ($ct < 0) {
                 $ct = 0;
             }
-            if (!is_finite($wt) || $wt < 0) {
+            if (!\is_finite($wt) || $wt < 0) {
                 $wt = 0.0;
             }
             $out[$parent][] = \count($edges);
@@ -90,7 +90,7 @@ final class CallGraph
         $live = [self::ROOT => true];
         $queue = [self::ROOT];
         while ($queue !== []) {
-            $node = array_pop($queue);
+            $node = \array_pop($queue);
             foreach ($out[$node] ?? [] as $i) {
                 $child = $edges[$i][1];
                 if ($node === self::ROOT && isset($lifecycle[self::base($child)])) {
@@ -134,7 +134,7 @@ final class CallGraph
         // Self per raw node; agent nodes hand theirs to their callers.
         $self = [];
         foreach ($in as $node => $wall) {
-            $self[$node] = max(0.0, $wall - ($callees[$node] ?? 0.0));
+            $self[$node] = \max(0.0, $wall - ($callees[$node] ?? 0.0));
         }
         $extra = [];
         foreach ($self as $node => $s) {
@@ -164,18 +164,18 @@ final class CallGraph
 
         // {main}: the script body.
         $rootCallees = $callees[self::ROOT] ?? 0.0;
-        $mainIncl = $elapsed > 0.0 ? max($elapsed * 1e6 - $deadRootWall, $rootCallees) : $rootCallees;
-        $mainSelf = max(0.0, $mainIncl - $rootCallees) + ($extra[self::ROOT] ?? 0.0);
+        $mainIncl = $elapsed > 0.0 ? \max($elapsed * 1e6 - $deadRootWall, $rootCallees) : $rootCallees;
+        $mainSelf = \max(0.0, $mainIncl - $rootCallees) + ($extra[self::ROOT] ?? 0.0);
         $main = $fn[Frames::MAIN] ?? ['n' => Frames::MAIN, 'self' => 0.0, 'incl' => 0.0, 'calls' => 0];
         $main['self'] += $mainSelf;
-        $main['incl'] = max($main['incl'], $mainIncl);
-        $main['calls'] = max(1, $main['calls']);
+        $main['incl'] = \max($main['incl'], $mainIncl);
+        $main['calls'] = \max(1, $main['calls']);
         $fn[Frames::MAIN] = $main;
 
         $list = [];
         foreach ($fn as $f) {
-            $incl = round($f['incl'] / 1e6, 6);
-            $selfSec = min(round($f['self'] / 1e6, 6), $incl);
+            $incl = \round($f['incl'] / 1e6, 6);
+            $selfSec = \min(\round($f['self'] / 1e6, 6), $incl);
             $list[] = ['n' => $f['n'], 'self' => $selfSec, 'incl' => $incl, 'calls' => $f['calls']];
         }
         return Frames::rankFunctions($list);
@@ -186,12 +186,12 @@ final class CallGraph
      */
     public static function base(string $node): string
     {
-        $at = strrpos($node, '@');
+        $at = \strrpos($node, '@');
         if ($at === false || $at === \strlen($node) - 1) {
             return $node;
         }
-        $depth = substr($node, $at + 1);
-        return ctype_digit($depth) ? substr($node, 0, $at) : $node;
+        $depth = \substr($node, $at + 1);
+        return \ctype_digit($depth) ? \substr($node, 0, $at) : $node;
     }
 
     /**
@@ -202,16 +202,16 @@ final class CallGraph
     public static function isInternalFunction(string $name): bool
     {
         try {
-            $sep = strpos($name, '::');
+            $sep = \strpos($name, '::');
             if ($sep === false) {
                 return \function_exists($name) && (new \ReflectionFunction($name))->isInternal();
             }
-            $class = substr($name, 0, $sep);
-            $method = substr($name, $sep + 2);
-            if (!class_exists($class, false) && !interface_exists($class, false) && !trait_exists($class, false)) {
+            $class = \substr($name, 0, $sep);
+            $method = \substr($name, $sep + 2);
+            if (!\class_exists($class, false) && !\interface_exists($class, false) && !\trait_exists($class, false)) {
                 return false;
             }
-            return method_exists($class, $method) && (new \ReflectionMethod($class, $method))->isInternal();
+            return \method_exists($class, $method) && (new \ReflectionMethod($class, $method))->isInternal();
         } catch (\Throwable) {
             return false;
         }

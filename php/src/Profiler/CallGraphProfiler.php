@@ -42,11 +42,11 @@ final class CallGraphProfiler implements Profiler
         }
         try {
             $this->sampler?->start();
-            $this->startedNs = hrtime(true);
+            $this->startedNs = \hrtime(true);
             // Wall time and calls only (flags 0): memory and CPU columns
             // cost extra on every call and nothing here uses them.
             if ($this->backend === 'tideways') {
-                @tideways_xhprof_enable(0);
+                @\tideways_xhprof_enable(0);
             } else {
                 @xhprof_enable(0);
             }
@@ -59,7 +59,7 @@ final class CallGraphProfiler implements Profiler
     public function fullRate(float $periodSec, float $lateSec = 0.0): void
     {
         try {
-            if ($this->sampler === null && $this->running && class_exists(\ExcimerProfiler::class, false)) {
+            if ($this->sampler === null && $this->running && \class_exists(\ExcimerProfiler::class, false)) {
                 $this->sampler = new SamplingProfiler($periodSec, SamplingProfiler::CPU_CLOCK, $periodSec, $periodSec);
                 $this->sampler->start();
                 return;
@@ -94,11 +94,11 @@ final class CallGraphProfiler implements Profiler
         $this->stopped = true;
         $data = null;
         try {
-            $data = $this->backend === 'tideways' ? @tideways_xhprof_disable() : @xhprof_disable();
+            $data = $this->backend === 'tideways' ? @\tideways_xhprof_disable() : @xhprof_disable();
         } catch (\Throwable) {
             $data = null;
         }
-        $elapsed = (hrtime(true) - $this->startedNs) / 1e9;
+        $elapsed = (\hrtime(true) - $this->startedNs) / 1e9;
         if ($this->sampler !== null) {
             $s = $this->sampler->stop();
             $result['stacks'] = $s['stacks'];
@@ -126,16 +126,16 @@ final class CallGraphProfiler implements Profiler
     private static function lifecycle(): array
     {
         $names = [];
-        $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS);
+        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS);
         $last = \count($trace) - 1;
         foreach ($trace as $i => $frame) {
             $class = $frame['class'] ?? '';
             $function = $frame['function'];
             if ($class !== '') {
-                if (!str_starts_with($class, Frames::AGENT_NAMESPACE)) {
+                if (!\str_starts_with($class, Frames::AGENT_NAMESPACE)) {
                     continue;
                 }
-                if (!str_starts_with($function, '{closure')) {
+                if (!\str_starts_with($function, '{closure')) {
                     $names[$class . '::' . $function] = true;
                 } elseif ($i === $last) {
                     // A shutdown closure of the agent: xhprof knows it only
@@ -143,7 +143,7 @@ final class CallGraphProfiler implements Profiler
                     // are dropped with it. A named shutdown method avoids that.
                     $names['{closure}'] = true;
                 }
-            } elseif (str_starts_with($function, Frames::AGENT_NAMESPACE)) {
+            } elseif (\str_starts_with($function, Frames::AGENT_NAMESPACE)) {
                 $names[$function] = true;
             }
         }

@@ -103,15 +103,15 @@ final class CallSite
             return self::$files[$file];
         }
         $parsed = false;
-        $size = @filesize($file);
-        if (\is_int($size) && $size > 0 && $size <= self::MAX_FILE_BYTES && @is_readable($file)) {
-            $src = @file_get_contents($file);
+        $size = @\filesize($file);
+        if (\is_int($size) && $size > 0 && $size <= self::MAX_FILE_BYTES && @\is_readable($file)) {
+            $src = @\file_get_contents($file);
             if (\is_string($src)) {
                 $parsed = self::parse($src);
             }
         }
         if (\count(self::$files) >= self::MAX_FILES) {
-            array_shift(self::$files);
+            \array_shift(self::$files);
         }
         return self::$files[$file] = $parsed;
     }
@@ -128,8 +128,8 @@ final class CallSite
      */
     public static function parse(string $src): array
     {
-        $tokens = token_get_all($src);
-        $scopes = [['file', '', '', 1, PHP_INT_MAX]];
+        $tokens = \token_get_all($src);
+        $scopes = [['file', '', '', 1, \PHP_INT_MAX]];
         $stmts = [];
         $calls = [];
         $uses = [];
@@ -141,11 +141,11 @@ final class CallSite
         $line = 1;
         foreach ($tokens as $t) {
             if (\is_array($t)) {
-                $line = $t[2] + substr_count($t[1], "\n");
-                if ($t[0] === T_WHITESPACE || $t[0] === T_COMMENT || $t[0] === T_DOC_COMMENT || $t[0] === T_OPEN_TAG || $t[0] === T_INLINE_HTML) {
+                $line = $t[2] + \substr_count($t[1], "\n");
+                if ($t[0] === \T_WHITESPACE || $t[0] === \T_COMMENT || $t[0] === \T_DOC_COMMENT || $t[0] === \T_OPEN_TAG || $t[0] === \T_INLINE_HTML) {
                     continue;
                 }
-                if ($t[0] === T_CLOSE_TAG || $t[0] === T_OPEN_TAG_WITH_ECHO) {
+                if ($t[0] === \T_CLOSE_TAG || $t[0] === \T_OPEN_TAG_WITH_ECHO) {
                     $sig[] = [';', ';', $t[2]];
                     continue;
                 }
@@ -175,29 +175,29 @@ final class CallSite
 
             // arrow functions end at , ; ) ] at their own depth
             if ($arrow && ($paren < $base || ($paren === $base && ($id === ',' || $id === ';' || $id === ')' || $id === ']')))) {
-                array_pop($scopeStack);
+                \array_pop($scopeStack);
                 $scopes[$scope][4] = $ln;
                 $i--;
                 continue;
             }
 
-            if ($id === T_NAMESPACE && ($sig[$i + 1][0] ?? null) !== T_NS_SEPARATOR && \count($braces) === 0) {
+            if ($id === \T_NAMESPACE && ($sig[$i + 1][0] ?? null) !== \T_NS_SEPARATOR && \count($braces) === 0) {
                 $ns = '';
                 $j = $i + 1;
-                if (\in_array($sig[$j][0] ?? null, [T_STRING, T_NAME_QUALIFIED], true)) {
+                if (\in_array($sig[$j][0] ?? null, [\T_STRING, \T_NAME_QUALIFIED], true)) {
                     $ns = $sig[$j][1];
                 }
                 $uses = [];
                 $fnUses = [];
             }
-            if ($id === T_USE && $scope === 0 && $classes === [] && ($sig[$i + 1][0] ?? null) !== '(') {
+            if ($id === \T_USE && $scope === 0 && $classes === [] && ($sig[$i + 1][0] ?? null) !== '(') {
                 $i = self::parseUse($sig, $i, $uses, $fnUses);
                 continue;
             }
 
-            if ($id === T_ATTRIBUTE) {
+            if ($id === \T_ATTRIBUTE) {
                 $inAttr++;
-                $parenStack[] = [-1, T_ATTRIBUTE];
+                $parenStack[] = [-1, \T_ATTRIBUTE];
                 $paren++;
                 continue;
             }
@@ -212,7 +212,7 @@ final class CallSite
             $sid = $cur[$scope] ?? -1;
             if ($sid >= 0) {
                 $stmts[$sid][2] = $ln;
-                if ($paren === $stmtInfo[$sid][1] && !\in_array($id, [T_STRING, T_NAME_QUALIFIED, T_NAME_FULLY_QUALIFIED, T_NAME_RELATIVE, T_VARIABLE, T_NEW, T_STATIC, T_OBJECT_OPERATOR, T_NULLSAFE_OBJECT_OPERATOR, T_DOUBLE_COLON, '(', ')', '[', ']', ';', '$'], true)) {
+                if ($paren === $stmtInfo[$sid][1] && !\in_array($id, [\T_STRING, \T_NAME_QUALIFIED, \T_NAME_FULLY_QUALIFIED, \T_NAME_RELATIVE, \T_VARIABLE, \T_NEW, \T_STATIC, \T_OBJECT_OPERATOR, \T_NULLSAFE_OBJECT_OPERATOR, \T_DOUBLE_COLON, '(', ')', '[', ']', ';', '$'], true)) {
                     $stmtInfo[$sid][0] = false;
                 }
                 if ($id !== ';') {
@@ -222,8 +222,8 @@ final class CallSite
 
             switch ($id) {
                 case T_FUNCTION:
-                    $name = ($sig[$i + 1][0] ?? null) === T_STRING ? $sig[$i + 1][1] : (($sig[$i + 1][0] ?? null) === '&' && ($sig[$i + 2][0] ?? null) === T_STRING ? $sig[$i + 2][1] : '');
-                    $kind = $name === '' ? 'closure' : ($classes !== [] && \count($braces) === array_key_last($classes) + 1 ? 'method' : 'function');
+                    $name = ($sig[$i + 1][0] ?? null) === \T_STRING ? $sig[$i + 1][1] : (($sig[$i + 1][0] ?? null) === '&' && ($sig[$i + 2][0] ?? null) === \T_STRING ? $sig[$i + 2][1] : '');
+                    $kind = $name === '' ? 'closure' : ($classes !== [] && \count($braces) === \array_key_last($classes) + 1 ? 'method' : 'function');
                     $pendingFn = [$kind, $name, $ln, $paren];
                     break;
                 case T_FN:
@@ -231,7 +231,7 @@ final class CallSite
                     break;
                 case T_DOUBLE_ARROW:
                     if ($pendingFn !== null && $pendingFn[0] === 'arrow' && $paren === $pendingFn[3]) {
-                        $scopes[] = ['closure', '', $classes === [] ? '' : (string) end($classes), $pendingFn[2], $ln];
+                        $scopes[] = ['closure', '', $classes === [] ? '' : (string) \end($classes), $pendingFn[2], $ln];
                         $scopeStack[] = [\count($scopes) - 1, $paren, true];
                         $cur[\count($scopes) - 1] = -1;
                         $pendingFn = null;
@@ -241,8 +241,8 @@ final class CallSite
                 case T_TRAIT:
                 case T_INTERFACE:
                 case T_ENUM:
-                    if ($prev !== T_DOUBLE_COLON) {
-                        $cname = ($sig[$i + 1][0] ?? null) === T_STRING ? $sig[$i + 1][1] : '';
+                    if ($prev !== \T_DOUBLE_COLON) {
+                        $cname = ($sig[$i + 1][0] ?? null) === \T_STRING ? $sig[$i + 1][1] : '';
                         $pendingClass = $cname === '' ? 'class@anonymous' : ($ns !== '' ? $ns . '\\' . $cname : $cname);
                     }
                     break;
@@ -261,8 +261,8 @@ final class CallSite
                 case ')':
                 case ']':
                     $paren--;
-                    $p = array_pop($parenStack) ?? [-1, null];
-                    if ($p[1] === T_ATTRIBUTE) {
+                    $p = \array_pop($parenStack) ?? [-1, null];
+                    if ($p[1] === \T_ATTRIBUTE) {
                         $inAttr--;
                     }
                     $lastClosedOwner = $p[1];
@@ -286,12 +286,12 @@ final class CallSite
                 case '{':
                 case T_CURLY_OPEN:
                 case T_DOLLAR_OPEN_CURLY_BRACES:
-                    $expr = $id !== '{' || \in_array($prev, [T_OBJECT_OPERATOR, T_NULLSAFE_OBJECT_OPERATOR, T_DOUBLE_COLON, '$'], true)
-                        || ($prev === ')' && $lastClosedOwner === T_MATCH);
+                    $expr = $id !== '{' || \in_array($prev, [\T_OBJECT_OPERATOR, \T_NULLSAFE_OBJECT_OPERATOR, \T_DOUBLE_COLON, '$'], true)
+                        || ($prev === ')' && $lastClosedOwner === \T_MATCH);
                     if ($expr) {
                         $braces[] = ['expr', $paren, $scope, false];
                     } elseif ($pendingFn !== null && $pendingFn[0] !== 'arrow' && $paren === $pendingFn[3]) {
-                        $scopes[] = [$pendingFn[0], $pendingFn[1], $classes === [] ? '' : (string) end($classes), $pendingFn[2], $ln];
+                        $scopes[] = [$pendingFn[0], $pendingFn[1], $classes === [] ? '' : (string) \end($classes), $pendingFn[2], $ln];
                         $new = \count($scopes) - 1;
                         $braces[] = ['fn', $paren, $new, $pendingFn[0] !== 'closure'];
                         $scopeStack[] = [$new, $paren, false];
@@ -308,7 +308,7 @@ final class CallSite
                     }
                     break;
                 case '}':
-                    $b = array_pop($braces);
+                    $b = \array_pop($braces);
                     if ($b === null) {
                         break;
                     }
@@ -316,9 +316,9 @@ final class CallSite
                         $scopes[$b[2]][4] = $ln;
                         // an arrow function still open inside ends too
                         while (\count($scopeStack) > 1 && $scopeStack[\count($scopeStack) - 1][0] !== $b[2]) {
-                            array_pop($scopeStack);
+                            \array_pop($scopeStack);
                         }
-                        array_pop($scopeStack);
+                        \array_pop($scopeStack);
                         $outerScope = $scopeStack[\count($scopeStack) - 1][0];
                         if ($b[3]) {
                             $cur[$outerScope] = -1;
@@ -354,33 +354,33 @@ final class CallSite
         $kind = null;
         $name = '';
         $this_ = false;
-        if (\in_array($prev[0], [T_STRING, T_NAME_QUALIFIED, T_NAME_FULLY_QUALIFIED, T_NAME_RELATIVE, T_STATIC], true)) {
+        if (\in_array($prev[0], [\T_STRING, \T_NAME_QUALIFIED, \T_NAME_FULLY_QUALIFIED, \T_NAME_RELATIVE, \T_STATIC], true)) {
             $name = $prev[1];
-            if ($before === T_FUNCTION || $before === T_CONST || $before === '&' && ($sig[$i - 3][0] ?? null) === T_FUNCTION) {
+            if ($before === \T_FUNCTION || $before === \T_CONST || $before === '&' && ($sig[$i - 3][0] ?? null) === \T_FUNCTION) {
                 return -1;
             }
-            if ($before === T_OBJECT_OPERATOR || $before === T_NULLSAFE_OBJECT_OPERATOR) {
+            if ($before === \T_OBJECT_OPERATOR || $before === \T_NULLSAFE_OBJECT_OPERATOR) {
                 $kind = self::KIND_METHOD;
-                $this_ = ($sig[$i - 3][0] ?? null) === T_VARIABLE && $sig[$i - 3][1] === '$this' && $before === T_OBJECT_OPERATOR;
-            } elseif ($before === T_DOUBLE_COLON) {
+                $this_ = ($sig[$i - 3][0] ?? null) === \T_VARIABLE && $sig[$i - 3][1] === '$this' && $before === \T_OBJECT_OPERATOR;
+            } elseif ($before === \T_DOUBLE_COLON) {
                 $cls = $sig[$i - 3] ?? null;
-                if ($cls !== null && \in_array($cls[0], [T_STRING, T_NAME_QUALIFIED, T_NAME_FULLY_QUALIFIED, T_NAME_RELATIVE, T_STATIC], true)) {
+                if ($cls !== null && \in_array($cls[0], [\T_STRING, \T_NAME_QUALIFIED, \T_NAME_FULLY_QUALIFIED, \T_NAME_RELATIVE, \T_STATIC], true)) {
                     $kind = self::KIND_STATIC;
                     $name = $cls[1] . '::' . $name;
                 } else {
                     $kind = self::KIND_DYNAMIC;
                 }
-            } elseif ($before === T_NEW) {
+            } elseif ($before === \T_NEW) {
                 $kind = self::KIND_NEW;
-            } elseif ($prev[0] === T_STATIC) {
+            } elseif ($prev[0] === \T_STATIC) {
                 return -1;
             } else {
                 $kind = self::KIND_FUNCTION;
             }
-        } elseif ($prev[0] === T_VARIABLE || $prev[0] === ')' || $prev[0] === ']' || $prev[0] === '}') {
-            if ($prev[0] === T_VARIABLE && $before === T_NEW) {
+        } elseif ($prev[0] === \T_VARIABLE || $prev[0] === ')' || $prev[0] === ']' || $prev[0] === '}') {
+            if ($prev[0] === \T_VARIABLE && $before === \T_NEW) {
                 $kind = self::KIND_DYNAMIC;
-            } elseif ($prev[0] === ')' || $prev[0] === ']' || $prev[0] === T_VARIABLE) {
+            } elseif ($prev[0] === ')' || $prev[0] === ']' || $prev[0] === \T_VARIABLE) {
                 $kind = self::KIND_DYNAMIC;
             } else {
                 return -1;
@@ -411,10 +411,10 @@ final class CallSite
         $n = \count($sig);
         $fn = false;
         $j = $i + 1;
-        if (($sig[$j][0] ?? null) === T_FUNCTION) {
+        if (($sig[$j][0] ?? null) === \T_FUNCTION) {
             $fn = true;
             $j++;
-        } elseif (($sig[$j][0] ?? null) === T_CONST) {
+        } elseif (($sig[$j][0] ?? null) === \T_CONST) {
             $j++;
         }
         $prefix = '';
@@ -422,28 +422,28 @@ final class CallSite
         $alias = '';
         for (; $j < $n; $j++) {
             [$id, $text] = $sig[$j];
-            if ($id === T_STRING || $id === T_NAME_QUALIFIED || $id === T_NAME_FULLY_QUALIFIED) {
+            if ($id === \T_STRING || $id === \T_NAME_QUALIFIED || $id === \T_NAME_FULLY_QUALIFIED) {
                 if ($alias === '#') {
                     $alias = $text;
                 } else {
-                    $name = ltrim($text, '\\');
+                    $name = \ltrim($text, '\\');
                 }
-            } elseif ($id === T_AS) {
+            } elseif ($id === \T_AS) {
                 $alias = '#';
-            } elseif ($id === T_NS_SEPARATOR && ($sig[$j + 1][0] ?? null) === '{') {
+            } elseif ($id === \T_NS_SEPARATOR && ($sig[$j + 1][0] ?? null) === '{') {
                 $prefix = $name . '\\';
                 $name = '';
                 $j++;
-            } elseif ($id === T_FUNCTION) {
+            } elseif ($id === \T_FUNCTION) {
                 $fn = true;
             } elseif ($id === ',' || $id === '}' || $id === ';') {
                 if ($name !== '') {
                     $full = $prefix . $name;
-                    $short = $alias !== '' && $alias !== '#' ? $alias : (string) substr((string) strrchr('\\' . $full, '\\'), 1);
+                    $short = $alias !== '' && $alias !== '#' ? $alias : (string) \substr((string) \strrchr('\\' . $full, '\\'), 1);
                     if ($fn) {
-                        $fnUses[strtolower($short)] = $full;
+                        $fnUses[\strtolower($short)] = $full;
                     } else {
-                        $uses[strtolower($short)] = $full;
+                        $uses[\strtolower($short)] = $full;
                     }
                 }
                 $name = '';
@@ -490,7 +490,7 @@ final class CallSite
             $st = $p['stmts'][$sid];
             $here = $byStmt[$sid] ?? [];
             if ($st[1] < $line || !$st[3] || $k < \count($onLine) - 1) {
-                array_push($cands, ...$here);
+                \array_push($cands, ...$here);
             }
         }
         $cands = self::known($p, $cands, $class);
@@ -517,13 +517,13 @@ final class CallSite
             }
             if ($function === '') {
                 $ok = $kind === 'file';
-            } elseif (str_starts_with($function, '{closure')) {
+            } elseif (\str_starts_with($function, '{closure')) {
                 $ok = $kind === 'closure' && ($closureLine === 0 || $closureLine === $start);
             } elseif ($class !== '') {
-                $ok = $kind === 'method' && strcasecmp($name, $function) === 0;
+                $ok = $kind === 'method' && \strcasecmp($name, $function) === 0;
             } else {
-                $short = (string) substr((string) strrchr('\\' . $function, '\\'), 1);
-                $ok = $kind === 'function' && strcasecmp($name, $short) === 0;
+                $short = (string) \substr((string) \strrchr('\\' . $function, '\\'), 1);
+                $ok = $kind === 'function' && \strcasecmp($name, $short) === 0;
             }
             if ($ok) {
                 $found[] = $id;
@@ -566,12 +566,12 @@ final class CallSite
                     $name = $fn;
                     break;
                 case self::KIND_STATIC:
-                    [$cls, $method] = explode('::', $raw, 2);
+                    [$cls, $method] = \explode('::', $raw, 2);
                     $cls = self::className($cls, $ns, $p, $frameClass);
                     if ($cls === null) {
                         break;
                     }
-                    if (class_exists($cls, false) && method_exists($cls, $method)) {
+                    if (\class_exists($cls, false) && \method_exists($cls, $method)) {
                         $m = new \ReflectionMethod($cls, $method);
                         if (!$m->isInternal()) {
                             continue 2;
@@ -585,7 +585,7 @@ final class CallSite
                     if ($cls === null) {
                         break;
                     }
-                    if (class_exists($cls, false)) {
+                    if (\class_exists($cls, false)) {
                         $ctor = (new \ReflectionClass($cls))->getConstructor();
                         if ($ctor === null || !$ctor->isInternal()) {
                             continue 2;
@@ -595,7 +595,7 @@ final class CallSite
                     $name = $cls . '::__construct';
                     break;
                 case self::KIND_METHOD:
-                    if ($isThis && $frameClass !== '' && class_exists($frameClass, false) && method_exists($frameClass, $raw)
+                    if ($isThis && $frameClass !== '' && \class_exists($frameClass, false) && \method_exists($frameClass, $raw)
                         && !(new \ReflectionMethod($frameClass, $raw))->isInternal()) {
                         continue 2;
                     }
@@ -618,14 +618,14 @@ final class CallSite
         if ($cands === []) {
             return null;
         }
-        $names = array_unique(array_map(static fn (?string $n): string => $n ?? "\0", $cands));
+        $names = \array_unique(\array_map(static fn (?string $n): string => $n ?? "\0", $cands));
         if (\count($names) === 1) {
-            $n = reset($cands);
+            $n = \reset($cands);
             return $n === null ? null : Frames::clean($n);
         }
         // nested: each an argument of the one before; the innermost returned first
-        $ids = array_keys($cands);
-        sort($ids);
+        $ids = \array_keys($cands);
+        \sort($ids);
         for ($k = 1, $c = \count($ids); $k < $c; $k++) {
             $parent = $p['calls'][$ids[$k]][5];
             while ($parent >= 0 && $parent !== $ids[$k - 1]) {
@@ -643,18 +643,18 @@ final class CallSite
     private static function functionName(string $raw, string $ns, array $p): string
     {
         if ($raw[0] === '\\') {
-            return substr($raw, 1);
+            return \substr($raw, 1);
         }
-        if (str_starts_with(strtolower($raw), 'namespace\\')) {
-            return ($ns !== '' ? $ns . '\\' : '') . substr($raw, 10);
+        if (\str_starts_with(\strtolower($raw), 'namespace\\')) {
+            return ($ns !== '' ? $ns . '\\' : '') . \substr($raw, 10);
         }
-        $sep = strpos($raw, '\\');
+        $sep = \strpos($raw, '\\');
         if ($sep !== false) {
-            $first = strtolower(substr($raw, 0, $sep));
-            $base = $p['uses'][$first] ?? ($ns !== '' ? $ns . '\\' . substr($raw, 0, $sep) : substr($raw, 0, $sep));
-            return $base . substr($raw, $sep);
+            $first = \strtolower(\substr($raw, 0, $sep));
+            $base = $p['uses'][$first] ?? ($ns !== '' ? $ns . '\\' . \substr($raw, 0, $sep) : \substr($raw, 0, $sep));
+            return $base . \substr($raw, $sep);
         }
-        $imported = $p['fnUses'][strtolower($raw)] ?? null;
+        $imported = $p['fnUses'][\strtolower($raw)] ?? null;
         if ($imported !== null) {
             return $imported;
         }
@@ -667,28 +667,28 @@ final class CallSite
     /** @param array<string, mixed> $p */
     private static function className(string $raw, string $ns, array $p, string $frameClass): ?string
     {
-        $lower = strtolower($raw);
+        $lower = \strtolower($raw);
         if ($lower === 'self' || $lower === 'static') {
             return $frameClass !== '' ? $frameClass : null;
         }
         if ($lower === 'parent') {
-            if ($frameClass === '' || !class_exists($frameClass, false)) {
+            if ($frameClass === '' || !\class_exists($frameClass, false)) {
                 return null;
             }
-            $parent = get_parent_class($frameClass);
+            $parent = \get_parent_class($frameClass);
             return \is_string($parent) ? $parent : null;
         }
         if ($raw[0] === '\\') {
-            return substr($raw, 1);
+            return \substr($raw, 1);
         }
-        if (str_starts_with($lower, 'namespace\\')) {
-            return ($ns !== '' ? $ns . '\\' : '') . substr($raw, 10);
+        if (\str_starts_with($lower, 'namespace\\')) {
+            return ($ns !== '' ? $ns . '\\' : '') . \substr($raw, 10);
         }
-        $sep = strpos($raw, '\\');
-        $first = strtolower($sep === false ? $raw : substr($raw, 0, $sep));
+        $sep = \strpos($raw, '\\');
+        $first = \strtolower($sep === false ? $raw : \substr($raw, 0, $sep));
         $imported = $p['uses'][$first] ?? null;
         if ($imported !== null) {
-            return $imported . ($sep === false ? '' : substr($raw, $sep));
+            return $imported . ($sep === false ? '' : \substr($raw, $sep));
         }
         return $ns !== '' ? $ns . '\\' . $raw : $raw;
     }

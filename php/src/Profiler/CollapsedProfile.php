@@ -41,14 +41,14 @@ final class CollapsedProfile
         /** @var array<string,int> $incl */
         $incl = [];
 
-        foreach (explode("\n", $collapsed) as $line) {
-            $sp = strrpos($line, ' ');
+        foreach (\explode("\n", $collapsed) as $line) {
+            $sp = \strrpos($line, ' ');
             if ($sp === false) {
                 continue;
             }
-            $n = (int) substr($line, $sp + 1);
+            $n = (int) \substr($line, $sp + 1);
             // Excimer 1.0.4 starts every line but the first with ';'.
-            $raw = explode(';', ltrim(substr($line, 0, $sp), ';'));
+            $raw = \explode(';', \ltrim(\substr($line, 0, $sp), ';'));
             if ($n <= 0 || $raw[0] === '') {
                 continue;
             }
@@ -97,8 +97,8 @@ final class CollapsedProfile
             // rounded to µs: shorter JSON, and rounding keeps self ≤ incl
             $fn[] = [
                 'n' => (string) $name,
-                'self' => round(($self[$name] ?? 0) * $period, 6),
-                'incl' => round($samples * $period, 6),
+                'self' => \round(($self[$name] ?? 0) * $period, 6),
+                'incl' => \round($samples * $period, 6),
             ];
         }
         return ['fn' => Frames::rankFunctions($fn), 'stacks' => Frames::rankStacks($stacks)];

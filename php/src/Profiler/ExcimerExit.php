@@ -44,7 +44,7 @@ final class ExcimerExit
         self::$registered = true;
         try {
             // Registered while shutdown functions run, it runs after them.
-            register_shutdown_function([self::class, 'drain']);
+            \register_shutdown_function([self::class, 'drain']);
         } catch (\Throwable) {
             self::$registered = false;
         }
@@ -56,7 +56,7 @@ final class ExcimerExit
      */
     public static function drain(float $maxWait = 0.1): bool
     {
-        if (!class_exists(\ExcimerTimer::class, false)) {
+        if (!\class_exists(\ExcimerTimer::class, false)) {
             return false;
         }
         $arrived = false;
@@ -69,7 +69,7 @@ final class ExcimerExit
             $timer->setCallback(static function () use (&$arrived): void {
                 $arrived = true;
             });
-            $now = hrtime(true);
+            $now = \hrtime(true);
             $deadline = $now + (int) ($maxWait * 1e9);
             $rearm = 0;
             // The callback runs when PHP next checks for interrupts: on this
@@ -79,11 +79,11 @@ final class ExcimerExit
                     @$timer->start(); // again if a tick was lost
                     $rearm = $now + 20_000_000;
                 }
-                usleep(100);
-                $now = hrtime(true);
+                \usleep(100);
+                $now = \hrtime(true);
             }
             @$timer->stop();
-            usleep(200);
+            \usleep(200);
         } catch (\Throwable) {
             // nothing to do
         }

@@ -52,7 +52,7 @@ final class Frames
         while ($end > 0 && (\ord($s[$end]) & 0xC0) === 0x80) {
             $end--;
         }
-        return substr($s, 0, $end);
+        return \substr($s, 0, $end);
     }
 
     /**
@@ -61,8 +61,8 @@ final class Frames
      */
     public static function clean(string $name): string
     {
-        if (strpbrk($name, "\0\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0A\x0B\x0C\x0D\x0E\x0F\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1A\x1B\x1C\x1D\x1E\x1F\x7F") !== false) {
-            $name = (string) preg_replace('/[\x00-\x1F\x7F]/', '_', $name);
+        if (\strpbrk($name, "\0\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0A\x0B\x0C\x0D\x0E\x0F\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1A\x1B\x1C\x1D\x1E\x1F\x7F") !== false) {
+            $name = (string) \preg_replace('/[\x00-\x1F\x7F]/', '_', $name);
         }
         return self::cut($name, self::MAX_NAME_BYTES);
     }
@@ -74,7 +74,7 @@ final class Frames
      */
     public static function isAgent(string $name): bool
     {
-        if (str_starts_with($name, self::AGENT_NAMESPACE)) {
+        if (\str_starts_with($name, self::AGENT_NAMESPACE)) {
             return true;
         }
         $c = $name[0] ?? '';
@@ -83,15 +83,15 @@ final class Frames
         }
         [$src, $boot, $srcNoSpace, $bootNoSpace] = self::agentPaths();
         if ($c === '{') {
-            if (!str_starts_with($name, '{closure:')) {
+            if (!\str_starts_with($name, '{closure:')) {
                 return false;
             }
-            $path = substr($name, 9);
-            return str_starts_with($path, $src) || str_starts_with($path, $boot . '(')
-                || str_starts_with($path, $srcNoSpace) || str_starts_with($path, $bootNoSpace . '(');
+            $path = \substr($name, 9);
+            return \str_starts_with($path, $src) || \str_starts_with($path, $boot . '(')
+                || \str_starts_with($path, $srcNoSpace) || \str_starts_with($path, $bootNoSpace . '(');
         }
-        return str_starts_with($name, $src) || $name === $boot
-            || str_starts_with($name, $srcNoSpace) || $name === $bootNoSpace;
+        return \str_starts_with($name, $src) || $name === $boot
+            || \str_starts_with($name, $srcNoSpace) || $name === $bootNoSpace;
     }
 
     /**
@@ -101,7 +101,7 @@ final class Frames
      */
     public static function isFileScope(string $name): bool
     {
-        return ($name[0] ?? '{') !== '{' && !str_contains($name, '::') && strpbrk($name, '/.') !== false;
+        return ($name[0] ?? '{') !== '{' && !\str_contains($name, '::') && \strpbrk($name, '/.') !== false;
     }
 
     /**
@@ -113,7 +113,7 @@ final class Frames
      */
     public static function collapse(array $frames): string
     {
-        $s = implode(';', $frames);
+        $s = \implode(';', $frames);
         if (\strlen($s) <= self::MAX_STACK_BYTES) {
             return $s;
         }
@@ -128,7 +128,7 @@ final class Frames
             $kept[] = $frames[$i];
         }
         $kept[] = self::TRUNCATED;
-        return implode(';', array_reverse($kept));
+        return \implode(';', \array_reverse($kept));
     }
 
     /**
@@ -145,7 +145,7 @@ final class Frames
             return $frames;
         }
         $kept = \array_slice($frames, $n - (self::MAX_PROGRESS_FRAMES - 1));
-        array_unshift($kept, self::TRUNCATED);
+        \array_unshift($kept, self::TRUNCATED);
         return $kept;
     }
 
@@ -162,10 +162,10 @@ final class Frames
         if (\count($fn) < 2) {
             return $fn;
         }
-        $self = array_column($fn, 'self');
-        $incl = array_column($fn, 'incl');
-        $names = array_column($fn, 'n');
-        array_multisort($self, SORT_DESC, SORT_NUMERIC, $incl, SORT_DESC, SORT_NUMERIC, $names, SORT_ASC, SORT_STRING, $fn);
+        $self = \array_column($fn, 'self');
+        $incl = \array_column($fn, 'incl');
+        $names = \array_column($fn, 'n');
+        \array_multisort($self, \SORT_DESC, \SORT_NUMERIC, $incl, \SORT_DESC, \SORT_NUMERIC, $names, \SORT_ASC, \SORT_STRING, $fn);
         if (\count($fn) > self::MAX_FUNCTIONS) {
             $fn = \array_slice($fn, 0, self::MAX_FUNCTIONS);
         }
@@ -184,9 +184,9 @@ final class Frames
         foreach ($counts as $k => $_) {
             $keys[] = (string) $k;
         }
-        $vals = array_values($counts);
+        $vals = \array_values($counts);
         if (\count($vals) > 1) {
-            array_multisort($vals, SORT_DESC, SORT_NUMERIC, $keys, SORT_ASC, SORT_STRING);
+            \array_multisort($vals, \SORT_DESC, \SORT_NUMERIC, $keys, \SORT_ASC, \SORT_STRING);
         }
         $out = [];
         foreach ($keys as $i => $s) {
@@ -206,7 +206,7 @@ final class Frames
         if (self::$agentPaths === null) {
             $src = \dirname(__DIR__) . '/';
             $boot = \dirname(__DIR__, 2) . '/bootstrap.php';
-            self::$agentPaths = [$src, $boot, str_replace(' ', '_', $src), str_replace(' ', '_', $boot)];
+            self::$agentPaths = [$src, $boot, \str_replace(' ', '_', $src), \str_replace(' ', '_', $boot)];
         }
         return self::$agentPaths;
     }

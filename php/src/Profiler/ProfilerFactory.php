@@ -67,15 +67,15 @@ final class ProfilerFactory
      */
     public static function createFor(string $setting, float $periodSec, bool $callGraph, array $loaded, float $requestRate = 1.0, bool $sample = true, float $wallPeriodSec = 0.0): ?Profiler
     {
-        $setting = strtolower(trim($setting));
+        $setting = \strtolower(\trim($setting));
         if ($setting !== 'excimer' && $setting !== 'tideways' && $setting !== 'xhprof') {
             return null; // 'off', and anything the config did not validate
         }
         $sampler = null;
         if ($sample && ($loaded['excimer'] ?? false)) {
-            $rate = is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
+            $rate = \is_finite($requestRate) && $requestRate > 0.0 && $requestRate < 1.0 ? $requestRate : 1.0;
             $period = self::period(self::period($periodSec) * $rate);
-            $wall = $wallPeriodSec > 0.0 && is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
+            $wall = $wallPeriodSec > 0.0 && \is_finite($wallPeriodSec) ? self::period($wallPeriodSec) : 0.0;
             $sampler = new SamplingProfiler($period, SamplingProfiler::CPU_CLOCK, $period / $rate,
                 $wall > 0.0 ? self::period($wall * $rate) : 0.0, $wall);
         }
@@ -90,9 +90,9 @@ final class ProfilerFactory
      */
     public static function period(float $periodSec): float
     {
-        if (!is_finite($periodSec) || $periodSec <= 0.0) {
+        if (!\is_finite($periodSec) || $periodSec <= 0.0) {
             return self::DEFAULT_PERIOD;
         }
-        return min(max($periodSec, self::MIN_PERIOD), self::MAX_PERIOD);
+        return \min(\max($periodSec, self::MIN_PERIOD), self::MAX_PERIOD);
     }
 }

@@ -38,27 +38,27 @@ final class ProgressTimer implements Timer
      */
     public static function start(float $afterSec, float $intervalSec, callable $tick): ?ProgressTimer
     {
-        if (!class_exists(\ExcimerTimer::class, false)) {
+        if (!\class_exists(\ExcimerTimer::class, false)) {
             return null;
         }
-        if (!is_finite($afterSec) || $afterSec <= 0.0) {
+        if (!\is_finite($afterSec) || $afterSec <= 0.0) {
             return null;
         }
-        if (!is_finite($intervalSec) || $intervalSec <= 0.0) {
+        if (!\is_finite($intervalSec) || $intervalSec <= 0.0) {
             $intervalSec = $afterSec;
         }
         try {
             $timer = new \ExcimerTimer();
             $timer->setEventType(\EXCIMER_REAL);
-            $timer->setInterval(max($afterSec, 0.001));
-            $timer->setPeriod(max($intervalSec, 0.001));
+            $timer->setInterval(\max($afterSec, 0.001));
+            $timer->setPeriod(\max($intervalSec, 0.001));
             $timer->setCallback(static function () use ($tick): void {
                 if (self::$inTick) {
                     return; // a tick that outlasts the interval is not re-entered
                 }
                 self::$inTick = true;
                 try {
-                    $trace = debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
+                    $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS | \DEBUG_BACKTRACE_PROVIDE_OBJECT);
                     $tick(self::fromBacktrace($trace), self::site($trace));
                 } catch (\Throwable) {
                     // never into the application
@@ -75,12 +75,12 @@ final class ProgressTimer implements Timer
 
     public function restart(float $afterSec, float $intervalSec): void
     {
-        if ($this->timer === null || !is_finite($afterSec) || !is_finite($intervalSec)) {
+        if ($this->timer === null || !\is_finite($afterSec) || !\is_finite($intervalSec)) {
             return;
         }
         try {
-            $this->timer->setInterval(max($afterSec, 0.001));
-            $this->timer->setPeriod(max($intervalSec, 0.001));
+            $this->timer->setInterval(\max($afterSec, 0.001));
+            $this->timer->setPeriod(\max($intervalSec, 0.001));
             @$this->timer->start(); // a running timer is re-armed
         } catch (\Throwable) {
             // nothing to do
@@ -164,7 +164,7 @@ final class ProgressTimer implements Timer
         if (!\is_string($function) || $function === '') {
             return null;
         }
-        if (str_starts_with($function, '{closure')) {
+        if (\str_starts_with($function, '{closure')) {
             $object = $frame['object'] ?? null;
             if ($object instanceof \Closure) {
                 try {

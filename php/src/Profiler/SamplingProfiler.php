@@ -79,8 +79,8 @@ final class SamplingProfiler implements Profiler
         private float $wallPeriod = 0.0,
         float $wallWeight = 0.0,
     ) {
-        $this->weight = $weight > 0.0 && is_finite($weight) ? $weight : $period;
-        $this->wallWeight = $wallWeight > 0.0 && is_finite($wallWeight) ? $wallWeight : $wallPeriod;
+        $this->weight = $weight > 0.0 && \is_finite($weight) ? $weight : $period;
+        $this->wallWeight = $wallWeight > 0.0 && \is_finite($wallWeight) ? $wallWeight : $wallPeriod;
     }
 
     public function name(): string
@@ -100,7 +100,7 @@ final class SamplingProfiler implements Profiler
             return;
         }
         $this->started = true;
-        $this->startedNs = hrtime(true);
+        $this->startedNs = \hrtime(true);
         $this->excimer = self::excimer($this->eventType, $this->period);
         if ($this->wallPeriod > 0.0) {
             $this->wallExcimer = self::excimer(self::WALL_CLOCK, $this->wallPeriod);
@@ -109,12 +109,12 @@ final class SamplingProfiler implements Profiler
 
     public function fullRate(float $period, float $lateSec = 0.0): void
     {
-        if (!$this->started || $this->stopped || !($period > 0.0) || !is_finite($period)) {
+        if (!$this->started || $this->stopped || !($period > 0.0) || !\is_finite($period)) {
             return;
         }
         try {
-            $late = is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
-            $this->endPhase((hrtime(true) - $this->startedNs) / 1e9 - $late);
+            $late = \is_finite($lateSec) && $lateSec > 0.0 ? $lateSec : 0.0;
+            $this->endPhase((\hrtime(true) - $this->startedNs) / 1e9 - $late);
             $this->period = $this->weight = $period;
             $this->wallPeriod = $this->wallWeight = $period;
             $this->excimer = self::excimer($this->eventType, $period);
@@ -161,7 +161,7 @@ final class SamplingProfiler implements Profiler
 
     public function addWall(string $function, string $caller, float $seconds): void
     {
-        if ($function !== '' && is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
+        if ($function !== '' && \is_finite($seconds) && $seconds > 0.0 && !$this->stopped) {
             $this->wallParts[] = [$function . "\0" . $caller => $seconds];
         }
     }
@@ -200,7 +200,7 @@ final class SamplingProfiler implements Profiler
      */
     private static function merge(array $phases): array
     {
-        $min = min(array_column($phases, 0));
+        $min = \min(\array_column($phases, 0));
         $fn = [];
         $stacks = [];
         foreach ($phases as [$weight, $collapsed]) {
@@ -210,15 +210,15 @@ final class SamplingProfiler implements Profiler
             $p = CollapsedProfile::build($collapsed, $weight);
             foreach ($p['fn'] as $f) {
                 $e = $fn[$f['n']] ?? ['n' => $f['n'], 'self' => 0.0, 'incl' => 0.0];
-                $e['self'] = round($e['self'] + $f['self'], 6);
-                $e['incl'] = round($e['incl'] + $f['incl'], 6);
+                $e['self'] = \round($e['self'] + $f['self'], 6);
+                $e['incl'] = \round($e['incl'] + $f['incl'], 6);
                 $fn[$f['n']] = $e;
             }
             foreach ($p['stacks'] as $st) {
-                $stacks[$st['s']] = ($stacks[$st['s']] ?? 0) + max(1, (int) round($st['n'] * $weight / $min));
+                $stacks[$st['s']] = ($stacks[$st['s']] ?? 0) + \max(1, (int) \round($st['n'] * $weight / $min));
             }
         }
-        return ['fn' => Frames::rankFunctions(array_values($fn)), 'stacks' => Frames::rankStacks($stacks), 'period' => $min];
+        return ['fn' => Frames::rankFunctions(\array_values($fn)), 'stacks' => Frames::rankStacks($stacks), 'period' => $min];
     }
 
     private static function excimer(int $eventType, float $period): ?\ExcimerProfiler

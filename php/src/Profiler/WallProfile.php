@@ -57,7 +57,7 @@ final class WallProfile
             if ($key === null) {
                 continue;
             }
-            $after = $period > 0.0 && $at > $markSec ? min($count * $period, $at - $markSec) : 0.0;
+            $after = $period > 0.0 && $at > $markSec ? \min($count * $period, $at - $markSec) : 0.0;
             $out[$key] = ($out[$key] ?? 0.0) + ($count - $after / ($period > 0.0 ? $period : 1.0)) * $weight + $after;
         }
         return $out;
@@ -101,16 +101,16 @@ final class WallProfile
         if ($sum === []) {
             return [];
         }
-        $keys = array_map('strval', array_keys($sum));
-        $vals = array_values($sum);
-        array_multisort($vals, SORT_DESC, SORT_NUMERIC, $keys, SORT_ASC, SORT_STRING);
+        $keys = \array_map('strval', \array_keys($sum));
+        $vals = \array_values($sum);
+        \array_multisort($vals, \SORT_DESC, \SORT_NUMERIC, $keys, \SORT_ASC, \SORT_STRING);
         $out = [];
         foreach ($keys as $i => $k) {
             if ($i >= Messages::MAX_WALL) {
                 break;
             }
-            [$n, $c] = explode("\0", $k, 2);
-            $out[] = ['n' => $n, 'c' => $c, 's' => round($vals[$i], 6)];
+            [$n, $c] = \explode("\0", $k, 2);
+            $out[] = ['n' => $n, 'c' => $c, 's' => \round($vals[$i], 6)];
         }
         return $out;
     }
@@ -145,7 +145,7 @@ final class WallProfile
             return null;
         }
         $site = $count >= 2 && \is_array($leafFrame) ? $leafFrame : null;
-        return implode("\0", self::named(Frames::clean($names[0]), isset($names[1]) ? Frames::clean($names[1]) : '', $site));
+        return \implode("\0", self::named(Frames::clean($names[0]), isset($names[1]) ? Frames::clean($names[1]) : '', $site));
     }
 
     /**
@@ -174,7 +174,7 @@ final class WallProfile
             $file = \is_string($frame['file'] ?? null) ? $frame['file'] : '';
             return $outermost && !Frames::isAgent($file) ? Frames::MAIN : $file;
         }
-        if (str_starts_with($function, '{closure')) {
+        if (\str_starts_with($function, '{closure')) {
             return '{closure:' . ($frame['file'] ?? '') . '(' . ($frame['closure_line'] ?? 0) . ')}';
         }
         $class = $frame['class'] ?? null;

@@ -24,11 +24,11 @@ final class DropCounter
 
     public function __construct(int $pid, ?bool $useApcu = null)
     {
-        $useApcu ??= function_exists('apcu_enabled') && apcu_enabled();
+        $useApcu ??= \function_exists('apcu_enabled') && apcu_enabled();
         $this->apcuKey = $useApcu ? 'bitville_apm_dropped_' . $pid : null;
         if ($this->apcuKey !== null) {
             $n = apcu_fetch($this->apcuKey, $ok);
-            $this->pending = $ok && is_int($n) && $n > 0 ? $n : 0;
+            $this->pending = $ok && \is_int($n) && $n > 0 ? $n : 0;
         }
     }
 
@@ -50,7 +50,7 @@ final class DropCounter
         if ($n <= 0) {
             return;
         }
-        $this->pending = min($this->pending + $n, Messages::MAX_COUNT);
+        $this->pending = \min($this->pending + $n, Messages::MAX_COUNT);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }
@@ -62,7 +62,7 @@ final class DropCounter
         if ($reported === 0) {
             return;
         }
-        $this->pending = max(0, $this->pending - $reported);
+        $this->pending = \max(0, $this->pending - $reported);
         if ($this->apcuKey !== null) {
             apcu_store($this->apcuKey, $this->pending);
         }

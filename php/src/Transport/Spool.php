@@ -55,34 +55,34 @@ final class Spool
     /** Writes $payload as one spool file; false when it cannot (no directory, locked, failing). Never throws. */
     public function write(string $payload): bool
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
             return $this->writeLocked($payload);
         } catch (\Throwable) {
             return false;
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
     /** The spool files currently in the directory, oldest first. @return list<string> */
     public function files(): array
     {
-        $files = glob($this->dir . '/*.json') ?: [];
-        sort($files, SORT_STRING);
+        $files = \glob($this->dir . '/*.json') ?: [];
+        \sort($files, \SORT_STRING);
         return $files;
     }
 
     private function writeLocked(string $payload): bool
     {
-        $len = strlen($payload);
+        $len = \strlen($payload);
         if ($len === 0 || $len > $this->maxBytes) {
             return false;
         }
-        if (!is_dir($this->dir) && (!$this->create || (!mkdir($this->dir, 0770, true) && !is_dir($this->dir)))) {
+        if (!\is_dir($this->dir) && (!$this->create || (!\mkdir($this->dir, 0770, true) && !\is_dir($this->dir)))) {
             return false;
         }
-        $lock = fopen($this->dir . '/' . self::SIZE_FILE, 'c+');
+        $lock = \fopen($this->dir . '/' . self::SIZE_FILE, 'c+');
         if ($lock === false) {
             return false;
         }
@@ -96,26 +96,26 @@ final class Spool
             }
             [$size, $countedAt, $evicted] = $this->readSize($lock);
             if ($size + $len > $this->maxBytes) {
-                [$size, $deleted] = $this->makeRoom($len, max($len, intdiv($this->maxBytes, 4)));
-                $countedAt = time();
+                [$size, $deleted] = $this->makeRoom($len, \max($len, \intdiv($this->maxBytes, 4)));
+                $countedAt = \time();
                 $evicted += $deleted;
             }
             $ok = $this->put($payload, $len);
             $this->writeSize($lock, $ok ? $size + $len : $size, $countedAt, $evicted);
             return $ok;
         } finally {
-            flock($lock, LOCK_UN);
-            fclose($lock);
+            \flock($lock, \LOCK_UN);
+            \fclose($lock);
         }
     }
 
     /** Writes one spool file: the payload under a .tmp name, then renamed. */
     private function put(string $payload, int $len): bool
     {
-        $name = sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, bin2hex(random_bytes(4)));
+        $name = \sprintf('%s/%s-%d-%s.json', $this->dir, self::nanoseconds(), $this->pid, \bin2hex(\random_bytes(4)));
         $tmp = $name . '.tmp';
-        if (file_put_contents($tmp, $payload) !== $len || !rename($tmp, $name)) {
-            @unlink($tmp);
+        if (\file_put_contents($tmp, $payload) !== $len || !\rename($tmp, $name)) {
+            @\unlink($tmp);
             return false;
         }
         return true;
@@ -131,13 +131,13 @@ final class Spool
     private static function lock($lock): bool
     {
         for ($wait = 50; ; $wait *= 2) {
-            if (flock($lock, LOCK_EX | LOCK_NB)) {
+            if (\flock($lock, \LOCK_EX | \LOCK_NB)) {
                 return true;
             }
             if ($wait > 1600) {
                 return false;
             }
-            usleep($wait);
+            \usleep($wait);
         }
     }
 
@@ -154,9 +154,9 @@ final class Spool
         $sizes = [];
         $total = 0;
         foreach ($files as $f) {
-            clearstatcache(true, $f);
-            $n = filesize($f);
-            if (is_int($n)) {
+            \clearstatcache(true, $f);
+            $n = \filesize($f);
+            if (\is_int($n)) {
                 $sizes[$f] = $n;
                 $total += $n;
             }
@@ -170,10 +170,10 @@ final class Spool
             if ($total <= $target) {
                 break;
             }
-            if (unlink($f)) {
+            if (\unlink($f)) {
                 $deleted++;
                 $total -= $n;
-            } elseif (!file_exists($f)) {
+            } elseif (!\file_exists($f)) {
                 $total -= $n; // replayed by the daemon meanwhile: not lost
             }
         }
@@ -187,10 +187,10 @@ final class Spool
      */
     private function readSize($lock): array
     {
-        rewind($lock);
-        $s = (string) stream_get_contents($lock);
-        if (preg_match('/^(\d+) (\d+)(?: (\d+))?/', $s, $m) !== 1) {
-            return [$this->count(), time(), 0];
+        \rewind($lock);
+        $s = (string) \stream_get_contents($lock);
+        if (\preg_match('/^(\d+) (\d+)(?: (\d+))?/', $s, $m) !== 1) {
+            return [$this->count(), \time(), 0];
         }
         return [(int) $m[1], (int) $m[2], (int) ($m[3] ?? 0)];
     }
@@ -198,20 +198,20 @@ final class Spool
     /** @param resource $lock */
     private function writeSize($lock, int $size, int $countedAt, int $evicted): void
     {
-        ftruncate($lock, 0);
-        rewind($lock);
-        fwrite($lock, $size . ' ' . $countedAt . ' ' . $evicted . "\n");
-        fflush($lock);
+        \ftruncate($lock, 0);
+        \rewind($lock);
+        \fwrite($lock, $size . ' ' . $countedAt . ' ' . $evicted . "\n");
+        \fflush($lock);
     }
 
     /** The bytes of the *.json files in the directory. */
     private function count(): int
     {
         $total = 0;
-        foreach (glob($this->dir . '/*.json') ?: [] as $f) {
-            clearstatcache(true, $f);
-            $n = filesize($f);
-            $total += is_int($n) ? $n : 0;
+        foreach (\glob($this->dir . '/*.json') ?: [] as $f) {
+            \clearstatcache(true, $f);
+            $n = \filesize($f);
+            $total += \is_int($n) ? $n : 0;
         }
         return $total;
     }
@@ -219,7 +219,7 @@ final class Spool
     /** Unix time in nanoseconds as a 19-digit string (until the year 2286). */
     private static function nanoseconds(): string
     {
-        [$usec, $sec] = explode(' ', microtime());
-        return $sec . substr($usec, 2, 6) . sprintf('%03d', hrtime(true) % 1000);
+        [$usec, $sec] = \explode(' ', \microtime());
+        return $sec . \substr($usec, 2, 6) . \sprintf('%03d', \hrtime(true) % 1000);
     }
 }

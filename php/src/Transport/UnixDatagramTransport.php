@@ -29,19 +29,19 @@ final class UnixDatagramTransport implements Transport
 
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
-        $this->useSockets = $useSockets ?? function_exists('socket_sendto');
+        $this->useSockets = $useSockets ?? \function_exists('socket_sendto');
     }
 
     public function send(string $payload): bool
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
             return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
@@ -54,64 +54,64 @@ final class UnixDatagramTransport implements Transport
     public function close(): void
     {
         if ($this->socket instanceof \Socket) {
-            socket_close($this->socket);
-        } elseif (is_resource($this->socket)) {
-            fclose($this->socket);
+            \socket_close($this->socket);
+        } elseif (\is_resource($this->socket)) {
+            \fclose($this->socket);
         }
         $this->socket = null;
     }
 
     public function __destruct()
     {
-        set_error_handler(static fn (): bool => true);
+        \set_error_handler(static fn (): bool => true);
         try {
             $this->close();
         } catch (\Throwable) {
         } finally {
-            restore_error_handler();
+            \restore_error_handler();
         }
     }
 
     private function sendSocket(string $payload): bool
     {
         if (!$this->socket instanceof \Socket) {
-            $s = socket_create(AF_UNIX, SOCK_DGRAM, 0);
+            $s = \socket_create(\AF_UNIX, \SOCK_DGRAM, 0);
             if ($s === false) {
-                $this->lastError = 'socket_create: ' . socket_strerror(socket_last_error());
+                $this->lastError = 'socket_create: ' . \socket_strerror(\socket_last_error());
                 return false;
             }
-            socket_set_nonblock($s);
+            \socket_set_nonblock($s);
             $this->socket = $s;
         }
-        $len = strlen($payload);
-        $n = socket_sendto($this->socket, $payload, $len, MSG_DONTWAIT, $this->path);
+        $len = \strlen($payload);
+        $n = \socket_sendto($this->socket, $payload, $len, \MSG_DONTWAIT, $this->path);
         if ($n === $len) {
             return true;
         }
-        $errno = socket_last_error($this->socket);
-        socket_clear_error($this->socket);
-        $this->lastError = 'errno ' . $errno . ': ' . socket_strerror($errno);
+        $errno = \socket_last_error($this->socket);
+        \socket_clear_error($this->socket);
+        $this->lastError = 'errno ' . $errno . ': ' . \socket_strerror($errno);
         return false;
     }
 
     private function sendStream(string $payload): bool
     {
-        if (!is_resource($this->socket)) {
-            $s = stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
+        if (!\is_resource($this->socket)) {
+            $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
             if ($s === false) {
                 $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
                 return false;
             }
-            stream_set_blocking($s, false);
+            \stream_set_blocking($s, false);
             $this->socket = $s;
         }
-        $n = fwrite($this->socket, $payload);
-        if ($n === strlen($payload)) {
+        $n = \fwrite($this->socket, $payload);
+        if ($n === \strlen($payload)) {
             return true;
         }
         $this->lastError = 'write failed';
         // the daemon may have restarted: connect again next time
-        fclose($this->socket);
+        \fclose($this->socket);
         $this->socket = null;
         return false;
     }
