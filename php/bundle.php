@@ -298,7 +298,7 @@ final class Config
         'sqlcommenter_correlation' => '0',
         'sql_max_length' => '2048',
         'sql_max_statements' => '500',
-        'sql_site_frames' => '' . self::DEFAULT_SQL_SITE_FRAMES,
+        'sql_site_frames' => '5', // DEFAULT_SQL_SITE_FRAMES (ConfigTest)
         'endpoint_rules' => '',
         'redact_keys' => '',
         'redact_patterns' => '',
@@ -310,36 +310,36 @@ final class Config
         'start_delay_ms' => '0',
     ];
 
-    /** The environment variable of each key. */
-    public const ENV_NAMES = [
-        'enabled' => 'BITVILLE_APM_ENABLED',
-        'project' => 'BITVILLE_APM_PROJECT',
-        'socket' => 'BITVILLE_APM_SOCKET',
-        'profiler' => 'BITVILLE_APM_PROFILER',
-        'sample_rate' => 'BITVILLE_APM_SAMPLE_RATE',
-        'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
-        'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
-        'excimer_request_rate' => 'BITVILLE_APM_EXCIMER_REQUEST_RATE',
-        'excimer_wall_period_ms' => 'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS',
-        'profile_long_ms' => 'BITVILLE_APM_PROFILE_LONG_MS',
-        'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
-        'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
-        'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
-        'echo_correlation_header' => 'BITVILLE_APM_ECHO_CORRELATION_HEADER',
-        'sqlcommenter' => 'BITVILLE_APM_SQLCOMMENTER',
-        'sqlcommenter_correlation' => 'BITVILLE_APM_SQLCOMMENTER_CORRELATION',
-        'sql_max_length' => 'BITVILLE_APM_SQL_MAX_LENGTH',
-        'sql_max_statements' => 'BITVILLE_APM_SQL_MAX_STATEMENTS',
-        'sql_site_frames' => 'BITVILLE_APM_SQL_SITE_FRAMES',
-        'endpoint_rules' => 'BITVILLE_APM_ENDPOINT_RULES',
-        'redact_keys' => 'BITVILLE_APM_REDACT_KEYS',
-        'redact_patterns' => 'BITVILLE_APM_REDACT_PATTERNS',
-        'spool_dir' => 'BITVILLE_APM_SPOOL_DIR',
-        'spool_max_bytes' => 'BITVILLE_APM_SPOOL_MAX_BYTES',
-        'host' => 'BITVILLE_APM_HOST',
-        'pool' => 'BITVILLE_APM_POOL',
-        'finish_request' => 'BITVILLE_APM_FINISH_REQUEST',
-        'start_delay_ms' => 'BITVILLE_APM_START_DELAY_MS',
+    /** The key of each environment variable (BITVILLE_APM_<KEY>). */
+    public const ENV_KEYS = [
+        'BITVILLE_APM_ENABLED' => 'enabled',
+        'BITVILLE_APM_PROJECT' => 'project',
+        'BITVILLE_APM_SOCKET' => 'socket',
+        'BITVILLE_APM_PROFILER' => 'profiler',
+        'BITVILLE_APM_SAMPLE_RATE' => 'sample_rate',
+        'BITVILLE_APM_SLOW_THRESHOLD_MS' => 'slow_threshold_ms',
+        'BITVILLE_APM_EXCIMER_PERIOD_MS' => 'excimer_period_ms',
+        'BITVILLE_APM_EXCIMER_REQUEST_RATE' => 'excimer_request_rate',
+        'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS' => 'excimer_wall_period_ms',
+        'BITVILLE_APM_PROFILE_LONG_MS' => 'profile_long_ms',
+        'BITVILLE_APM_PROGRESS_AFTER_MS' => 'progress_after_ms',
+        'BITVILLE_APM_PROGRESS_INTERVAL_MS' => 'progress_interval_ms',
+        'BITVILLE_APM_FORCE_HEADER_SECRET' => 'force_header_secret',
+        'BITVILLE_APM_ECHO_CORRELATION_HEADER' => 'echo_correlation_header',
+        'BITVILLE_APM_SQLCOMMENTER' => 'sqlcommenter',
+        'BITVILLE_APM_SQLCOMMENTER_CORRELATION' => 'sqlcommenter_correlation',
+        'BITVILLE_APM_SQL_MAX_LENGTH' => 'sql_max_length',
+        'BITVILLE_APM_SQL_MAX_STATEMENTS' => 'sql_max_statements',
+        'BITVILLE_APM_SQL_SITE_FRAMES' => 'sql_site_frames',
+        'BITVILLE_APM_ENDPOINT_RULES' => 'endpoint_rules',
+        'BITVILLE_APM_REDACT_KEYS' => 'redact_keys',
+        'BITVILLE_APM_REDACT_PATTERNS' => 'redact_patterns',
+        'BITVILLE_APM_SPOOL_DIR' => 'spool_dir',
+        'BITVILLE_APM_SPOOL_MAX_BYTES' => 'spool_max_bytes',
+        'BITVILLE_APM_HOST' => 'host',
+        'BITVILLE_APM_POOL' => 'pool',
+        'BITVILLE_APM_FINISH_REQUEST' => 'finish_request',
+        'BITVILLE_APM_START_DELAY_MS' => 'start_delay_ms',
     ];
 
     public const PROFILERS = ['excimer', 'tideways', 'xhprof', 'off'];
@@ -443,15 +443,19 @@ final class Config
             $values = self::readFile($path);
             $source = $path;
         }
-        foreach (self::ENV_NAMES as $key => $name) {
-            if (isset($server[$name])) {
-                if (\is_string($server[$name])) {
-                    $values[$key] = $server[$name];
-                }
-            } elseif ($getenv) {
-                $v = \getenv($name);
-                if (\is_string($v)) {
-                    $values[$key] = $v;
+        // The variables that are set, found by the engine in one call.
+        foreach (\array_intersect_key($server, self::ENV_KEYS) as $name => $v) {
+            if (\is_string($v)) {
+                $values[self::ENV_KEYS[$name]] = $v;
+            }
+        }
+        if ($getenv) {
+            foreach (self::ENV_KEYS as $name => $key) {
+                if (!isset($server[$name])) {
+                    $v = \getenv($name);
+                    if (\is_string($v)) {
+                        $values[$key] = $v;
+                    }
                 }
             }
         }
@@ -468,10 +472,9 @@ final class Config
      */
     public static function fromValues(array $values, string $source = 'values'): self
     {
-        foreach ($values as $key => $_) {
-            if (!\array_key_exists((string) $key, self::DEFAULTS)) {
-                throw new ConfigException(\sprintf('unknown key "%s"', $key));
-            }
+        $unknown = \array_diff_key($values, self::DEFAULTS);
+        if ($unknown !== []) {
+            throw new ConfigException(\sprintf('unknown key "%s"', \array_key_first($unknown)));
         }
         $v = $values + self::DEFAULTS;
         if (!self::bool($v, 'enabled')) {
@@ -491,6 +494,10 @@ final class Config
         }
         if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
             throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
+        }
+        if (\count($values) === 3) {
+            // enabled, project and socket only: the usual pool configuration.
+            return new self(true, $project, $socket, source: $source);
         }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
@@ -512,7 +519,7 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+        if (($host !== '' || $pool !== '') && (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool))) {
             throw new ConfigException(\sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
@@ -538,7 +545,7 @@ final class Config
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
         'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
-        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, Messages::MAX_SITE_FRAMES],
+        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, 8], // Messages::MAX_SITE_FRAMES (ConfigTest): a literal keeps this table free of run-time evaluation
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],
@@ -987,6 +994,7 @@ final class Runtime
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
         $traceId = '';
+        $forced = false;
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
@@ -995,37 +1003,27 @@ final class Runtime
             $endpoint = Endpoint::join('CLI', $script);
             $cid = Ids::uuid4(\substr($random, 16));
         } else {
-            $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
+            $method = $server['REQUEST_METHOD'] ?? 'GET';
+            if ($method !== 'GET' && $method !== 'POST') {
+                $method = Endpoint::method((string) $method);
+            }
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
-            $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
-            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
+            $endpoint = Endpoint::join($method, Endpoint::routeWith($config->endpointRules, $path));
+            $cid = isset($server['HTTP_X_CORRELATION_ID']) || isset($server['HTTP_TRACEPARENT']) ? Ids::incoming($server) : null;
+            $cid ??= Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
             $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
-        }
-        $forced = false;
-        if ($config->forceHeaderSecret !== '' && !$cli) {
-            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
+            if ($config->forceHeaderSecret !== '') {
+                $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
+                $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
+            }
         }
         $host = $config->host !== '' ? $config->host : Text::sanitize((string) \gethostname(), Config::MAX_HOST_BYTES);
 
-        $record = new RequestRecord(
-            id: \bin2hex(\substr($random, 0, 16)),
-            pid: $pid,
-            project: $config->project,
-            cid: $cid,
-            method: $method,
-            uri: $uri,
-            endpoint: $endpoint,
-            started: $started,
-            sapi: $sapi,
-            host: $host,
-            pool: $config->pool,
-            sqlMax: $config->sqlMaxStatements,
-            traceId: $traceId,
-            forced: $forced,
-        );
+        // Positional: these run on every request.
+        $record = new RequestRecord(\bin2hex(\substr($random, 0, 16)), $pid, $config->project, $cid, $method, $uri, $endpoint,
+            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced);
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
@@ -1033,7 +1031,8 @@ final class Runtime
 
         $drops = new DropCounter($pid);
         $spoolDir = $config->spoolDirectory();
-        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        // The spool is made only when a send fails.
+        $spool = $spoolDir !== '' ? static fn (): Spool => new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
@@ -1062,7 +1061,6 @@ final class Runtime
             return;
         }
         $this->started = true;
-        $timers = $this->timers ?? (\class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $delay = $this->config->startDelayMs;
         $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
@@ -1071,12 +1069,16 @@ final class Runtime
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
         $first = \min($delay > 0 ? $delay : \PHP_INT_MAX, $long > 0 ? $long : \PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : \PHP_INT_MAX);
-        if ($first < \PHP_INT_MAX && $timers !== null) {
+        if ($first < \PHP_INT_MAX) {
             try {
                 $this->startPending = $delay > 0;
                 $this->tickAtMs = $first;
                 $this->timerPeriodMs = $after > 0 ? $this->progressIntervalMs() : 86400000;
-                $this->progress = self::timer($timers, $first, $this->timerPeriodMs, [$this, 'onProgress']);
+                // Called directly in production: this runs on every request.
+                $t = $this->timers !== null
+                    ? ($this->timers)($first / 1000, $this->timerPeriodMs / 1000, [$this, 'onProgress'])
+                    : ProgressTimer::start($first / 1000, $this->timerPeriodMs / 1000, [$this, 'onProgress']);
+                $this->progress = $t instanceof Timer ? $t : null;
             } catch (\Throwable) {
                 $this->progress = null;
             }
@@ -1159,15 +1161,6 @@ final class Runtime
             }
         } catch (\Throwable) {
         }
-    }
-
-    /**
-     * @param \Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer $timers
-     */
-    private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
-    {
-        $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
-        return $t instanceof Timer ? $t : null;
     }
 
     private function sendStart(): void
@@ -1415,7 +1408,12 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
+            if ($site === null) {
+                // site(), inline: this runs for every statement.
+                $frames = $this->config->sqlSiteFrames;
+                $site = $frames > 0 && !$this->record->sqlFull() ? $this->record->addSite(SqlSite::capture($frames)) : -1;
+            }
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
         }
     }
@@ -1557,11 +1555,19 @@ final class Redactor
     /** DEFAULT_KEYS as a regex alternation (kept in sync by RedactorTest). */
     public const DEFAULT_KEYS_PATTERN = 'password|passwd|pwd|passphrase|secret|token|api_key|apikey|api\\-key|access_key|private_key|authorization|credential|session|phpsessid|cookie|card_number|cardnumber|ccnum|cvv|cvc|iban|signature';
 
-    private string $keys;
-    private string $textPrecheck;
-    private string $sqlPrecheck;
-    private string $pairs;
-    private string $identifier;
+    /** A 13-digit card number, spaces or dashes between (the prechecks' test). */
+    private const CARDISH = '\d(?:[ -]?\d){12}';
+    /** The regexes of the default keys; built from extra keys at run time otherwise. */
+    private const TEXT_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
+    private const SQL_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|eyJ|' . self::CARDISH . '/i';
+    private const PAIRS_HEAD = '/(?<key>[\w.-]*(?:';
+    private const PAIRS_TAIL = ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
+
+    private string $keys = self::DEFAULT_KEYS_PATTERN;
+    private string $textPrecheck = self::TEXT_PRECHECK;
+    private string $sqlPrecheck = self::SQL_PRECHECK;
+    private string $pairs = self::PAIRS_HEAD . self::DEFAULT_KEYS_PATTERN . self::PAIRS_TAIL;
+    private string $identifier = '/(?:' . self::DEFAULT_KEYS_PATTERN . ')/i';
 
     /**
      * @param list<string> $extraKeys more sensitive words (lower case)
@@ -1569,17 +1575,18 @@ final class Redactor
      */
     public function __construct(array $extraKeys = [], private readonly array $patterns = [])
     {
-        // Built once per request: keep it to string concatenation.
+        if ($extraKeys === []) {
+            return; // the defaults above: nothing to build on every request
+        }
         $keys = self::DEFAULT_KEYS_PATTERN;
         foreach ($extraKeys as $k) {
             $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
-        $cardish = '\d(?:[ -]?\d){12}';
-        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . $cardish . '/i';
-        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . $cardish . '/i';
+        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
+        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . self::CARDISH . '/i';
         // key (possibly quoted), separator, value (quoted or bare)
-        $this->pairs = '/(?<key>[\w.-]*(?:' . $keys . ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
+        $this->pairs = self::PAIRS_HEAD . $keys . self::PAIRS_TAIL;
         $this->identifier = '/(?:' . $keys . ')/i';
     }
 
@@ -1877,9 +1884,7 @@ final class Messages
     /** @return array<string, mixed> */
     public function start(RequestRecord $r, float $ts, int $dropped): array
     {
-        $m = $this->common('start', $r, $ts, true);
-        $m['dropped'] = $dropped;
-        return $m + $this->requestFields($r);
+        return $this->head('start', $r, $ts, $dropped, true);
     }
 
     /**
@@ -1888,7 +1893,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = $this->common('progress', $r, $ts, false);
+        $m = ['v' => 1, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -1921,11 +1926,7 @@ final class Messages
         ?array $profile,
         string $profiler,
     ): array {
-        $m = $this->common('end', $r, $ts, true);
-        if ($dropped > 0) {
-            $m['dropped'] = $dropped;
-        }
-        $m += $this->requestFields($r);
+        $m = $this->head('end', $r, $ts, $dropped, false);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
             $m['exit'] = \max(-self::MAX_EXIT, \min(self::MAX_EXIT, $r->exit));
@@ -2036,37 +2037,37 @@ final class Messages
         return [$q, $trunc];
     }
 
-    /** @return array<string, mixed> */
-    private function common(string $type, RequestRecord $r, float $ts, bool $identity): array
+    /**
+     * The identity and request fields that start and end begin with, in
+     * the protocol's order; `dropped` always when $alwaysDropped, else only
+     * when non-zero. One function: these run on every request.
+     *
+     * @return array<string, mixed>
+     */
+    private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
         $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
-        if ($identity) {
-            if ($r->host !== '') {
-                $m['host'] = $r->host;
-            }
-            if ($r->pool !== '') {
-                $m['pool'] = $r->pool;
-            }
-            if ($r->sapi !== '') {
-                $m['sapi'] = Text::sanitize($r->sapi, 32);
-            }
+        if ($r->host !== '') {
+            $m['host'] = $r->host;
         }
-        return $m;
-    }
-
-    /** @return array<string, mixed> */
-    private function requestFields(RequestRecord $r): array
-    {
-        $f = ['cid' => $r->cid];
+        if ($r->pool !== '') {
+            $m['pool'] = $r->pool;
+        }
+        if ($r->sapi !== '') {
+            $m['sapi'] = \strlen($r->sapi) <= 32 && \preg_match('/^[a-z0-9-]+$/', $r->sapi) === 1 ? $r->sapi : Text::sanitize($r->sapi, 32);
+        }
+        if ($alwaysDropped || $dropped > 0) {
+            $m['dropped'] = $dropped;
+        }
+        $m['cid'] = $r->cid;
         if ($r->traceId !== '') {
-            $f['trace_id'] = $r->traceId;
+            $m['trace_id'] = $r->traceId;
         }
-        return $f + [
-            'method' => $r->method,
-            'uri' => $r->uri,
-            'endpoint' => $r->endpoint,
-            'started' => \round($r->started, 6),
-        ];
+        $m['method'] = $r->method;
+        $m['uri'] = $r->uri;
+        $m['endpoint'] = $r->endpoint;
+        $m['started'] = \round($r->started, 6);
+        return $m;
     }
 
     /**
@@ -2081,11 +2082,18 @@ final class Messages
     {
         $out = [];
         foreach ($sites as $frames) {
-            $site = [];
-            foreach (\array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
-                $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
+            if (\count($frames) > self::MAX_SITE_FRAMES) {
+                $frames = \array_slice($frames, 0, self::MAX_SITE_FRAMES);
             }
-            $out[] = $site;
+            // One test for the whole site: frames are printable ASCII paths
+            // and names nearly always; only an unusual one is sanitized.
+            $joined = \implode("\n", $frames);
+            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match('/[^\x20-\x7E\n]/', $joined) === 1) {
+                foreach ($frames as $i => $f) {
+                    $frames[$i] = Text::sanitize($f, self::MAX_SITE_FRAME);
+                }
+            }
+            $out[] = $frames;
         }
         return $out;
     }
@@ -2238,10 +2246,20 @@ final class Endpoint
     /** The collapsed and rewritten route of a path (no method). */
     public function route(string $path): string
     {
+        return self::routeWith($this->rules, $path);
+    }
+
+    /**
+     * route() without an object, for the agent's start.
+     *
+     * @param list<array{string, string}> $rules
+     */
+    public static function routeWith(array $rules, string $path): string
+    {
         if (\strpbrk($path, '0123456789') !== false) {
             $path = (string) \preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
         }
-        foreach ($this->rules as [$re, $replacement]) {
+        foreach ($rules as [$re, $replacement]) {
             $r = \preg_replace($re, $replacement, $path);
             if (\is_string($r)) {
                 $path = $r;
@@ -3123,11 +3141,14 @@ use Bitville\Apm\Encoder;
  */
 final class Channel
 {
+    /**
+     * @param Spool|(\Closure(): Spool)|null $spool a closure makes the spool on the first failed send
+     */
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
         private readonly Encoder $encoder = new Encoder(),
-        private readonly ?Spool $spool = null,
+        private Spool|\Closure|null $spool = null,
     ) {
     }
 
@@ -3157,8 +3178,13 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->drops->delivered($reported);
+            if ($reported !== 0) {
+                $this->drops->delivered($reported);
+            }
             return true;
+        }
+        if ($this->spool instanceof \Closure) {
+            $this->spool = ($this->spool)();
         }
         if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
             $this->drops->delivered($reported);
@@ -3249,10 +3275,14 @@ namespace Bitville\Apm\Transport;
  * at once and the caller counts the drop. It never waits: a full queue is
  * not retried.
  *
- * It uses ext-sockets (socket_sendto on an unconnected socket, so a daemon
- * restart between two sends is harmless) when loaded, which it is in
- * Debian's php8.2-cli and php8.2-fpm; else a udg:// stream, reconnected after
- * a failure. PHP warnings of failed sends are swallowed by a handler set
+ * By default it writes to a persistent connected udg:// stream: PHP keeps
+ * it open in the php-fpm worker from one request to the next, so a request
+ * pays for no socket(), connect() or fcntl() and the kernel resolves no
+ * path per datagram (docs/performance.md). When the daemon restarted, the
+ * old connection is refused (ECONNREFUSED): the stream is closed, connected
+ * again and the datagram sent once more. With $useSockets, ext-sockets'
+ * socket_sendto on an unconnected socket of this object's own is used
+ * instead. PHP warnings of failed sends are swallowed by a handler set
  * around the call, so the application's error handler and error_get_last()
  * never see them.
  */
@@ -3265,14 +3295,18 @@ final class UnixDatagramTransport implements Transport
     /** Why the last send failed: errno or a short text. */
     private string $lastError = '';
 
+    /** The warning of the send under way, if it raised one. */
+    private static string $warning = '';
+
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
-        $this->useSockets = $useSockets ?? \function_exists('socket_sendto');
+        $this->useSockets = $useSockets ?? false;
     }
 
     public function send(string $payload): bool
     {
-        \set_error_handler(static fn (): bool => true);
+        self::$warning = '';
+        \set_error_handler([self::class, 'ignore']);
         try {
             return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
         } catch (\Throwable $e) {
@@ -3299,15 +3333,15 @@ final class UnixDatagramTransport implements Transport
         $this->socket = null;
     }
 
-    public function __destruct()
+    /**
+     * The error handler around a send: its warnings are expected, and the
+     * failure is counted as a drop. (No destructor: PHP closes the socket
+     * when the object goes, without a warning.) @internal
+     */
+    public static function ignore(int $no = 0, string $message = ''): bool
     {
-        \set_error_handler(static fn (): bool => true);
-        try {
-            $this->close();
-        } catch (\Throwable) {
-        } finally {
-            \restore_error_handler();
-        }
+        self::$warning = $message;
+        return true;
     }
 
     private function sendSocket(string $payload): bool
@@ -3334,24 +3368,34 @@ final class UnixDatagramTransport implements Transport
 
     private function sendStream(string $payload): bool
     {
-        if (!\is_resource($this->socket)) {
-            $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
-            if ($s === false) {
-                $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+        for ($attempt = 0; ; $attempt++) {
+            if (!\is_resource($this->socket)) {
+                $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
+                if ($s === false) {
+                    $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+                    return false;
+                }
+                // A stream kept from an earlier request is non-blocking already.
+                if (\stream_get_meta_data($s)['blocked']) {
+                    \stream_set_blocking($s, false);
+                }
+                $this->socket = $s;
+            }
+            $n = \fwrite($this->socket, $payload);
+            if ($n === \strlen($payload)) {
+                return true;
+            }
+            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
+            if (\str_contains($this->lastError, 'errno=11 ')) {
+                return false; // the queue is full: the connection is fine
+            }
+            // The daemon is gone or restarted: connect again, once now.
+            \fclose($this->socket);
+            $this->socket = null;
+            if ($attempt > 0) {
                 return false;
             }
-            \stream_set_blocking($s, false);
-            $this->socket = $s;
         }
-        $n = \fwrite($this->socket, $payload);
-        if ($n === \strlen($payload)) {
-            return true;
-        }
-        $this->lastError = 'write failed';
-        // the daemon may have restarted: connect again next time
-        \fclose($this->socket);
-        $this->socket = null;
-        return false;
     }
 }
 

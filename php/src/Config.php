@@ -74,7 +74,7 @@ final class Config
         'sqlcommenter_correlation' => '0',
         'sql_max_length' => '2048',
         'sql_max_statements' => '500',
-        'sql_site_frames' => '' . self::DEFAULT_SQL_SITE_FRAMES,
+        'sql_site_frames' => '5', // DEFAULT_SQL_SITE_FRAMES (ConfigTest)
         'endpoint_rules' => '',
         'redact_keys' => '',
         'redact_patterns' => '',
@@ -86,36 +86,36 @@ final class Config
         'start_delay_ms' => '0',
     ];
 
-    /** The environment variable of each key. */
-    public const ENV_NAMES = [
-        'enabled' => 'BITVILLE_APM_ENABLED',
-        'project' => 'BITVILLE_APM_PROJECT',
-        'socket' => 'BITVILLE_APM_SOCKET',
-        'profiler' => 'BITVILLE_APM_PROFILER',
-        'sample_rate' => 'BITVILLE_APM_SAMPLE_RATE',
-        'slow_threshold_ms' => 'BITVILLE_APM_SLOW_THRESHOLD_MS',
-        'excimer_period_ms' => 'BITVILLE_APM_EXCIMER_PERIOD_MS',
-        'excimer_request_rate' => 'BITVILLE_APM_EXCIMER_REQUEST_RATE',
-        'excimer_wall_period_ms' => 'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS',
-        'profile_long_ms' => 'BITVILLE_APM_PROFILE_LONG_MS',
-        'progress_after_ms' => 'BITVILLE_APM_PROGRESS_AFTER_MS',
-        'progress_interval_ms' => 'BITVILLE_APM_PROGRESS_INTERVAL_MS',
-        'force_header_secret' => 'BITVILLE_APM_FORCE_HEADER_SECRET',
-        'echo_correlation_header' => 'BITVILLE_APM_ECHO_CORRELATION_HEADER',
-        'sqlcommenter' => 'BITVILLE_APM_SQLCOMMENTER',
-        'sqlcommenter_correlation' => 'BITVILLE_APM_SQLCOMMENTER_CORRELATION',
-        'sql_max_length' => 'BITVILLE_APM_SQL_MAX_LENGTH',
-        'sql_max_statements' => 'BITVILLE_APM_SQL_MAX_STATEMENTS',
-        'sql_site_frames' => 'BITVILLE_APM_SQL_SITE_FRAMES',
-        'endpoint_rules' => 'BITVILLE_APM_ENDPOINT_RULES',
-        'redact_keys' => 'BITVILLE_APM_REDACT_KEYS',
-        'redact_patterns' => 'BITVILLE_APM_REDACT_PATTERNS',
-        'spool_dir' => 'BITVILLE_APM_SPOOL_DIR',
-        'spool_max_bytes' => 'BITVILLE_APM_SPOOL_MAX_BYTES',
-        'host' => 'BITVILLE_APM_HOST',
-        'pool' => 'BITVILLE_APM_POOL',
-        'finish_request' => 'BITVILLE_APM_FINISH_REQUEST',
-        'start_delay_ms' => 'BITVILLE_APM_START_DELAY_MS',
+    /** The key of each environment variable (BITVILLE_APM_<KEY>). */
+    public const ENV_KEYS = [
+        'BITVILLE_APM_ENABLED' => 'enabled',
+        'BITVILLE_APM_PROJECT' => 'project',
+        'BITVILLE_APM_SOCKET' => 'socket',
+        'BITVILLE_APM_PROFILER' => 'profiler',
+        'BITVILLE_APM_SAMPLE_RATE' => 'sample_rate',
+        'BITVILLE_APM_SLOW_THRESHOLD_MS' => 'slow_threshold_ms',
+        'BITVILLE_APM_EXCIMER_PERIOD_MS' => 'excimer_period_ms',
+        'BITVILLE_APM_EXCIMER_REQUEST_RATE' => 'excimer_request_rate',
+        'BITVILLE_APM_EXCIMER_WALL_PERIOD_MS' => 'excimer_wall_period_ms',
+        'BITVILLE_APM_PROFILE_LONG_MS' => 'profile_long_ms',
+        'BITVILLE_APM_PROGRESS_AFTER_MS' => 'progress_after_ms',
+        'BITVILLE_APM_PROGRESS_INTERVAL_MS' => 'progress_interval_ms',
+        'BITVILLE_APM_FORCE_HEADER_SECRET' => 'force_header_secret',
+        'BITVILLE_APM_ECHO_CORRELATION_HEADER' => 'echo_correlation_header',
+        'BITVILLE_APM_SQLCOMMENTER' => 'sqlcommenter',
+        'BITVILLE_APM_SQLCOMMENTER_CORRELATION' => 'sqlcommenter_correlation',
+        'BITVILLE_APM_SQL_MAX_LENGTH' => 'sql_max_length',
+        'BITVILLE_APM_SQL_MAX_STATEMENTS' => 'sql_max_statements',
+        'BITVILLE_APM_SQL_SITE_FRAMES' => 'sql_site_frames',
+        'BITVILLE_APM_ENDPOINT_RULES' => 'endpoint_rules',
+        'BITVILLE_APM_REDACT_KEYS' => 'redact_keys',
+        'BITVILLE_APM_REDACT_PATTERNS' => 'redact_patterns',
+        'BITVILLE_APM_SPOOL_DIR' => 'spool_dir',
+        'BITVILLE_APM_SPOOL_MAX_BYTES' => 'spool_max_bytes',
+        'BITVILLE_APM_HOST' => 'host',
+        'BITVILLE_APM_POOL' => 'pool',
+        'BITVILLE_APM_FINISH_REQUEST' => 'finish_request',
+        'BITVILLE_APM_START_DELAY_MS' => 'start_delay_ms',
     ];
 
     public const PROFILERS = ['excimer', 'tideways', 'xhprof', 'off'];
@@ -219,15 +219,19 @@ final class Config
             $values = self::readFile($path);
             $source = $path;
         }
-        foreach (self::ENV_NAMES as $key => $name) {
-            if (isset($server[$name])) {
-                if (\is_string($server[$name])) {
-                    $values[$key] = $server[$name];
-                }
-            } elseif ($getenv) {
-                $v = \getenv($name);
-                if (\is_string($v)) {
-                    $values[$key] = $v;
+        // The variables that are set, found by the engine in one call.
+        foreach (\array_intersect_key($server, self::ENV_KEYS) as $name => $v) {
+            if (\is_string($v)) {
+                $values[self::ENV_KEYS[$name]] = $v;
+            }
+        }
+        if ($getenv) {
+            foreach (self::ENV_KEYS as $name => $key) {
+                if (!isset($server[$name])) {
+                    $v = \getenv($name);
+                    if (\is_string($v)) {
+                        $values[$key] = $v;
+                    }
                 }
             }
         }
@@ -244,10 +248,9 @@ final class Config
      */
     public static function fromValues(array $values, string $source = 'values'): self
     {
-        foreach ($values as $key => $_) {
-            if (!\array_key_exists((string) $key, self::DEFAULTS)) {
-                throw new ConfigException(\sprintf('unknown key "%s"', $key));
-            }
+        $unknown = \array_diff_key($values, self::DEFAULTS);
+        if ($unknown !== []) {
+            throw new ConfigException(\sprintf('unknown key "%s"', \array_key_first($unknown)));
         }
         $v = $values + self::DEFAULTS;
         if (!self::bool($v, 'enabled')) {
@@ -267,6 +270,10 @@ final class Config
         }
         if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
             throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
+        }
+        if (\count($values) === 3) {
+            // enabled, project and socket only: the usual pool configuration.
+            return new self(true, $project, $socket, source: $source);
         }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
@@ -288,7 +295,7 @@ final class Config
         }
         $host = $args['host'] ?? '';
         $pool = $args['pool'] ?? '';
-        if (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool)) {
+        if (($host !== '' || $pool !== '') && (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool))) {
             throw new ConfigException(\sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
         return new self(...$args);
@@ -314,7 +321,7 @@ final class Config
         'sqlcommenter_correlation' => ['sqlcommenterCorrelation', 'bool'],
         'sql_max_length' => ['sqlMaxLength', 'int', 64, self::MAX_SQL_LENGTH],
         'sql_max_statements' => ['sqlMaxStatements', 'int', 0, self::MAX_SQL_STATEMENTS],
-        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, Messages::MAX_SITE_FRAMES],
+        'sql_site_frames' => ['sqlSiteFrames', 'int', 0, 8], // Messages::MAX_SITE_FRAMES (ConfigTest): a literal keeps this table free of run-time evaluation
         'endpoint_rules' => ['endpointRules', 'special'],
         'redact_keys' => ['redactKeys', 'special'],
         'redact_patterns' => ['redactPatterns', 'special'],

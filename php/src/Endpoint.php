@@ -52,10 +52,20 @@ final class Endpoint
     /** The collapsed and rewritten route of a path (no method). */
     public function route(string $path): string
     {
+        return self::routeWith($this->rules, $path);
+    }
+
+    /**
+     * route() without an object, for the agent's start.
+     *
+     * @param list<array{string, string}> $rules
+     */
+    public static function routeWith(array $rules, string $path): string
+    {
         if (\strpbrk($path, '0123456789') !== false) {
             $path = (string) \preg_replace(self::COLLAPSE, self::COLLAPSE_TO, $path);
         }
-        foreach ($this->rules as [$re, $replacement]) {
+        foreach ($rules as [$re, $replacement]) {
             $r = \preg_replace($re, $replacement, $path);
             if (\is_string($r)) {
                 $path = $r;

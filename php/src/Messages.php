@@ -69,9 +69,7 @@ final class Messages
     /** @return array<string, mixed> */
     public function start(RequestRecord $r, float $ts, int $dropped): array
     {
-        $m = $this->common('start', $r, $ts, true);
-        $m['dropped'] = $dropped;
-        return $m + $this->requestFields($r);
+        return $this->head('start', $r, $ts, $dropped, true);
     }
 
     /**
@@ -80,7 +78,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = $this->common('progress', $r, $ts, false);
+        $m = ['v' => 1, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -113,11 +111,7 @@ final class Messages
         ?array $profile,
         string $profiler,
     ): array {
-        $m = $this->common('end', $r, $ts, true);
-        if ($dropped > 0) {
-            $m['dropped'] = $dropped;
-        }
-        $m += $this->requestFields($r);
+        $m = $this->head('end', $r, $ts, $dropped, false);
         $m['status'] = $status >= 0 && $status <= 999 ? $status : 0;
         if ($r->exit !== null) {
             $m['exit'] = \max(-self::MAX_EXIT, \min(self::MAX_EXIT, $r->exit));
@@ -228,37 +222,37 @@ final class Messages
         return [$q, $trunc];
     }
 
-    /** @return array<string, mixed> */
-    private function common(string $type, RequestRecord $r, float $ts, bool $identity): array
+    /**
+     * The identity and request fields that start and end begin with, in
+     * the protocol's order; `dropped` always when $alwaysDropped, else only
+     * when non-zero. One function: these run on every request.
+     *
+     * @return array<string, mixed>
+     */
+    private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
         $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
-        if ($identity) {
-            if ($r->host !== '') {
-                $m['host'] = $r->host;
-            }
-            if ($r->pool !== '') {
-                $m['pool'] = $r->pool;
-            }
-            if ($r->sapi !== '') {
-                $m['sapi'] = Text::sanitize($r->sapi, 32);
-            }
+        if ($r->host !== '') {
+            $m['host'] = $r->host;
         }
-        return $m;
-    }
-
-    /** @return array<string, mixed> */
-    private function requestFields(RequestRecord $r): array
-    {
-        $f = ['cid' => $r->cid];
+        if ($r->pool !== '') {
+            $m['pool'] = $r->pool;
+        }
+        if ($r->sapi !== '') {
+            $m['sapi'] = \strlen($r->sapi) <= 32 && \preg_match('/^[a-z0-9-]+$/', $r->sapi) === 1 ? $r->sapi : Text::sanitize($r->sapi, 32);
+        }
+        if ($alwaysDropped || $dropped > 0) {
+            $m['dropped'] = $dropped;
+        }
+        $m['cid'] = $r->cid;
         if ($r->traceId !== '') {
-            $f['trace_id'] = $r->traceId;
+            $m['trace_id'] = $r->traceId;
         }
-        return $f + [
-            'method' => $r->method,
-            'uri' => $r->uri,
-            'endpoint' => $r->endpoint,
-            'started' => \round($r->started, 6),
-        ];
+        $m['method'] = $r->method;
+        $m['uri'] = $r->uri;
+        $m['endpoint'] = $r->endpoint;
+        $m['started'] = \round($r->started, 6);
+        return $m;
     }
 
     /**
@@ -273,11 +267,18 @@ final class Messages
     {
         $out = [];
         foreach ($sites as $frames) {
-            $site = [];
-            foreach (\array_slice($frames, 0, self::MAX_SITE_FRAMES) as $f) {
-                $site[] = Text::sanitize($f, self::MAX_SITE_FRAME);
+            if (\count($frames) > self::MAX_SITE_FRAMES) {
+                $frames = \array_slice($frames, 0, self::MAX_SITE_FRAMES);
             }
-            $out[] = $site;
+            // One test for the whole site: frames are printable ASCII paths
+            // and names nearly always; only an unusual one is sanitized.
+            $joined = \implode("\n", $frames);
+            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match('/[^\x20-\x7E\n]/', $joined) === 1) {
+                foreach ($frames as $i => $f) {
+                    $frames[$i] = Text::sanitize($f, self::MAX_SITE_FRAME);
+                }
+            }
+            $out[] = $frames;
         }
         return $out;
     }

@@ -41,11 +41,19 @@ final class Redactor
     /** DEFAULT_KEYS as a regex alternation (kept in sync by RedactorTest). */
     public const DEFAULT_KEYS_PATTERN = 'password|passwd|pwd|passphrase|secret|token|api_key|apikey|api\\-key|access_key|private_key|authorization|credential|session|phpsessid|cookie|card_number|cardnumber|ccnum|cvv|cvc|iban|signature';
 
-    private string $keys;
-    private string $textPrecheck;
-    private string $sqlPrecheck;
-    private string $pairs;
-    private string $identifier;
+    /** A 13-digit card number, spaces or dashes between (the prechecks' test). */
+    private const CARDISH = '\d(?:[ -]?\d){12}';
+    /** The regexes of the default keys; built from extra keys at run time otherwise. */
+    private const TEXT_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
+    private const SQL_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|eyJ|' . self::CARDISH . '/i';
+    private const PAIRS_HEAD = '/(?<key>[\w.-]*(?:';
+    private const PAIRS_TAIL = ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
+
+    private string $keys = self::DEFAULT_KEYS_PATTERN;
+    private string $textPrecheck = self::TEXT_PRECHECK;
+    private string $sqlPrecheck = self::SQL_PRECHECK;
+    private string $pairs = self::PAIRS_HEAD . self::DEFAULT_KEYS_PATTERN . self::PAIRS_TAIL;
+    private string $identifier = '/(?:' . self::DEFAULT_KEYS_PATTERN . ')/i';
 
     /**
      * @param list<string> $extraKeys more sensitive words (lower case)
@@ -53,17 +61,18 @@ final class Redactor
      */
     public function __construct(array $extraKeys = [], private readonly array $patterns = [])
     {
-        // Built once per request: keep it to string concatenation.
+        if ($extraKeys === []) {
+            return; // the defaults above: nothing to build on every request
+        }
         $keys = self::DEFAULT_KEYS_PATTERN;
         foreach ($extraKeys as $k) {
             $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
-        $cardish = '\d(?:[ -]?\d){12}';
-        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . $cardish . '/i';
-        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . $cardish . '/i';
+        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
+        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . self::CARDISH . '/i';
         // key (possibly quoted), separator, value (quoted or bare)
-        $this->pairs = '/(?<key>[\w.-]*(?:' . $keys . ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
+        $this->pairs = self::PAIRS_HEAD . $keys . self::PAIRS_TAIL;
         $this->identifier = '/(?:' . $keys . ')/i';
     }
 

@@ -130,6 +130,7 @@ final class Runtime
 
         $redactor = new Redactor($config->redactKeys, $config->redactPatterns);
         $traceId = '';
+        $forced = false;
         if ($cli) {
             $method = 'CLI';
             $argv = $server['argv'] ?? null;
@@ -138,37 +139,27 @@ final class Runtime
             $endpoint = Endpoint::join('CLI', $script);
             $cid = Ids::uuid4(\substr($random, 16));
         } else {
-            $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
+            $method = $server['REQUEST_METHOD'] ?? 'GET';
+            if ($method !== 'GET' && $method !== 'POST') {
+                $method = Endpoint::method((string) $method);
+            }
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
-            $endpoint = Endpoint::join($method, (new Endpoint($config->endpointRules))->route($path));
-            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
+            $endpoint = Endpoint::join($method, Endpoint::routeWith($config->endpointRules, $path));
+            $cid = isset($server['HTTP_X_CORRELATION_ID']) || isset($server['HTTP_TRACEPARENT']) ? Ids::incoming($server) : null;
+            $cid ??= Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
             $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
-        }
-        $forced = false;
-        if ($config->forceHeaderSecret !== '' && !$cli) {
-            $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
-            $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
+            if ($config->forceHeaderSecret !== '') {
+                $header = $server['HTTP_X_BITVILLE_PROFILE'] ?? null;
+                $forced = \is_string($header) && \hash_equals($config->forceHeaderSecret, $header);
+            }
         }
         $host = $config->host !== '' ? $config->host : Text::sanitize((string) \gethostname(), Config::MAX_HOST_BYTES);
 
-        $record = new RequestRecord(
-            id: \bin2hex(\substr($random, 0, 16)),
-            pid: $pid,
-            project: $config->project,
-            cid: $cid,
-            method: $method,
-            uri: $uri,
-            endpoint: $endpoint,
-            started: $started,
-            sapi: $sapi,
-            host: $host,
-            pool: $config->pool,
-            sqlMax: $config->sqlMaxStatements,
-            traceId: $traceId,
-            forced: $forced,
-        );
+        // Positional: these run on every request.
+        $record = new RequestRecord(\bin2hex(\substr($random, 0, 16)), $pid, $config->project, $cid, $method, $uri, $endpoint,
+            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced);
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
@@ -176,7 +167,8 @@ final class Runtime
 
         $drops = new DropCounter($pid);
         $spoolDir = $config->spoolDirectory();
-        $spool = $spoolDir !== '' ? new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        // The spool is made only when a send fails.
+        $spool = $spoolDir !== '' ? static fn (): Spool => new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
@@ -205,7 +197,6 @@ final class Runtime
             return;
         }
         $this->started = true;
-        $timers = $this->timers ?? (\class_exists(ProgressTimer::class) ? ProgressTimer::start(...) : null);
         $after = $this->config->progressAfterMs;
         $delay = $this->config->startDelayMs;
         $long = $this->config->profiler !== 'off' ? $this->config->profileLongMs : 0;
@@ -214,12 +205,16 @@ final class Runtime
         // With start_delay_ms, the start is sent by the timer's first tick,
         // so requests shorter than the delay send one datagram, not two.
         $first = \min($delay > 0 ? $delay : \PHP_INT_MAX, $long > 0 ? $long : \PHP_INT_MAX, $after > 0 && $delay <= 0 ? $after : \PHP_INT_MAX);
-        if ($first < \PHP_INT_MAX && $timers !== null) {
+        if ($first < \PHP_INT_MAX) {
             try {
                 $this->startPending = $delay > 0;
                 $this->tickAtMs = $first;
                 $this->timerPeriodMs = $after > 0 ? $this->progressIntervalMs() : 86400000;
-                $this->progress = self::timer($timers, $first, $this->timerPeriodMs, [$this, 'onProgress']);
+                // Called directly in production: this runs on every request.
+                $t = $this->timers !== null
+                    ? ($this->timers)($first / 1000, $this->timerPeriodMs / 1000, [$this, 'onProgress'])
+                    : ProgressTimer::start($first / 1000, $this->timerPeriodMs / 1000, [$this, 'onProgress']);
+                $this->progress = $t instanceof Timer ? $t : null;
             } catch (\Throwable) {
                 $this->progress = null;
             }
@@ -302,15 +297,6 @@ final class Runtime
             }
         } catch (\Throwable) {
         }
-    }
-
-    /**
-     * @param \Closure(float, float, callable(list<string>, ?array<string, mixed>): void): ?Timer $timers
-     */
-    private static function timer(\Closure $timers, int $afterMs, int $intervalMs, callable $tick): ?Timer
-    {
-        $t = $timers($afterMs / 1000, $intervalMs / 1000, $tick);
-        return $t instanceof Timer ? $t : null;
     }
 
     private function sendStart(): void
@@ -558,7 +544,12 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
+            if ($site === null) {
+                // site(), inline: this runs for every statement.
+                $frames = $this->config->sqlSiteFrames;
+                $site = $frames > 0 && !$this->record->sqlFull() ? $this->record->addSite(SqlSite::capture($frames)) : -1;
+            }
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
         }
     }

@@ -161,10 +161,20 @@ final class ConfigTest extends TestCase
         self::assertSame('', Config::fromValues([])->spoolDirectory(), 'disabled: no spool');
     }
 
+    public function testSiteFramesRangeIsTheProtocolLimit(): void
+    {
+        $base = ['enabled' => '1', 'project' => 'p', 'socket' => '/s'];
+        $max = \Bitville\Apm\Messages::MAX_SITE_FRAMES;
+        self::assertSame($max, Config::fromValues($base + ['sql_site_frames' => (string) $max])->sqlSiteFrames);
+        $this->expectException(ConfigException::class);
+        Config::fromValues($base + ['sql_site_frames' => (string) ($max + 1)]);
+    }
+
     public function testEnvNames(): void
     {
-        self::assertSame(array_keys(Config::DEFAULTS), array_keys(Config::ENV_NAMES));
-        foreach (Config::ENV_NAMES as $key => $name) {
+        self::assertSame(array_keys(Config::DEFAULTS), array_values(Config::ENV_KEYS));
+        self::assertSame((string) Config::DEFAULT_SQL_SITE_FRAMES, Config::DEFAULTS['sql_site_frames']);
+        foreach (Config::ENV_KEYS as $name => $key) {
             self::assertSame(Config::ENV_PREFIX . strtoupper($key), $name);
         }
     }

@@ -21,6 +21,8 @@ use Bitville\Apm\Agent;
  * (TracedStatement). PDO does not allow that attribute on persistent
  * connections, and an application may set its own statement class: in both
  * cases query() and exec() are still traced, prepare() + execute() are not.
+ * Connections made while the agent does not measure (disabled, daemon down)
+ * keep PDO's own statement class, so they cost nothing per statement.
  *
  * Not final on purpose: applications that already subclass \PDO can extend
  * this class instead.
@@ -32,7 +34,11 @@ class TracedPdo extends \PDO
     /** @param array<int, mixed>|null $options */
     public function __construct(string $dsn, ?string $username = null, ?string $password = null, ?array $options = null)
     {
-        if (empty($options[\PDO::ATTR_PERSISTENT]) && !isset($options[\PDO::ATTR_STATEMENT_CLASS])) {
+        // Statements are timed by TracedStatement only while the agent
+        // measures this request (it starts before any application code and
+        // never later): otherwise they stay plain PDOStatements, which cost
+        // nothing over PDO.
+        if (Agent::current() !== null && empty($options[\PDO::ATTR_PERSISTENT]) && !isset($options[\PDO::ATTR_STATEMENT_CLASS])) {
             $options ??= [];
             $options[\PDO::ATTR_STATEMENT_CLASS] = [TracedStatement::class];
         }

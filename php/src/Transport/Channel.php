@@ -15,11 +15,14 @@ use Bitville\Apm\Encoder;
  */
 final class Channel
 {
+    /**
+     * @param Spool|(\Closure(): Spool)|null $spool a closure makes the spool on the first failed send
+     */
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
         private readonly Encoder $encoder = new Encoder(),
-        private readonly ?Spool $spool = null,
+        private Spool|\Closure|null $spool = null,
     ) {
     }
 
@@ -49,8 +52,13 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->drops->delivered($reported);
+            if ($reported !== 0) {
+                $this->drops->delivered($reported);
+            }
             return true;
+        }
+        if ($this->spool instanceof \Closure) {
+            $this->spool = ($this->spool)();
         }
         if ($this->spool !== null && ($message['type'] ?? '') === 'end' && $this->spool->write($payload)) {
             $this->drops->delivered($reported);

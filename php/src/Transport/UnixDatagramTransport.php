@@ -11,10 +11,14 @@ namespace Bitville\Apm\Transport;
  * at once and the caller counts the drop. It never waits: a full queue is
  * not retried.
  *
- * It uses ext-sockets (socket_sendto on an unconnected socket, so a daemon
- * restart between two sends is harmless) when loaded, which it is in
- * Debian's php8.2-cli and php8.2-fpm; else a udg:// stream, reconnected after
- * a failure. PHP warnings of failed sends are swallowed by a handler set
+ * By default it writes to a persistent connected udg:// stream: PHP keeps
+ * it open in the php-fpm worker from one request to the next, so a request
+ * pays for no socket(), connect() or fcntl() and the kernel resolves no
+ * path per datagram (docs/performance.md). When the daemon restarted, the
+ * old connection is refused (ECONNREFUSED): the stream is closed, connected
+ * again and the datagram sent once more. With $useSockets, ext-sockets'
+ * socket_sendto on an unconnected socket of this object's own is used
+ * instead. PHP warnings of failed sends are swallowed by a handler set
  * around the call, so the application's error handler and error_get_last()
  * never see them.
  */
@@ -27,14 +31,18 @@ final class UnixDatagramTransport implements Transport
     /** Why the last send failed: errno or a short text. */
     private string $lastError = '';
 
+    /** The warning of the send under way, if it raised one. */
+    private static string $warning = '';
+
     public function __construct(private readonly string $path, ?bool $useSockets = null)
     {
-        $this->useSockets = $useSockets ?? \function_exists('socket_sendto');
+        $this->useSockets = $useSockets ?? false;
     }
 
     public function send(string $payload): bool
     {
-        \set_error_handler(static fn (): bool => true);
+        self::$warning = '';
+        \set_error_handler([self::class, 'ignore']);
         try {
             return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
         } catch (\Throwable $e) {
@@ -61,15 +69,15 @@ final class UnixDatagramTransport implements Transport
         $this->socket = null;
     }
 
-    public function __destruct()
+    /**
+     * The error handler around a send: its warnings are expected, and the
+     * failure is counted as a drop. (No destructor: PHP closes the socket
+     * when the object goes, without a warning.) @internal
+     */
+    public static function ignore(int $no = 0, string $message = ''): bool
     {
-        \set_error_handler(static fn (): bool => true);
-        try {
-            $this->close();
-        } catch (\Throwable) {
-        } finally {
-            \restore_error_handler();
-        }
+        self::$warning = $message;
+        return true;
     }
 
     private function sendSocket(string $payload): bool
@@ -96,23 +104,33 @@ final class UnixDatagramTransport implements Transport
 
     private function sendStream(string $payload): bool
     {
-        if (!\is_resource($this->socket)) {
-            $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001);
-            if ($s === false) {
-                $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+        for ($attempt = 0; ; $attempt++) {
+            if (!\is_resource($this->socket)) {
+                $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
+                if ($s === false) {
+                    $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+                    return false;
+                }
+                // A stream kept from an earlier request is non-blocking already.
+                if (\stream_get_meta_data($s)['blocked']) {
+                    \stream_set_blocking($s, false);
+                }
+                $this->socket = $s;
+            }
+            $n = \fwrite($this->socket, $payload);
+            if ($n === \strlen($payload)) {
+                return true;
+            }
+            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
+            if (\str_contains($this->lastError, 'errno=11 ')) {
+                return false; // the queue is full: the connection is fine
+            }
+            // The daemon is gone or restarted: connect again, once now.
+            \fclose($this->socket);
+            $this->socket = null;
+            if ($attempt > 0) {
                 return false;
             }
-            \stream_set_blocking($s, false);
-            $this->socket = $s;
         }
-        $n = \fwrite($this->socket, $payload);
-        if ($n === \strlen($payload)) {
-            return true;
-        }
-        $this->lastError = 'write failed';
-        // the daemon may have restarted: connect again next time
-        \fclose($this->socket);
-        $this->socket = null;
-        return false;
     }
 }

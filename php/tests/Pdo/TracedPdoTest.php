@@ -178,6 +178,10 @@ final class TracedPdoTest extends TestCase
         $st->execute(['x' => 1]);
         self::assertSame(2, $st->fetchColumn());
         self::assertSame([], $this->transport->payloads);
+        // Its statements are PDO's own: no user code per prepare or execute.
+        self::assertSame(\PDOStatement::class, \get_class($st));
+        Agent::setRuntime($this->runtime);
+        self::assertInstanceOf(\Bitville\Apm\Pdo\TracedStatement::class, self::connect()->prepare('SELECT 1'));
     }
 
     public function testPersistentAndOwnStatementClassStillTraceQueries(): void
