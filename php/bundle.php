@@ -1030,9 +1030,11 @@ final class Runtime
         $sampled = $config->sampleRate > 0.0 && \unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
         $drops = new DropCounter($pid);
-        $spoolDir = $config->spoolDirectory();
         // The spool is made only when a send fails.
-        $spool = $spoolDir !== '' ? static fn (): Spool => new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $spool = static function () use ($config, $pid, $drops): ?Spool {
+            $dir = $config->spoolDirectory();
+            return $dir !== '' ? new Spool($dir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        };
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
@@ -2895,7 +2897,10 @@ final class Encoder
     public function encode(array $m): ?string
     {
         $json = self::json($m);
-        if ($json !== null && self::hasRejectedCharacters($json)) {
+        // An escaped control character (\u00XX, \b, \f) or DEL: strings
+        // the daemon would reject. Escaped backslashes can match too; then
+        // the strings are cleaned for nothing, which is harmless.
+        if ($json !== null && (\str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F"))) {
             $m = self::cleanStrings($m);
             $json = self::json($m);
         }
@@ -3102,16 +3107,6 @@ final class Encoder
     }
 
     /**
-     * True when the JSON holds an escaped control character (\u00XX, \b,
-     * \f) or DEL: strings the daemon would reject. Escaped backslashes can
-     * match too; then the strings are cleaned for nothing, which is harmless.
-     */
-    private static function hasRejectedCharacters(string $json): bool
-    {
-        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
-    }
-
-    /**
      * @param array<mixed> $m
      * @return array<mixed>
      */
@@ -3142,7 +3137,7 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
-     * @param Spool|(\Closure(): Spool)|null $spool a closure makes the spool on the first failed send
+     * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
         private readonly Transport $transport,

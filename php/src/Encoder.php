@@ -47,7 +47,10 @@ final class Encoder
     public function encode(array $m): ?string
     {
         $json = self::json($m);
-        if ($json !== null && self::hasRejectedCharacters($json)) {
+        // An escaped control character (\u00XX, \b, \f) or DEL: strings
+        // the daemon would reject. Escaped backslashes can match too; then
+        // the strings are cleaned for nothing, which is harmless.
+        if ($json !== null && (\str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F"))) {
             $m = self::cleanStrings($m);
             $json = self::json($m);
         }
@@ -251,16 +254,6 @@ final class Encoder
             \ini_set('serialize_precision', $precision);
         }
         return \is_string($json) ? $json : null;
-    }
-
-    /**
-     * True when the JSON holds an escaped control character (\u00XX, \b,
-     * \f) or DEL: strings the daemon would reject. Escaped backslashes can
-     * match too; then the strings are cleaned for nothing, which is harmless.
-     */
-    private static function hasRejectedCharacters(string $json): bool
-    {
-        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
     }
 
     /**

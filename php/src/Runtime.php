@@ -166,9 +166,11 @@ final class Runtime
         $sampled = $config->sampleRate > 0.0 && \unpack('N', $random)[1] / 4294967296 < $config->sampleRate;
 
         $drops = new DropCounter($pid);
-        $spoolDir = $config->spoolDirectory();
         // The spool is made only when a send fails.
-        $spool = $spoolDir !== '' ? static fn (): Spool => new Spool($spoolDir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        $spool = static function () use ($config, $pid, $drops): ?Spool {
+            $dir = $config->spoolDirectory();
+            return $dir !== '' ? new Spool($dir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
+        };
         $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from

@@ -16,7 +16,7 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
-     * @param Spool|(\Closure(): Spool)|null $spool a closure makes the spool on the first failed send
+     * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
         private readonly Transport $transport,
