@@ -16,10 +16,8 @@ use Bitville\Apm\Agent;
  */
 class TracedStatement extends \PDOStatement
 {
-    /** PDO requires a statement class without a public constructor. */
-    protected function __construct()
-    {
-    }
+    // No constructor: PDO would call it for every statement it prepares
+    // (PDO accepts a statement class without one, or with a non-public one).
 
     /** @param array<int|string, mixed>|null $params */
     public function execute(?array $params = null): bool
