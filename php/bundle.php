@@ -3380,10 +3380,13 @@ final class UnixDatagramTransport implements Transport
             if ($n === \strlen($payload)) {
                 return true;
             }
-            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
-            if (\str_contains($this->lastError, 'errno=11 ')) {
-                return false; // the queue is full: the connection is fine
+            if ($n === 0 && self::$warning === '') {
+                // PHP reports a full queue (EAGAIN) on a non-blocking stream
+                // as nothing written, without a warning: the connection is fine.
+                $this->lastError = 'EAGAIN: the daemon\'s queue is full';
+                return false;
             }
+            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
             // The daemon is gone or restarted: connect again, once now.
             \fclose($this->socket);
             $this->socket = null;
