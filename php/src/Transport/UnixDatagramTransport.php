@@ -11,22 +11,19 @@ namespace Bitville\Apm\Transport;
  * at once and the caller counts the drop. It never waits: a full queue is
  * not retried.
  *
- * By default it writes to a persistent connected udg:// stream: PHP keeps
- * it open in the php-fpm worker from one request to the next, so a request
- * pays for no socket(), connect() or fcntl() and the kernel resolves no
- * path per datagram (docs/performance.md). When the daemon restarted, the
- * old connection is refused (ECONNREFUSED): the stream is closed, connected
- * again and the datagram sent once more. With $useSockets, ext-sockets'
- * socket_sendto on an unconnected socket of this object's own is used
- * instead. PHP warnings of failed sends are swallowed by a handler set
+ * It writes to a persistent connected udg:// stream: PHP keeps it open in
+ * the php-fpm worker from one request to the next, so a request pays for
+ * no socket(), connect() or fcntl() and the kernel resolves no path per
+ * datagram (docs/performance.md, docs/decisions.md). When the daemon
+ * restarted, the old connection is refused (ECONNREFUSED): the stream is
+ * closed, connected again and the datagram sent once more. PHP warnings of failed sends are swallowed by a handler set
  * around the call, so the application's error handler and error_get_last()
  * never see them.
  */
 final class UnixDatagramTransport implements Transport
 {
-    /** @var \Socket|resource|null */
+    /** @var resource|null */
     private $socket = null;
-    private readonly bool $useSockets;
 
     /** Why the last send failed: errno or a short text. */
     private string $lastError = '';
@@ -34,9 +31,8 @@ final class UnixDatagramTransport implements Transport
     /** The warning of the send under way, if it raised one. */
     private static string $warning = '';
 
-    public function __construct(private readonly string $path, ?bool $useSockets = null)
+    public function __construct(private readonly string $path)
     {
-        $this->useSockets = $useSockets ?? false;
     }
 
     public function send(string $payload): bool
@@ -44,7 +40,7 @@ final class UnixDatagramTransport implements Transport
         self::$warning = '';
         \set_error_handler([self::class, 'ignore']);
         try {
-            return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
+            return $this->sendStream($payload);
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
@@ -61,9 +57,7 @@ final class UnixDatagramTransport implements Transport
 
     public function close(): void
     {
-        if ($this->socket instanceof \Socket) {
-            \socket_close($this->socket);
-        } elseif (\is_resource($this->socket)) {
+        if (\is_resource($this->socket)) {
             \fclose($this->socket);
         }
         $this->socket = null;
@@ -78,28 +72,6 @@ final class UnixDatagramTransport implements Transport
     {
         self::$warning = $message;
         return true;
-    }
-
-    private function sendSocket(string $payload): bool
-    {
-        if (!$this->socket instanceof \Socket) {
-            $s = \socket_create(\AF_UNIX, \SOCK_DGRAM, 0);
-            if ($s === false) {
-                $this->lastError = 'socket_create: ' . \socket_strerror(\socket_last_error());
-                return false;
-            }
-            \socket_set_nonblock($s);
-            $this->socket = $s;
-        }
-        $len = \strlen($payload);
-        $n = \socket_sendto($this->socket, $payload, $len, \MSG_DONTWAIT, $this->path);
-        if ($n === $len) {
-            return true;
-        }
-        $errno = \socket_last_error($this->socket);
-        \socket_clear_error($this->socket);
-        $this->lastError = 'errno ' . $errno . ': ' . \socket_strerror($errno);
-        return false;
     }
 
     private function sendStream(string $payload): bool

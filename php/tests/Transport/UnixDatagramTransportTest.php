@@ -23,17 +23,10 @@ final class UnixDatagramTransportTest extends TestCase
         TempDir::remove($this->dir);
     }
 
-    /** @return array<string, array{bool}> */
-    public static function modes(): array
-    {
-        return ['ext-sockets' => [true], 'udg stream' => [false]];
-    }
-
-    /** @dataProvider modes */
-    public function testSendsOneDatagramPerPayload(bool $sockets): void
+    public function testSendsOneDatagramPerPayload(): void
     {
         $server = new DatagramServer($this->dir);
-        $t = new UnixDatagramTransport($server->path, $sockets);
+        $t = new UnixDatagramTransport($server->path);
         $big = '{"v":1,"pad":"' . str_repeat('x', 65536 - 16) . '"}';
         self::assertSame(65536, strlen($big));
         foreach (['{"v":1,"n":1}', $big, '{"v":1,"n":3}'] as $p) {
@@ -43,23 +36,20 @@ final class UnixDatagramTransportTest extends TestCase
         self::assertSame(['{"v":1,"n":1}', $big, '{"v":1,"n":3}'], $got);
     }
 
-    /** @dataProvider modes */
-    public function testMissingSocketFailsQuietly(bool $sockets): void
+    public function testMissingSocketFailsQuietly(): void
     {
-        $t = new UnixDatagramTransport($this->dir . '/absent.sock', $sockets);
+        $t = new UnixDatagramTransport($this->dir . '/absent.sock');
         $this->assertQuietFailure(fn (): bool => $t->send('{"v":1}'));
     }
 
-    /** @dataProvider modes */
-    public function testDirectoryInsteadOfSocketFailsQuietly(bool $sockets): void
+    public function testDirectoryInsteadOfSocketFailsQuietly(): void
     {
         mkdir($this->dir . '/sock.d');
-        $t = new UnixDatagramTransport($this->dir . '/sock.d', $sockets);
+        $t = new UnixDatagramTransport($this->dir . '/sock.d');
         $this->assertQuietFailure(fn (): bool => $t->send('{"v":1}'));
     }
 
-    /** @dataProvider modes */
-    public function testDaemonGoneAfterAStaleSocketFileFailsQuietly(bool $sockets): void
+    public function testDaemonGoneAfterAStaleSocketFileFailsQuietly(): void
     {
         $server = new DatagramServer($this->dir);
         $path = $server->path;
@@ -69,15 +59,14 @@ final class UnixDatagramTransportTest extends TestCase
         socket_bind($s, $path);
         socket_close($s);
         self::assertFileExists($path);
-        $t = new UnixDatagramTransport($path, $sockets);
+        $t = new UnixDatagramTransport($path);
         $this->assertQuietFailure(fn (): bool => $t->send('{"v":1}'));
     }
 
-    /** @dataProvider modes */
-    public function testFullQueueFailsAtOnceAndRecovers(bool $sockets): void
+    public function testFullQueueFailsAtOnceAndRecovers(): void
     {
         $server = new DatagramServer($this->dir);
-        $t = new UnixDatagramTransport($server->path, $sockets);
+        $t = new UnixDatagramTransport($server->path);
         $payload = '{"v":1,"pad":"' . str_repeat('x', 4000) . '"}';
         $sent = 0;
         $refused = false;
@@ -91,17 +80,16 @@ final class UnixDatagramTransportTest extends TestCase
         }
         self::assertTrue($refused, 'a full queue must refuse, not block');
         self::assertGreaterThan(0, $sent);
-        self::assertStringContainsString($sockets ? 'errno ' . SOCKET_EAGAIN : 'EAGAIN', $t->lastError());
+        self::assertStringContainsString('EAGAIN', $t->lastError());
         self::assertCount($sent, $server->drain());
         self::assertTrue($t->send('{"v":1}'), 'sending works again once the daemon reads: ' . $t->lastError());
         self::assertSame(['{"v":1}'], $server->receive(1));
     }
 
-    /** @dataProvider modes */
-    public function testDaemonRestartBetweenSends(bool $sockets): void
+    public function testDaemonRestartBetweenSends(): void
     {
         $server = new DatagramServer($this->dir);
-        $t = new UnixDatagramTransport($server->path, $sockets);
+        $t = new UnixDatagramTransport($server->path);
         self::assertTrue($t->send('{"n":1}'));
         $server->close();
         self::assertFalse($t->send('{"n":2}'));
@@ -115,7 +103,7 @@ final class UnixDatagramTransportTest extends TestCase
         self::assertTrue($t->send('{"n":4}'), $t->lastError());
         self::assertSame(['{"n":4}'], $server->receive(1));
         // The next request's transport finds the kept connection and uses it.
-        $next = new UnixDatagramTransport($server->path, $sockets);
+        $next = new UnixDatagramTransport($server->path);
         self::assertTrue($next->send('{"n":5}'), $next->lastError());
         self::assertSame(['{"n":5}'], $server->receive(1));
     }
