@@ -495,10 +495,6 @@ final class Config
         if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
             throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
-        if (\count($values) === 3) {
-            // enabled, project and socket only: the usual pool configuration.
-            return new self(true, $project, $socket, source: $source);
-        }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
         // skipping the rest keeps this cheap on every request.
@@ -805,6 +801,9 @@ final class Text
     /** Control characters the daemon rejects: all below 0x20 except tab, LF, CR, and DEL. */
     private const CONTROL = '/[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]/';
 
+    /** Anything but printable ASCII, tab, CR and LF: the strings sanitize() has work to do on. */
+    public const UNUSUAL = '/[^\x20-\x7E\t\r\n]/';
+
     private function __construct()
     {
     }
@@ -816,7 +815,7 @@ final class Text
      */
     public static function sanitize(string $s, int $max): string
     {
-        if (\preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
+        if (\preg_match(self::UNUSUAL, $s) === 1) {
             if (\preg_match('//u', $s) !== 1) {
                 $s = self::scrub($s);
             }
@@ -1003,15 +1002,11 @@ final class Runtime
             $endpoint = Endpoint::join('CLI', $script);
             $cid = Ids::uuid4(\substr($random, 16));
         } else {
-            $method = $server['REQUEST_METHOD'] ?? 'GET';
-            if ($method !== 'GET' && $method !== 'POST') {
-                $method = Endpoint::method((string) $method);
-            }
+            $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, Endpoint::routeWith($config->endpointRules, $path));
-            $cid = isset($server['HTTP_X_CORRELATION_ID']) || isset($server['HTTP_TRACEPARENT']) ? Ids::incoming($server) : null;
-            $cid ??= Ids::uuid4(\substr($random, 16));
+            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
             $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
             if ($config->forceHeaderSecret !== '') {
@@ -1410,12 +1405,7 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            if ($site === null) {
-                // site(), inline: this runs for every statement.
-                $frames = $this->config->sqlSiteFrames;
-                $site = $frames > 0 && !$this->record->sqlFull() ? $this->record->addSite(SqlSite::capture($frames)) : -1;
-            }
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
         } catch (\Throwable) {
         }
     }
@@ -1558,16 +1548,21 @@ final class Redactor
     public const DEFAULT_KEYS_PATTERN = 'password|passwd|pwd|passphrase|secret|token|api_key|apikey|api\\-key|access_key|private_key|authorization|credential|session|phpsessid|cookie|card_number|cardnumber|ccnum|cvv|cvc|iban|signature';
 
     /** A 13-digit card number, spaces or dashes between (the prechecks' test). */
-    private const CARDISH = '\d(?:[ -]?\d){12}';
-    /** The regexes of the default keys; built from extra keys at run time otherwise. */
-    private const TEXT_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
-    private const SQL_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|eyJ|' . self::CARDISH . '/i';
+    /**
+     * The regexes around the key alternation: the prechecks (a key, a bearer
+     * or basic token, URL userinfo, a JWT, 13 digits of a card number), the
+     * key/value pairs (key possibly quoted, separator, value quoted or bare)
+     * and the identifier test. With the default keys they are constants;
+     * redact_keys builds them once per request from the same pieces.
+     */
+    private const TEXT_PRECHECK_TAIL = '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|\d(?:[ -]?\d){12}/i';
+    private const SQL_PRECHECK_TAIL = '|bearer\s|eyJ|\d(?:[ -]?\d){12}/i';
     private const PAIRS_HEAD = '/(?<key>[\w.-]*(?:';
     private const PAIRS_TAIL = ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
 
     private string $keys = self::DEFAULT_KEYS_PATTERN;
-    private string $textPrecheck = self::TEXT_PRECHECK;
-    private string $sqlPrecheck = self::SQL_PRECHECK;
+    private string $textPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::TEXT_PRECHECK_TAIL;
+    private string $sqlPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::SQL_PRECHECK_TAIL;
     private string $pairs = self::PAIRS_HEAD . self::DEFAULT_KEYS_PATTERN . self::PAIRS_TAIL;
     private string $identifier = '/(?:' . self::DEFAULT_KEYS_PATTERN . ')/i';
 
@@ -1585,9 +1580,8 @@ final class Redactor
             $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
-        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
-        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . self::CARDISH . '/i';
-        // key (possibly quoted), separator, value (quoted or bare)
+        $this->textPrecheck = '/' . $keys . self::TEXT_PRECHECK_TAIL;
+        $this->sqlPrecheck = '/' . $keys . self::SQL_PRECHECK_TAIL;
         $this->pairs = self::PAIRS_HEAD . $keys . self::PAIRS_TAIL;
         $this->identifier = '/(?:' . $keys . ')/i';
     }
@@ -2056,7 +2050,7 @@ final class Messages
             $m['pool'] = $r->pool;
         }
         if ($r->sapi !== '') {
-            $m['sapi'] = \strlen($r->sapi) <= 32 && \preg_match('/^[a-z0-9-]+$/', $r->sapi) === 1 ? $r->sapi : Text::sanitize($r->sapi, 32);
+            $m['sapi'] = Text::sanitize($r->sapi, 32);
         }
         if ($alwaysDropped || $dropped > 0) {
             $m['dropped'] = $dropped;
@@ -2090,7 +2084,7 @@ final class Messages
             // One test for the whole site: frames are printable ASCII paths
             // and names nearly always; only an unusual one is sanitized.
             $joined = \implode("\n", $frames);
-            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match('/[^\x20-\x7E\n]/', $joined) === 1) {
+            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match(Text::UNUSUAL, $joined) === 1) {
                 foreach ($frames as $i => $f) {
                     $frames[$i] = Text::sanitize($f, self::MAX_SITE_FRAME);
                 }
@@ -3173,9 +3167,7 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            if ($reported !== 0) {
-                $this->drops->delivered($reported);
-            }
+            $this->drops->delivered($reported);
             return true;
         }
         if ($this->spool instanceof \Closure) {
@@ -3270,22 +3262,19 @@ namespace Bitville\Apm\Transport;
  * at once and the caller counts the drop. It never waits: a full queue is
  * not retried.
  *
- * By default it writes to a persistent connected udg:// stream: PHP keeps
- * it open in the php-fpm worker from one request to the next, so a request
- * pays for no socket(), connect() or fcntl() and the kernel resolves no
- * path per datagram (docs/performance.md). When the daemon restarted, the
- * old connection is refused (ECONNREFUSED): the stream is closed, connected
- * again and the datagram sent once more. With $useSockets, ext-sockets'
- * socket_sendto on an unconnected socket of this object's own is used
- * instead. PHP warnings of failed sends are swallowed by a handler set
+ * It writes to a persistent connected udg:// stream: PHP keeps it open in
+ * the php-fpm worker from one request to the next, so a request pays for
+ * no socket(), connect() or fcntl() and the kernel resolves no path per
+ * datagram (docs/performance.md, docs/decisions.md). When the daemon
+ * restarted, the old connection is refused (ECONNREFUSED): the stream is
+ * closed, connected again and the datagram sent once more. PHP warnings of failed sends are swallowed by a handler set
  * around the call, so the application's error handler and error_get_last()
  * never see them.
  */
 final class UnixDatagramTransport implements Transport
 {
-    /** @var \Socket|resource|null */
+    /** @var resource|null */
     private $socket = null;
-    private readonly bool $useSockets;
 
     /** Why the last send failed: errno or a short text. */
     private string $lastError = '';
@@ -3293,9 +3282,8 @@ final class UnixDatagramTransport implements Transport
     /** The warning of the send under way, if it raised one. */
     private static string $warning = '';
 
-    public function __construct(private readonly string $path, ?bool $useSockets = null)
+    public function __construct(private readonly string $path)
     {
-        $this->useSockets = $useSockets ?? false;
     }
 
     public function send(string $payload): bool
@@ -3303,7 +3291,7 @@ final class UnixDatagramTransport implements Transport
         self::$warning = '';
         \set_error_handler([self::class, 'ignore']);
         try {
-            return $this->useSockets ? $this->sendSocket($payload) : $this->sendStream($payload);
+            return $this->sendStream($payload);
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
@@ -3320,9 +3308,7 @@ final class UnixDatagramTransport implements Transport
 
     public function close(): void
     {
-        if ($this->socket instanceof \Socket) {
-            \socket_close($this->socket);
-        } elseif (\is_resource($this->socket)) {
+        if (\is_resource($this->socket)) {
             \fclose($this->socket);
         }
         $this->socket = null;
@@ -3337,28 +3323,6 @@ final class UnixDatagramTransport implements Transport
     {
         self::$warning = $message;
         return true;
-    }
-
-    private function sendSocket(string $payload): bool
-    {
-        if (!$this->socket instanceof \Socket) {
-            $s = \socket_create(\AF_UNIX, \SOCK_DGRAM, 0);
-            if ($s === false) {
-                $this->lastError = 'socket_create: ' . \socket_strerror(\socket_last_error());
-                return false;
-            }
-            \socket_set_nonblock($s);
-            $this->socket = $s;
-        }
-        $len = \strlen($payload);
-        $n = \socket_sendto($this->socket, $payload, $len, \MSG_DONTWAIT, $this->path);
-        if ($n === $len) {
-            return true;
-        }
-        $errno = \socket_last_error($this->socket);
-        \socket_clear_error($this->socket);
-        $this->lastError = 'errno ' . $errno . ': ' . \socket_strerror($errno);
-        return false;
     }
 
     private function sendStream(string $payload): bool

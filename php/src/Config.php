@@ -271,10 +271,6 @@ final class Config
         if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
             throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
-        if (\count($values) === 3) {
-            // enabled, project and socket only: the usual pool configuration.
-            return new self(true, $project, $socket, source: $source);
-        }
         // Only keys that were given are parsed: the constructor's defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
         // skipping the rest keeps this cheap on every request.

@@ -239,7 +239,7 @@ final class Messages
             $m['pool'] = $r->pool;
         }
         if ($r->sapi !== '') {
-            $m['sapi'] = \strlen($r->sapi) <= 32 && \preg_match('/^[a-z0-9-]+$/', $r->sapi) === 1 ? $r->sapi : Text::sanitize($r->sapi, 32);
+            $m['sapi'] = Text::sanitize($r->sapi, 32);
         }
         if ($alwaysDropped || $dropped > 0) {
             $m['dropped'] = $dropped;
@@ -273,7 +273,7 @@ final class Messages
             // One test for the whole site: frames are printable ASCII paths
             // and names nearly always; only an unusual one is sanitized.
             $joined = \implode("\n", $frames);
-            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match('/[^\x20-\x7E\n]/', $joined) === 1) {
+            if (\strlen($joined) > self::MAX_SITE_FRAME || \preg_match(Text::UNUSUAL, $joined) === 1) {
                 foreach ($frames as $i => $f) {
                     $frames[$i] = Text::sanitize($f, self::MAX_SITE_FRAME);
                 }

@@ -42,16 +42,21 @@ final class Redactor
     public const DEFAULT_KEYS_PATTERN = 'password|passwd|pwd|passphrase|secret|token|api_key|apikey|api\\-key|access_key|private_key|authorization|credential|session|phpsessid|cookie|card_number|cardnumber|ccnum|cvv|cvc|iban|signature';
 
     /** A 13-digit card number, spaces or dashes between (the prechecks' test). */
-    private const CARDISH = '\d(?:[ -]?\d){12}';
-    /** The regexes of the default keys; built from extra keys at run time otherwise. */
-    private const TEXT_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
-    private const SQL_PRECHECK = '/' . self::DEFAULT_KEYS_PATTERN . '|bearer\s|eyJ|' . self::CARDISH . '/i';
+    /**
+     * The regexes around the key alternation: the prechecks (a key, a bearer
+     * or basic token, URL userinfo, a JWT, 13 digits of a card number), the
+     * key/value pairs (key possibly quoted, separator, value quoted or bare)
+     * and the identifier test. With the default keys they are constants;
+     * redact_keys builds them once per request from the same pieces.
+     */
+    private const TEXT_PRECHECK_TAIL = '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|\d(?:[ -]?\d){12}/i';
+    private const SQL_PRECHECK_TAIL = '|bearer\s|eyJ|\d(?:[ -]?\d){12}/i';
     private const PAIRS_HEAD = '/(?<key>[\w.-]*(?:';
     private const PAIRS_TAIL = ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
 
     private string $keys = self::DEFAULT_KEYS_PATTERN;
-    private string $textPrecheck = self::TEXT_PRECHECK;
-    private string $sqlPrecheck = self::SQL_PRECHECK;
+    private string $textPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::TEXT_PRECHECK_TAIL;
+    private string $sqlPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::SQL_PRECHECK_TAIL;
     private string $pairs = self::PAIRS_HEAD . self::DEFAULT_KEYS_PATTERN . self::PAIRS_TAIL;
     private string $identifier = '/(?:' . self::DEFAULT_KEYS_PATTERN . ')/i';
 
@@ -69,9 +74,8 @@ final class Redactor
             $keys .= '|' . \preg_quote($k, '/');
         }
         $this->keys = $keys;
-        $this->textPrecheck = '/' . $keys . '|bearer\s|basic\s|:\/\/[^\s\/@]*:[^\s\/@]*@|eyJ|' . self::CARDISH . '/i';
-        $this->sqlPrecheck = '/' . $keys . '|bearer\s|eyJ|' . self::CARDISH . '/i';
-        // key (possibly quoted), separator, value (quoted or bare)
+        $this->textPrecheck = '/' . $keys . self::TEXT_PRECHECK_TAIL;
+        $this->sqlPrecheck = '/' . $keys . self::SQL_PRECHECK_TAIL;
         $this->pairs = self::PAIRS_HEAD . $keys . self::PAIRS_TAIL;
         $this->identifier = '/(?:' . $keys . ')/i';
     }

@@ -139,15 +139,11 @@ final class Runtime
             $endpoint = Endpoint::join('CLI', $script);
             $cid = Ids::uuid4(\substr($random, 16));
         } else {
-            $method = $server['REQUEST_METHOD'] ?? 'GET';
-            if ($method !== 'GET' && $method !== 'POST') {
-                $method = Endpoint::method((string) $method);
-            }
+            $method = Endpoint::method((string) ($server['REQUEST_METHOD'] ?? 'GET'));
             $path = Endpoint::path((string) ($server['REQUEST_URI'] ?? '/'));
             $uri = Text::sanitize($redactor->text($path), Messages::MAX_URI);
             $endpoint = Endpoint::join($method, Endpoint::routeWith($config->endpointRules, $path));
-            $cid = isset($server['HTTP_X_CORRELATION_ID']) || isset($server['HTTP_TRACEPARENT']) ? Ids::incoming($server) : null;
-            $cid ??= Ids::uuid4(\substr($random, 16));
+            $cid = Ids::incoming($server) ?? Ids::uuid4(\substr($random, 16));
             $traceparent = $server['HTTP_TRACEPARENT'] ?? null;
             $traceId = \is_string($traceparent) ? Ids::traceId($traceparent) ?? '' : '';
             if ($config->forceHeaderSecret !== '') {
@@ -546,12 +542,7 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            if ($site === null) {
-                // site(), inline: this runs for every statement.
-                $frames = $this->config->sqlSiteFrames;
-                $site = $frames > 0 && !$this->record->sqlFull() ? $this->record->addSite(SqlSite::capture($frames)) : -1;
-            }
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
         } catch (\Throwable) {
         }
     }

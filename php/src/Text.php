@@ -15,6 +15,9 @@ final class Text
     /** Control characters the daemon rejects: all below 0x20 except tab, LF, CR, and DEL. */
     private const CONTROL = '/[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]/';
 
+    /** Anything but printable ASCII, tab, CR and LF: the strings sanitize() has work to do on. */
+    public const UNUSUAL = '/[^\x20-\x7E\t\r\n]/';
+
     private function __construct()
     {
     }
@@ -26,7 +29,7 @@ final class Text
      */
     public static function sanitize(string $s, int $max): string
     {
-        if (\preg_match('/[^\x20-\x7E\t\r\n]/', $s) === 1) {
+        if (\preg_match(self::UNUSUAL, $s) === 1) {
             if (\preg_match('//u', $s) !== 1) {
                 $s = self::scrub($s);
             }

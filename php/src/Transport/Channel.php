@@ -52,9 +52,7 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            if ($reported !== 0) {
-                $this->drops->delivered($reported);
-            }
+            $this->drops->delivered($reported);
             return true;
         }
         if ($this->spool instanceof \Closure) {
