@@ -141,7 +141,7 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		if resp, err := http.Get(s.url); err != nil || resp.StatusCode != 200 {
 			b.Fatalf("%s: GET %s: %v %v", s.name, s.url, resp, err)
 		}
-		_, _ = runWrk(b, wrk, s.url, connections, time.Second) // warm up: opcache, connections
+		_, _ = runWrk(b, []string{wrk}, s.url, connections, time.Second) // warm up: opcache, connections
 	}
 
 	b.ResetTimer()
@@ -149,7 +149,7 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		for j := range setups {
 			s := setups[(j+r)%len(setups)]
 			fpm0, pg0, ngx0, d0 := treeCPU(s.fpm.MasterPID()), treeCPU(shop.PG.PID()), treeCPU(s.nginx.PID()), treeCPU(daemon.cmd.Process.Pid)
-			rps, n := runWrk(b, wrk, s.url, connections, duration)
+			rps, n := runWrk(b, []string{wrk}, s.url, connections, duration)
 			s.fpmCPU += treeCPU(s.fpm.MasterPID()) - fpm0
 			s.pgCPU += treeCPU(shop.PG.PID()) - pg0
 			s.nginxCPU += treeCPU(s.nginx.PID()) - ngx0
@@ -205,10 +205,12 @@ var (
 )
 
 // runWrk loads url for d and returns requests per second and the requests
-// completed; non-2xx answers fail the benchmark.
-func runWrk(b *testing.B, wrk, url string, connections int, d time.Duration) (rps, requests float64) {
+// completed; non-2xx answers fail the benchmark. wrk is the command that
+// runs wrk: its path, or that after a prefix such as taskset's.
+func runWrk(b *testing.B, wrk []string, url string, connections int, d time.Duration) (rps, requests float64) {
 	b.Helper()
-	out, err := exec.Command(wrk, "-t1", fmt.Sprintf("-c%d", connections), fmt.Sprintf("-d%ds", int(d.Seconds())), url).CombinedOutput()
+	args := append(wrk[1:len(wrk):len(wrk)], "-t1", fmt.Sprintf("-c%d", connections), fmt.Sprintf("-d%ds", int(d.Seconds())), url)
+	out, err := exec.Command(wrk[0], args...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}

@@ -50,6 +50,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 	}
 	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
 	pin(b, taskset, "0", daemon.cmd.Process.Pid)
+	pinnedWrk := []string{taskset, "-c", "0", wrk}
 
 	type pool struct {
 		name, prepend, url string
@@ -81,7 +82,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 		}
 		pin(b, taskset, "1", p.worker)
 		pin(b, taskset, "0", ngx.PID())
-		runPinnedWrk(b, taskset, wrk, p.url, time.Second) // warm up: opcache, the persistent socket
+		_, _ = runWrk(b, pinnedWrk, p.url, 1, time.Second) // warm up: opcache, the persistent socket
 	}
 
 	b.ResetTimer()
@@ -89,7 +90,8 @@ func BenchmarkPHPFloor(b *testing.B) {
 		for j := range pools {
 			p := pools[(j+r)%len(pools)]
 			before := schedCPU(b, p.worker)
-			p.reqs += runPinnedWrk(b, taskset, wrk, p.url, duration)
+			_, n := runWrk(b, pinnedWrk, p.url, 1, duration)
+			p.reqs += n
 			p.cpu += schedCPU(b, p.worker) - before
 		}
 	}
@@ -134,23 +136,4 @@ func schedCPU(b *testing.B, pid int) time.Duration {
 		b.Fatalf("schedstat of %d: %v", pid, err)
 	}
 	return time.Duration(ns)
-}
-
-// runPinnedWrk runs wrk with one connection on CPU 0 for d and returns the
-// requests it completed; errors and non-2xx answers fail the benchmark.
-func runPinnedWrk(b *testing.B, taskset, wrk, url string, d time.Duration) float64 {
-	b.Helper()
-	out, err := exec.Command(taskset, "-c", "0", wrk, "-t1", "-c1", fmt.Sprintf("-d%ds", int(d.Seconds())), url).CombinedOutput()
-	if err != nil {
-		b.Fatalf("wrk %s: %v\n%s", url, err, out)
-	}
-	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
-		b.Fatalf("wrk %s saw errors:\n%s", url, out)
-	}
-	n := wrkCount.FindSubmatch(out)
-	if n == nil {
-		b.Fatalf("no request count in wrk's output:\n%s", out)
-	}
-	reqs, _ := strconv.ParseFloat(string(n[1]), 64)
-	return reqs
 }
