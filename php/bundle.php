@@ -1547,7 +1547,16 @@ final class Redactor
     /** DEFAULT_KEYS as a regex alternation (kept in sync by RedactorTest). */
     public const DEFAULT_KEYS_PATTERN = 'password|passwd|pwd|passphrase|secret|token|api_key|apikey|api\\-key|access_key|private_key|authorization|credential|session|phpsessid|cookie|card_number|cardnumber|ccnum|cvv|cvc|iban|signature';
 
-    /** A 13-digit card number, spaces or dashes between (the prechecks' test). */
+    /**
+     * DEFAULT_KEYS again, factored by their first letters, for the
+     * prechecks, which run on every request's URI and every statement:
+     * PCRE tries each alternative of a flat list at every position that
+     * starts one, so a flat list costs twice as much (6.8k against 12.9k
+     * instructions on a 110-byte statement). RedactorTest checks that it
+     * matches exactly what DEFAULT_KEYS_PATTERN matches.
+     */
+    public const DEFAULT_KEYS_PRECHECK = 'p(?:ass(?:word|wd|phrase)|wd|rivate_key|hpsessid)|s(?:e(?:cret|ssion)|ignature)|token|a(?:pi(?:_key|key|\\-key)|ccess_key|uthorization)|c(?:redential|ookie|ard_?number|cnum|v[vc])|iban';
+
     /**
      * The regexes around the key alternation: the prechecks (a key, a bearer
      * or basic token, URL userinfo, a JWT, 13 digits of a card number), the
@@ -1561,8 +1570,8 @@ final class Redactor
     private const PAIRS_TAIL = ')[\w.-]*)(?<sep>["\']?\s*[:=]\s*)(?<val>"(?:[^"\\\\]|\\\\.)*"|\'(?:[^\'\\\\]|\\\\.)*\'|[^\s&;,"\'<>)}\]]+)/i';
 
     private string $keys = self::DEFAULT_KEYS_PATTERN;
-    private string $textPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::TEXT_PRECHECK_TAIL;
-    private string $sqlPrecheck = '/' . self::DEFAULT_KEYS_PATTERN . self::SQL_PRECHECK_TAIL;
+    private string $textPrecheck = '/' . self::DEFAULT_KEYS_PRECHECK . self::TEXT_PRECHECK_TAIL;
+    private string $sqlPrecheck = '/' . self::DEFAULT_KEYS_PRECHECK . self::SQL_PRECHECK_TAIL;
     private string $pairs = self::PAIRS_HEAD . self::DEFAULT_KEYS_PATTERN . self::PAIRS_TAIL;
     private string $identifier = '/(?:' . self::DEFAULT_KEYS_PATTERN . ')/i';
 
@@ -1575,13 +1584,14 @@ final class Redactor
         if ($extraKeys === []) {
             return; // the defaults above: nothing to build on every request
         }
-        $keys = self::DEFAULT_KEYS_PATTERN;
+        $extra = '';
         foreach ($extraKeys as $k) {
-            $keys .= '|' . \preg_quote($k, '/');
+            $extra .= '|' . \preg_quote($k, '/');
         }
+        $keys = self::DEFAULT_KEYS_PATTERN . $extra;
         $this->keys = $keys;
-        $this->textPrecheck = '/' . $keys . self::TEXT_PRECHECK_TAIL;
-        $this->sqlPrecheck = '/' . $keys . self::SQL_PRECHECK_TAIL;
+        $this->textPrecheck = '/' . self::DEFAULT_KEYS_PRECHECK . $extra . self::TEXT_PRECHECK_TAIL;
+        $this->sqlPrecheck = '/' . self::DEFAULT_KEYS_PRECHECK . $extra . self::SQL_PRECHECK_TAIL;
         $this->pairs = self::PAIRS_HEAD . $keys . self::PAIRS_TAIL;
         $this->identifier = '/(?:' . $keys . ')/i';
     }

@@ -126,6 +126,43 @@ final class RedactorTest extends TestCase
         self::assertSame(implode('|', array_map(static fn (string $k): string => preg_quote($k, '/'), Redactor::DEFAULT_KEYS)), Redactor::DEFAULT_KEYS_PATTERN);
     }
 
+    /**
+     * The prechecks' factored alternation matches where the flat list
+     * does: each key, in any case, inside other text; and nothing else,
+     * tried on every key cut short, lengthened or with one letter changed.
+     */
+    public function testThePrechecksFactoredKeysMatchTheList(): void
+    {
+        $flat = '/' . Redactor::DEFAULT_KEYS_PATTERN . '/i';
+        $factored = '/' . Redactor::DEFAULT_KEYS_PRECHECK . '/i';
+        $exact = '/^(?:' . Redactor::DEFAULT_KEYS_PRECHECK . ')$/i';
+        $samples = [];
+        foreach (Redactor::DEFAULT_KEYS as $k) {
+            self::assertSame(1, preg_match($exact, $k), $k);
+            self::assertSame(1, preg_match($exact, strtoupper($k)), $k);
+            $samples[] = "SELECT x_{$k}_y FROM t";
+            for ($i = 1; $i < strlen($k); $i++) {
+                $samples[] = substr($k, 0, $i);
+                $samples[] = substr($k, $i);
+                foreach (['_', '-', 'x', 'e', 'a', 'v', 'c'] as $c) {
+                    $samples[] = substr_replace($k, $c, $i, 1);
+                    $samples[] = substr_replace($k, $c, $i, 0);
+                }
+            }
+        }
+        $matched = 0;
+        foreach ($samples as $s) {
+            $want = preg_match($flat, $s);
+            self::assertSame($want, preg_match($factored, $s), $s);
+            $matched += $want;
+        }
+        self::assertGreaterThan(50, $matched, 'the samples hold both matches');
+        self::assertLessThan(count($samples) - 100, $matched, 'and misses');
+        // the prechecks with extra keys still see the defaults and the extras
+        $r = new Redactor(['otp']);
+        self::assertSame('x password=[REDACTED] otp=[REDACTED]', $r->text('x password=1 otp=2'));
+    }
+
     public function testLuhn(): void
     {
         foreach (['4111111111111111', '5555555555554444', '378282246310005', '6011111111111117', '4012888888881881'] as $valid) {
