@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run demo test test-go test-php lint generate bench bench-pg bench-pushgw bench-php bench-php-floor bench-php-phases fuzz clean
+.PHONY: help deps build run demo test test-go test-php lint generate bench bench-pg bench-pushgw bench-php bench-php-floor bench-php-phases bench-php-instructions fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ generate: ## regenerate dashboards/*.json and alerts/*.rules.yml from internal/m
 	$(GO) run ./internal/mixin/gen
 
 bench: deps ## run the Go benchmarks (figures go to docs/performance.md)
-	$(GO) test -run='^$$' -bench=. -skip='PHPOverhead|PHPPhases|PHPFloor|PgExporterVsPostgresExporter|PushgwVsPushgateway' -benchmem -count=1 ./...
+	$(GO) test -run='^$$' -bench=. -skip='PHPOverhead|PHPPhases|PHPFloor|PHPInstructions|PgExporterVsPostgresExporter|PushgwVsPushgateway' -benchmem -count=1 ./...
 
 bench-pg: deps ## pg-exporter against Debian's prometheus-postgres-exporter on one PostgreSQL (BENCH_ROUNDS, BENCH_PAUSE)
 	$(GO) test -run='^$$' -bench=PgExporterVsPostgresExporter -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
@@ -64,6 +64,9 @@ bench-php: deps ## the PHP agent's overhead: wrk against pools with and without 
 
 bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent's, one worker per pool (BENCH_ROUNDS, BENCH_DURATION)
 	$(GO) test -run='^$$' -bench=PHPFloor -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
+
+bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE)
+	$(GO) test -run='^$$' -bench=PHPInstructions -benchtime=1x -timeout=30m -v ./cmd/bitville-apm/
 
 bench-php-phases: deps ## the PHP agent's work per phase inside one php-fpm worker, with and without opcache.preload (BENCH_REQUESTS)
 	$(GO) test -run='^$$' -bench=PHPPhases -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/

@@ -19,6 +19,7 @@ packages=(
 	php-excimer php-tideways phpunit
 	nginx postgresql postgresql-contrib
 	wrk                      # load for the overhead benchmarks
+	valgrind                 # callgrind: instructions per request (make bench-php-instructions)
 	prometheus-postgres-exporter # pg-exporter's side-by-side benchmark
 	prometheus-pushgateway   # pushgw's side-by-side benchmark
 	victoria-metrics         # a remote-write receiver of pushgw's tests
