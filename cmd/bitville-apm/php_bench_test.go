@@ -71,12 +71,7 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = shop.Stop() })
-	// As in production (the daemon's default): a socket queue of 1024
-	// datagrams, not the kernel's 10; the host's setting is put back after.
-	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
-		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
-	}
-	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
+	daemon := startBenchDaemon(b, bin)
 
 	on := func(extra map[string]string) map[string]string {
 		env := map[string]string{
@@ -203,6 +198,17 @@ var (
 	wrkRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	wrkCount = regexp.MustCompile(`([0-9]+) requests in`)
 )
+
+// startBenchDaemon starts the daemon for the PHP benchmarks as in
+// production: with a socket queue of 1024 datagrams (its default when it
+// runs as root), not the kernel's 10; the host's setting is put back after.
+func startBenchDaemon(b *testing.B, bin string) *agentProcess {
+	b.Helper()
+	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
+		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
+	}
+	return startAgent(b, bin, "--agent.min-queue-length=1024")
+}
 
 // runWrk loads url for d and returns requests per second and the requests
 // completed; non-2xx answers fail the benchmark. wrk is the command that

@@ -44,11 +44,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// As in production: the daemon's socket queue holds 1024 datagrams.
-	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
-		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
-	}
-	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
+	daemon := startBenchDaemon(b, bin)
 	pin(b, taskset, "0", daemon.cmd.Process.Pid)
 	pinnedWrk := []string{taskset, "-c", "0", wrk}
 

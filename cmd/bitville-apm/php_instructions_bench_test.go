@@ -69,10 +69,7 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = shop.Stop() })
-	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
-		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
-	}
-	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
+	daemon := startBenchDaemon(b, bin)
 
 	// php-fpm under callgrind: each worker writes its counts at its exit.
 	out := filepath.Join(dir, "callgrind")

@@ -110,10 +110,7 @@ func BenchmarkPHPPhases(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = shop.Stop() })
-	if before, err := os.ReadFile("/proc/sys/net/unix/max_dgram_qlen"); err == nil {
-		b.Cleanup(func() { _ = os.WriteFile("/proc/sys/net/unix/max_dgram_qlen", before, 0o644) })
-	}
-	daemon := startAgent(b, bin, "--agent.min-queue-length=1024")
+	daemon := startBenchDaemon(b, bin)
 
 	// nginx runs Root/index.php for every path: a one-line front
 	// controller for the script in the checkout.
