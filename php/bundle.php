@@ -1405,7 +1405,21 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
+            // site(), inline: this runs for every statement.
+            if ($site === null) {
+                $site = -1;
+                $frames = $this->config->sqlSiteFrames;
+                if ($frames > 0 && !$this->record->sqlFull()) {
+                    try {
+                        $limit = $frames + SqlSite::SCAN_EXTRA;
+                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+                        $site = $this->record->addSite(SqlSite::frames($trace, $frames, \count($trace) < $limit));
+                    } catch (\Throwable) {
+                        $site = -1;
+                    }
+                }
+            }
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
         }
     }
@@ -1619,6 +1633,12 @@ final class Redactor
             $s = (string) \preg_replace($re, self::MASK, $s);
         }
         return $s;
+    }
+
+    /** True when sql() returns $sql as it is: no extra patterns, and nothing the redaction looks for. */
+    public function sqlUntouched(string $sql): bool
+    {
+        return $this->patterns === [] && \preg_match($this->sqlPrecheck, $sql) !== 1;
     }
 
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */
@@ -1877,6 +1897,9 @@ final class Messages
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
+    /** The daemon's largest duration, in seconds (30 days): longer ones are sent as this. */
+    private const MAX_SECONDS = 2592000.0;
+
     /** Statement texts are redacted after a first cut this much longer than sql_max_length. */
     private const SQL_REDACT_MARGIN = 1024;
 
@@ -1948,10 +1971,14 @@ final class Messages
         $texts = [];
         foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
-                $texts[$q] = $this->sqlText($q);
+                // sqlText(), inline for the usual statement: nothing to
+                // redact or sanitize, not too long. This runs for every one.
+                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q)
+                    ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
-            $s = ['q' => $text, 'd' => self::seconds($d)];
+            // seconds(), inline
+            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($d, 6)) : 0.0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
             }
@@ -2110,7 +2137,7 @@ final class Messages
         if (!($s > 0.0)) {
             return 0.0; // negative, zero and NaN
         }
-        return $s >= 2592000.0 ? 2592000.0 : \round($s, 6);
+        return $s >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($s, 6);
     }
 
     /**
@@ -2620,7 +2647,7 @@ final class SqlSite
     private const INCLUDES = ['include' => true, 'include_once' => true, 'require' => true, 'require_once' => true];
 
     /**
-     * Per process, for the statements to come: whether a file is the
+     * Per request, for its statements to come: whether a file is the
      * application's, and each place formatted, by file, line and the
      * function it is in (class and name: a trait's line is in the class
      * that uses it). A statement then costs lookups, not string building.
@@ -2671,6 +2698,7 @@ final class SqlSite
             self::$application = [];
             self::$places = [];
         }
+        // One loop with no helper calls: it runs for every statement.
         $out = [];
         $kept = 0;
         foreach ($trace as $i => $frame) {
@@ -2678,7 +2706,18 @@ final class SqlSite
                 break;
             }
             $file = $frame['file'] ?? '';
-            if ($file === '' || !(self::$application[$file] ??= self::isApplication($file))) {
+            if ($file === '') {
+                continue;
+            }
+            $application = self::$application[$file] ?? null;
+            if ($application === null) {
+                // Not the agent's (its src/ directory, or the generated
+                // bundle this class may be declared in) and not a
+                // library's (under /vendor/).
+                $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+                $application = self::$application[$file] = !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
+            }
+            if (!$application) {
                 continue;
             }
             $line = $frame['line'] ?? 0;
@@ -2688,29 +2727,15 @@ final class SqlSite
             }
             $fn = $caller['function'] ?? '';
             $class = $caller['class'] ?? '';
-            $out[] = self::$places[$file][$line][$class][$fn] ??= $file . ':' . $line . ' ' . self::name($caller, $class, $fn);
+            $place = self::$places[$file][$line][$class][$fn] ?? null;
+            if ($place === null) {
+                $name = $caller === null || $fn === '' || isset(self::INCLUDES[$fn]) ? self::MAIN : ($class !== '' ? $class . '::' . $fn : $fn);
+                $place = self::$places[$file][$line][$class][$fn] = $file . ':' . $line . ' ' . $name;
+            }
+            $out[] = $place;
             $kept++;
         }
         return $out;
-    }
-
-    /** @param array<string, mixed>|null $caller */
-    private static function name(?array $caller, string $class, string $fn): string
-    {
-        if ($caller === null || $fn === '' || isset(self::INCLUDES[$fn])) {
-            return self::MAIN;
-        }
-        return $class !== '' ? $class . '::' . $fn : $fn;
-    }
-
-    /**
-     * Not the agent's (its src/ directory, or the generated bundle this
-     * class may be declared in) and not a library's (under /vendor/).
-     */
-    private static function isApplication(string $file): bool
-    {
-        $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
-        return !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
     }
 }
 

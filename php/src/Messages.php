@@ -56,6 +56,9 @@ final class Messages
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
+    /** The daemon's largest duration, in seconds (30 days): longer ones are sent as this. */
+    private const MAX_SECONDS = 2592000.0;
+
     /** Statement texts are redacted after a first cut this much longer than sql_max_length. */
     private const SQL_REDACT_MARGIN = 1024;
 
@@ -127,10 +130,14 @@ final class Messages
         $texts = [];
         foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
-                $texts[$q] = $this->sqlText($q);
+                // sqlText(), inline for the usual statement: nothing to
+                // redact or sanitize, not too long. This runs for every one.
+                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q)
+                    ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
-            $s = ['q' => $text, 'd' => self::seconds($d)];
+            // seconds(), inline
+            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($d, 6)) : 0.0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
             }
@@ -289,7 +296,7 @@ final class Messages
         if (!($s > 0.0)) {
             return 0.0; // negative, zero and NaN
         }
-        return $s >= 2592000.0 ? 2592000.0 : \round($s, 6);
+        return $s >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($s, 6);
     }
 
     /**

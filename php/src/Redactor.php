@@ -115,6 +115,12 @@ final class Redactor
         return $s;
     }
 
+    /** True when sql() returns $sql as it is: no extra patterns, and nothing the redaction looks for. */
+    public function sqlUntouched(string $sql): bool
+    {
+        return $this->patterns === [] && \preg_match($this->sqlPrecheck, $sql) !== 1;
+    }
+
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */
     public function sql(string $sql): string
     {

@@ -542,7 +542,21 @@ final class Runtime
     public function sql(string $sql, int|float $ns, ?int $rows = null, bool $failed = false, ?int $site = null): void
     {
         try {
-            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site ?? $this->site());
+            // site(), inline: this runs for every statement.
+            if ($site === null) {
+                $site = -1;
+                $frames = $this->config->sqlSiteFrames;
+                if ($frames > 0 && !$this->record->sqlFull()) {
+                    try {
+                        $limit = $frames + SqlSite::SCAN_EXTRA;
+                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+                        $site = $this->record->addSite(SqlSite::frames($trace, $frames, \count($trace) < $limit));
+                    } catch (\Throwable) {
+                        $site = -1;
+                    }
+                }
+            }
+            $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
         }
     }

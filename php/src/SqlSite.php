@@ -29,7 +29,7 @@ final class SqlSite
     private const INCLUDES = ['include' => true, 'include_once' => true, 'require' => true, 'require_once' => true];
 
     /**
-     * Per process, for the statements to come: whether a file is the
+     * Per request, for its statements to come: whether a file is the
      * application's, and each place formatted, by file, line and the
      * function it is in (class and name: a trait's line is in the class
      * that uses it). A statement then costs lookups, not string building.
@@ -80,6 +80,7 @@ final class SqlSite
             self::$application = [];
             self::$places = [];
         }
+        // One loop with no helper calls: it runs for every statement.
         $out = [];
         $kept = 0;
         foreach ($trace as $i => $frame) {
@@ -87,7 +88,18 @@ final class SqlSite
                 break;
             }
             $file = $frame['file'] ?? '';
-            if ($file === '' || !(self::$application[$file] ??= self::isApplication($file))) {
+            if ($file === '') {
+                continue;
+            }
+            $application = self::$application[$file] ?? null;
+            if ($application === null) {
+                // Not the agent's (its src/ directory, or the generated
+                // bundle this class may be declared in) and not a
+                // library's (under /vendor/).
+                $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
+                $application = self::$application[$file] = !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
+            }
+            if (!$application) {
                 continue;
             }
             $line = $frame['line'] ?? 0;
@@ -97,28 +109,14 @@ final class SqlSite
             }
             $fn = $caller['function'] ?? '';
             $class = $caller['class'] ?? '';
-            $out[] = self::$places[$file][$line][$class][$fn] ??= $file . ':' . $line . ' ' . self::name($caller, $class, $fn);
+            $place = self::$places[$file][$line][$class][$fn] ?? null;
+            if ($place === null) {
+                $name = $caller === null || $fn === '' || isset(self::INCLUDES[$fn]) ? self::MAIN : ($class !== '' ? $class . '::' . $fn : $fn);
+                $place = self::$places[$file][$line][$class][$fn] = $file . ':' . $line . ' ' . $name;
+            }
+            $out[] = $place;
             $kept++;
         }
         return $out;
-    }
-
-    /** @param array<string, mixed>|null $caller */
-    private static function name(?array $caller, string $class, string $fn): string
-    {
-        if ($caller === null || $fn === '' || isset(self::INCLUDES[$fn])) {
-            return self::MAIN;
-        }
-        return $class !== '' ? $class . '::' . $fn : $fn;
-    }
-
-    /**
-     * Not the agent's (its src/ directory, or the generated bundle this
-     * class may be declared in) and not a library's (under /vendor/).
-     */
-    private static function isApplication(string $file): bool
-    {
-        $src = (\basename(__DIR__) === 'src' ? __DIR__ : __DIR__ . '/src') . '/';
-        return !\str_contains($file, '/vendor/') && !\str_starts_with($file, $src) && $file !== __FILE__;
     }
 }
