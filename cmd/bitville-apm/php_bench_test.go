@@ -17,8 +17,6 @@ import (
 	"github.com/bitville/bitville-apm/internal/stack"
 )
 
-// phpSetup is one way of running the example shop's php-fpm pool in the
-// overhead benchmark.
 // The pages of the overhead benchmark: the realistic one (four statements,
 // ~10 ms) and a small one (1 ms of CPU, no SQL).
 const (
@@ -26,16 +24,27 @@ const (
 	smallPage = "/work/1"
 )
 
+// callGraphExtensions are left out of the PHP benchmarks' php-fpm pools
+// unless a setup profiles with them: the agent's default mode needs only
+// Excimer, and a loaded tideways_xhprof hooks every function call of the
+// application and of the agent (docs/performance.md, "A call-graph
+// extension merely loaded").
+var callGraphExtensions = []string{"tideways_xhprof"}
+
+// phpSetup is one way of running the example shop's php-fpm pool in the
+// overhead benchmark.
 type phpSetup struct {
-	name  string
-	agent bool              // auto_prepend_file = php/bootstrap.php
-	env   map[string]string // BITVILLE_APM_* settings
-	page  string            // the path loaded; "" is the realistic page, quotePage
-	base  string            // the setup it is compared with; "" is the baseline
-	url   string
-	fpm   *stack.FPM
-	nginx *stack.Nginx
-	rps   []float64
+	name      string
+	agent     bool              // auto_prepend_file = php/bootstrap.php
+	prepend   string            // another auto_prepend_file (BENCH_BEFORE's bootstrap.php)
+	callGraph bool              // tideways_xhprof loaded (callGraphExtensions)
+	env       map[string]string // BITVILLE_APM_* settings
+	page      string            // the path loaded; "" is the realistic page, quotePage
+	base      string            // the setup it is compared with; "" is the baseline
+	url       string
+	fpm       *stack.FPM
+	nginx     *stack.Nginx
+	rps       []float64
 	// CPU used while this setup was under load, and the requests served
 	reqs                            float64
 	fpmCPU, pgCPU, nginxCPU, daemon time.Duration
@@ -47,10 +56,14 @@ type phpSetup struct {
 // and php-fpm. Every setup gets its own pool (4 workers) and nginx over the
 // same PostgreSQL; the setups take turns for BENCH_ROUNDS rounds of
 // BENCH_DURATION each (the order rotating every round), and the medians are
-// compared with the baseline (no agent) of the same run:
+// compared with the baseline (no agent) of the same run. BENCH_BEFORE,
+// the php/ directory of another tree, adds that agent in its default mode
+// on both pages, so a change is measured against what it changes in one
+// run:
 //
 //	make bench-php          # or:
 //	go test -run '^$' -bench PHPOverhead -benchtime 1x ./cmd/bitville-apm/
+//	BENCH_BEFORE=/tmp/old/php make bench-php
 //
 // The figures go to docs/performance.md.
 func BenchmarkPHPOverhead(b *testing.B) {
@@ -90,11 +103,19 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		{name: "agent", agent: true, env: on(nil)},
 		{name: "daemon-down", agent: true, env: on(map[string]string{"BITVILLE_APM_SOCKET": filepath.Join(dir, "absent.sock")})},
 		{name: "excimer-period/10", agent: true, env: on(map[string]string{"BITVILLE_APM_EXCIMER_PERIOD_MS": strconv.FormatFloat(period/10, 'f', -1, 64)})},
-		{name: "tideways-every-request", agent: true, env: on(map[string]string{"BITVILLE_APM_PROFILER": "tideways", "BITVILLE_APM_SAMPLE_RATE": "1"})},
+		{name: "tideways-every-request", agent: true, callGraph: true, env: on(map[string]string{"BITVILLE_APM_PROFILER": "tideways", "BITVILLE_APM_SAMPLE_RATE": "1"})},
 		// The small page, where the agent's own cost shows most: its own
 		// baseline, and the agent in its default mode.
 		{name: "baseline-1ms", page: smallPage, base: "baseline-1ms"},
 		{name: "agent-1ms", agent: true, env: on(nil), page: smallPage, base: "baseline-1ms"},
+	}
+	if before := os.Getenv("BENCH_BEFORE"); before != "" {
+		prepend := filepath.Join(before, "bootstrap.php")
+		if _, err := os.Stat(prepend); err != nil {
+			b.Fatalf("BENCH_BEFORE: %v", err)
+		}
+		setups = append(setups, &phpSetup{name: "before", agent: true, prepend: prepend, env: on(nil)},
+			&phpSetup{name: "before-1ms", agent: true, prepend: prepend, env: on(nil), page: smallPage, base: "baseline-1ms"})
 	}
 	if only := os.Getenv("BENCH_SETUPS"); only != "" {
 		keep := strings.Split(only, ",")
@@ -119,6 +140,12 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		c := stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("bench%d", i), Children: 4, Env: env}
 		if s.agent {
 			c.PrependFile = filepath.Join(root, "php", "bootstrap.php")
+			if s.prepend != "" {
+				c.PrependFile = s.prepend
+			}
+		}
+		if !s.callGraph {
+			c.WithoutExtensions = callGraphExtensions
 		}
 		if s.fpm, err = stack.StartFPM(ctx, c); err != nil {
 			b.Fatal(err)

@@ -62,7 +62,8 @@ func BenchmarkPHPFloor(b *testing.B) {
 	dir := b.TempDir()
 	for i, p := range pools {
 		env := map[string]string{"BITVILLE_APM_ENABLED": "1", "BITVILLE_APM_PROJECT": "bench", "BITVILLE_APM_SOCKET": daemon.socket}
-		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("floor%d", i), Children: 1, PrependFile: p.prepend, Env: env})
+		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("floor%d", i), Children: 1, PrependFile: p.prepend, Env: env,
+			WithoutExtensions: callGraphExtensions})
 		if err != nil {
 			b.Fatal(err)
 		}

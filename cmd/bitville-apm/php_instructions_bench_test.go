@@ -40,7 +40,9 @@ import (
 // listed by C function (callgrind_annotate; PHP's own functions are not
 // visible there, the engine's exported ones are). Counted instructions
 // leave out the kernel's work (the datagrams, the timer) and cache misses:
-// the wall-clock benchmarks give those.
+// the wall-clock benchmarks give those. The pools' php-fpm loads no
+// call-graph extension (callGraphExtensions), but for one without the
+// agent that shows what a loaded tideways_xhprof costs the page.
 func BenchmarkPHPInstructions(b *testing.B) {
 	for _, tool := range []string{"valgrind", "callgrind_annotate"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -82,12 +84,17 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	type pool struct{ name, prepend, rate string }
+	const agentPool = 3 // the default agent's index in pools
+	type pool struct {
+		name, prepend, rate string
+		callGraph           bool // tideways_xhprof loaded (callGraphExtensions)
+	}
 	agent := filepath.Join(root, "php", "bootstrap.php")
 	pools := []pool{
 		{name: "no agent"},
+		{name: "no agent, tideways", callGraph: true},
 		{name: "floor", prepend: filepath.Join(root, "php", "tests", "bench", "floor_agent.php")},
-		{name: "agent", prepend: agent, rate: "0"},
+		{name: "agent", prepend: agent, rate: "0"}, // agentPool
 		{name: "agent, profiled", prepend: agent, rate: "1"},
 	}
 	if before := os.Getenv("BENCH_BEFORE"); before != "" {
@@ -106,8 +113,12 @@ func BenchmarkPHPInstructions(b *testing.B) {
 			env["BITVILLE_APM_EXCIMER_REQUEST_RATE"] = p.rate
 		}
 		name := fmt.Sprintf("%d-%d", i, n)
-		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, "fpm"+name), Pool: "cg" + strconv.Itoa(i), Children: 1,
-			PrependFile: p.prepend, Env: env, Binary: wrapper})
+		c := stack.FPMConfig{Dir: filepath.Join(dir, "fpm"+name), Pool: "cg" + strconv.Itoa(i), Children: 1,
+			PrependFile: p.prepend, Env: env, Binary: wrapper}
+		if !p.callGraph {
+			c.WithoutExtensions = callGraphExtensions
+		}
+		fpm, err := stack.StartFPM(ctx, c)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -169,7 +180,7 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		diff float64
 	}
 	var fns []fn
-	for k, v := range perRequest[2] {
+	for k, v := range perRequest[agentPool] {
 		if k != "" {
 			fns = append(fns, fn{k, v - perRequest[0][k]})
 		}

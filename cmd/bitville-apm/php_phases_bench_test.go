@@ -129,6 +129,7 @@ func BenchmarkPHPPhases(b *testing.B) {
 	pools := []*phasesPool{{name: "bundle.php"}, {name: "preload", preload: true}}
 	for i, p := range pools {
 		c := stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("phases%d", i), Children: 1, Binary: fpmBin,
+			WithoutExtensions: callGraphExtensions,
 			Env: map[string]string{
 				"APP_DB_DSN":           shop.PG.PDODSN(shop.DB),
 				"APP_DB_USER":          shop.PG.User,

@@ -25,6 +25,10 @@ type FPMConfig struct {
 	SlowlogTimeout   time.Duration     // request_slowlog_timeout (0 = off); slowlog at Dir/slow.log
 	TerminateTimeout time.Duration     // request_terminate_timeout (0 = off)
 	Binary           string            // default: php-fpm8.2 found on PATH or /usr/sbin
+	// Extensions php-fpm does not load although its ini scan directory
+	// does (by name, e.g. "tideways_xhprof"): it reads a copy of that
+	// directory without their files (PHP_INI_SCAN_DIR).
+	WithoutExtensions []string
 }
 
 // FPM is a running php-fpm master and its workers.
@@ -62,12 +66,12 @@ func StartFPM(ctx context.Context, c FPMConfig) (*FPM, error) {
 	if c.StatusPath == "" {
 		c.StatusPath = "/status"
 	}
+	realBinary, findErr := findBinary("php8.2-fpm", []string{"/usr/sbin", "/usr/local/sbin"}, "php-fpm8.2", "php-fpm")
 	if c.Binary == "" {
-		bin, err := findBinary("php8.2-fpm", []string{"/usr/sbin", "/usr/local/sbin"}, "php-fpm8.2", "php-fpm")
-		if err != nil {
-			return nil, fmt.Errorf("cannot start php-fpm: %w", err)
+		if findErr != nil {
+			return nil, fmt.Errorf("cannot start php-fpm: %w", findErr)
 		}
-		c.Binary = bin
+		c.Binary = realBinary
 	}
 	dir, err := filepath.Abs(c.Dir)
 	if err != nil {
@@ -116,6 +120,17 @@ func StartFPM(ctx context.Context, c FPMConfig) (*FPM, error) {
 	cmd := exec.Command(c.Binary, args...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+	if len(c.WithoutExtensions) > 0 {
+		// Asked of the real binary: Binary may be a wrapper (valgrind).
+		if findErr != nil {
+			return nil, fmt.Errorf("cannot start php-fpm without %s: %w", strings.Join(c.WithoutExtensions, ", "), findErr)
+		}
+		scan := filepath.Join(dir, "conf.d")
+		if err := scanDirWithout(realBinary, scan, c.WithoutExtensions); err != nil {
+			return nil, fmt.Errorf("cannot start php-fpm: %w", err)
+		}
+		cmd.Env = append(cmd.Env, "PHP_INI_SCAN_DIR="+scan)
+	}
 	// The master writes its own log (error_log below); its stdout/stderr
 	// carry only start-up failures, which go to the same file.
 	p, err := startProcess("php-fpm", cmd, f.ErrorLog)

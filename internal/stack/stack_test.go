@@ -49,6 +49,8 @@ echo json_encode([
     'ini' => ini_get('memory_limit'),
     'prepended' => defined('STACK_TEST_PREPENDED'),
     'sapi' => PHP_SAPI,
+    'tideways' => extension_loaded('tideways_xhprof'),
+    'excimer' => extension_loaded('excimer'),
 ]);
 `
 	if err := os.WriteFile(filepath.Join(root, "index.php"), []byte(app), 0o644); err != nil {
@@ -82,6 +84,7 @@ func TestFPMBehindNginx(t *testing.T) {
 			}
 			if withPrepend {
 				c.PrependFile = prepend
+				c.WithoutExtensions = []string{"tideways_xhprof"}
 			}
 			fpm, err := StartFPM(startCtx(t), c)
 			if err != nil {
@@ -99,14 +102,18 @@ func TestFPMBehindNginx(t *testing.T) {
 				t.Fatalf("GET /orders/12: got %d %s; want 200", code, body)
 			}
 			var got struct {
-				URI, Script, Env, Ini, Sapi string
-				Prepended                   bool
+				URI, Script, Env, Ini, Sapi  string
+				Prepended, Tideways, Excimer bool
 			}
 			if err := json.Unmarshal([]byte(body), &got); err != nil {
 				t.Fatalf("cannot decode %q: %v", body, err)
 			}
 			if got.URI != "/orders/12?x=1" || got.Script != "/index.php" || got.Env != tricky || got.Ini != "96M" || got.Sapi != "fpm-fcgi" || got.Prepended != withPrepend {
 				t.Errorf("got %+v; want uri /orders/12?x=1, script /index.php, env %q, ini 96M, sapi fpm-fcgi, prepended %v", got, tricky, withPrepend)
+			}
+			// scripts/deps.sh installs both; the prepend pool leaves one out.
+			if got.Tideways == withPrepend || !got.Excimer {
+				t.Errorf("got tideways_xhprof loaded %v, excimer %v; want tideways %v (WithoutExtensions) and excimer true", got.Tideways, got.Excimer, !withPrepend)
 			}
 			if code, body := get(t, ngx.URL+"/robots.txt"); code != 200 || body != "static\n" {
 				t.Errorf("GET /robots.txt: got %d %q; want the static file", code, body)
@@ -294,5 +301,40 @@ func TestShopWithoutAgent(t *testing.T) {
 		if b, _ := os.ReadFile(f); len(b) > 0 {
 			t.Errorf("%s is not empty:\n%s", f, b)
 		}
+	}
+}
+
+func TestCopyIniWithout(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "conf.d")
+	files := map[string]string{
+		"10-opcache.ini":  "zend_extension=opcache.so\nopcache.enable=1\n",
+		"20-tideways.ini": "; the call graph\nextension=tideways_xhprof.so\ntideways.auto_prepend_library=0\n",
+		"20-excimer.ini":  "extension = \"excimer\"\n",
+		"notes.txt":       "extension=tideways_xhprof.so\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := copyIniWithout(src, dst, []string{"tideways_xhprof"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := filepath.Glob(filepath.Join(dst, "*"))
+	for i := range got {
+		got[i] = filepath.Base(got[i])
+	}
+	if strings.Join(got, " ") != "10-opcache.ini 20-excimer.ini" {
+		t.Errorf("copied %v; want 10-opcache.ini 20-excimer.ini", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "10-opcache.ini")); string(b) != files["10-opcache.ini"] {
+		t.Errorf("10-opcache.ini copied as %q", b)
+	}
+	// A name no file loads is an error, not a silent no-op.
+	if err := copyIniWithout(src, filepath.Join(t.TempDir(), "x"), []string{"xdebug"}); err == nil || !strings.Contains(err.Error(), `"xdebug"`) {
+		t.Errorf("leaving out xdebug: got %v; want an error naming it", err)
+	}
+	if err := copyIniWithout(src, filepath.Join(t.TempDir(), "y"), []string{"excimer"}); err != nil {
+		t.Errorf("leaving out excimer (quoted, spaced): %v", err)
 	}
 }
