@@ -59,7 +59,7 @@ bench-pg: deps ## pg-exporter against Debian's prometheus-postgres-exporter on o
 bench-pushgw: deps ## pushgw against Debian's prometheus-pushgateway, each on one pinned core (BENCH_DURATION)
 	$(GO) test -run='^$$' -bench=PushgwVsPushgateway -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
 
-bench-php: deps ## the PHP agent's overhead: wrk against pools with and without it (BENCH_ROUNDS, BENCH_DURATION)
+bench-php: deps ## the PHP agent's overhead: wrk against pools with and without it (BENCH_ROUNDS, BENCH_DURATION, BENCH_BEFORE)
 	$(GO) test -run='^$$' -bench=PHPOverhead -benchtime=1x -timeout=60m -v ./cmd/bitville-apm/
 
 bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent's, one worker per pool (BENCH_ROUNDS, BENCH_DURATION)
