@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,9 +50,9 @@ func BenchmarkPHPInstructions(b *testing.B) {
 			b.Fatalf("%s not found (Debian package valgrind; `make deps` installs it): %v", tool, err)
 		}
 	}
-	fpmBinary, err := exec.LookPath("php-fpm8.2")
+	fpmBinary, err := stack.FPMBinary()
 	if err != nil {
-		fpmBinary = "/usr/sbin/php-fpm8.2"
+		b.Fatal(err)
 	}
 	requests := envInt(b, "BENCH_REQUESTS", 50)
 	page := os.Getenv("BENCH_PAGE")
@@ -84,7 +85,6 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	const agentPool = 3 // the default agent's index in pools
 	type pool struct {
 		name, prepend, rate string
 		callGraph           bool // tideways_xhprof loaded (callGraphExtensions)
@@ -94,7 +94,7 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		{name: "no agent"},
 		{name: "no agent, tideways", callGraph: true},
 		{name: "floor", prepend: filepath.Join(root, "php", "tests", "bench", "floor_agent.php")},
-		{name: "agent", prepend: agent, rate: "0"}, // agentPool
+		{name: "agent", prepend: agent, rate: "0"},
 		{name: "agent, profiled", prepend: agent, rate: "1"},
 	}
 	if before := os.Getenv("BENCH_BEFORE"); before != "" {
@@ -147,6 +147,7 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		return callgrindTotals(b, filepath.Join(out, "cg."+strconv.Itoa(worker)))
 	}
 
+	agentPool := slices.IndexFunc(pools, func(p pool) bool { return p.name == "agent" })
 	perRequest := make([]map[string]float64, len(pools))
 	b.ResetTimer()
 	for i, p := range pools {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -122,7 +121,7 @@ func BenchmarkPHPPhases(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(docroot, "index.php"), []byte("<?php\nrequire "+strconv.Quote(script)+";\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	fpmBin, err := phpFPMBinary()
+	fpmBin, err := stack.FPMBinary()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -316,21 +315,6 @@ func onlyChild(pid int) (int, error) {
 		return 0, fmt.Errorf("php-fpm master %d has children %v; want one worker", pid, kids)
 	}
 	return kids[0], nil
-}
-
-// phpFPMBinary is php-fpm 8.2, as internal/stack finds it.
-func phpFPMBinary() (string, error) {
-	for _, name := range []string{"php-fpm8.2", "php-fpm"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	for _, p := range []string{"/usr/sbin/php-fpm8.2", "/usr/local/sbin/php-fpm8.2"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("cannot find php-fpm8.2 on PATH or in /usr/sbin")
 }
 
 // preloadWrapper writes an executable at path that runs php-fpm with

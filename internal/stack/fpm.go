@@ -31,6 +31,13 @@ type FPMConfig struct {
 	WithoutExtensions []string
 }
 
+// FPMBinary is the php-fpm StartFPM runs unless FPMConfig.Binary says
+// otherwise: php-fpm8.2 or php-fpm on PATH, in /usr/sbin or in
+// /usr/local/sbin.
+func FPMBinary() (string, error) {
+	return findBinary("php8.2-fpm", []string{"/usr/sbin", "/usr/local/sbin"}, "php-fpm8.2", "php-fpm")
+}
+
 // FPM is a running php-fpm master and its workers.
 type FPM struct {
 	Socket      string // the pool's FastCGI unix socket
@@ -66,12 +73,12 @@ func StartFPM(ctx context.Context, c FPMConfig) (*FPM, error) {
 	if c.StatusPath == "" {
 		c.StatusPath = "/status"
 	}
-	realBinary, findErr := findBinary("php8.2-fpm", []string{"/usr/sbin", "/usr/local/sbin"}, "php-fpm8.2", "php-fpm")
 	if c.Binary == "" {
-		if findErr != nil {
-			return nil, fmt.Errorf("cannot start php-fpm: %w", findErr)
+		bin, err := FPMBinary()
+		if err != nil {
+			return nil, fmt.Errorf("cannot start php-fpm: %w", err)
 		}
-		c.Binary = realBinary
+		c.Binary = bin
 	}
 	dir, err := filepath.Abs(c.Dir)
 	if err != nil {
@@ -122,8 +129,9 @@ func StartFPM(ctx context.Context, c FPMConfig) (*FPM, error) {
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 	if len(c.WithoutExtensions) > 0 {
 		// Asked of the real binary: Binary may be a wrapper (valgrind).
-		if findErr != nil {
-			return nil, fmt.Errorf("cannot start php-fpm without %s: %w", strings.Join(c.WithoutExtensions, ", "), findErr)
+		realBinary, err := FPMBinary()
+		if err != nil {
+			return nil, fmt.Errorf("cannot start php-fpm without %s: %w", strings.Join(c.WithoutExtensions, ", "), err)
 		}
 		scan := filepath.Join(dir, "conf.d")
 		if err := scanDirWithout(realBinary, scan, c.WithoutExtensions); err != nil {
