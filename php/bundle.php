@@ -257,6 +257,14 @@ final class Config
     public const DEFAULT_PROFILE_LONG_MS = 1000;
 
     /**
+     * slow_threshold_ms: the daemon's default events.slow-threshold (1s).
+     * Faster requests, unless failed or forced, leave their call sites and
+     * collapsed stacks out: only the raw traces of requests worth a look
+     * use them, and formatting the sites was the larger part of what a
+     * statement cost the agent (docs/performance.md).
+     */
+    public const DEFAULT_SLOW_THRESHOLD_MS = 1000;
+    /**
      * Frames of a statement's call site (sql_site_frames): enough to tell
      * the model method from the controller action that called it.
      */
@@ -285,7 +293,7 @@ final class Config
         'socket' => '',
         'profiler' => 'excimer',
         'sample_rate' => '0',
-        'slow_threshold_ms' => '0',
+        'slow_threshold_ms' => '1000', // DEFAULT_SLOW_THRESHOLD_MS (ConfigTest)
         'excimer_period_ms' => '',
         'excimer_request_rate' => '0.1',
         'excimer_wall_period_ms' => '1000',
@@ -355,7 +363,7 @@ final class Config
         public readonly string $socket = '',
         public readonly string $profiler = 'excimer',
         public readonly float $sampleRate = 0.0,
-        public readonly int $slowThresholdMs = 0,
+        public readonly int $slowThresholdMs = self::DEFAULT_SLOW_THRESHOLD_MS,
         public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
         public readonly float $excimerRequestRate = 0.1,
         public readonly int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS,
@@ -1018,7 +1026,9 @@ final class Runtime
 
         // Positional: these run on every request.
         $record = new RequestRecord(\bin2hex(\substr($random, 0, 16)), $pid, $config->project, $cid, $method, $uri, $endpoint,
-            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced);
+            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced,
+            // A request that will carry its sites in any case formats them at once.
+            $config->slowThresholdMs > 0 && !$forced);
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
@@ -1413,7 +1423,7 @@ final class Runtime
                     try {
                         $limit = $frames + SqlSite::SCAN_EXTRA;
                         $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-                        $site = $this->record->addSite(SqlSite::frames($trace, $frames, \count($trace) < $limit));
+                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
                     } catch (\Throwable) {
                         $site = -1;
                     }
@@ -1425,9 +1435,9 @@ final class Runtime
     }
 
     /**
-     * The call site of a statement run here, as an index in the request's
-     * table; -1 when sql_site_frames is 0, the statement would not be
-     * listed, or no application frame is within reach. Never throws.
+     * The call site of a statement run here, as a reference for sql()
+     * (RequestRecord::addTrace()); -1 when sql_site_frames is 0 or the
+     * statement would not be listed. Never throws.
      */
     public function site(): int
     {
@@ -1436,7 +1446,12 @@ final class Runtime
             return -1;
         }
         try {
-            return $this->record->sqlFull() ? -1 : $this->record->addSite(SqlSite::capture($frames));
+            if ($this->record->sqlFull()) {
+                return -1;
+            }
+            $limit = $frames + SqlSite::SCAN_EXTRA;
+            $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+            return $this->record->addTrace($trace, \count($trace) < $limit, $frames);
         } catch (\Throwable) {
             return -1;
         }
@@ -1858,9 +1873,10 @@ namespace Bitville\Apm;
  * when known; `errors_dropped` only when there are errors or drops;
  * `trace_id` only with a valid incoming traceparent; `sites` and
  * `sql[].site` only when statements have call sites; `forced` only when
- * true; `fn`, `stacks` and `period` only when a profiler ran (`stacks` only for requests
- * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
- * `truncated` always.
+ * true; `fn`, `stacks` and `period` only when a profiler ran, WALL_KEY when
+ * it took wall samples; `sql_dropped`, `errors`, `fatal` and `truncated`
+ * always. `sites`, `sql[].site` and `stacks` only for a request at least
+ * slow_threshold_ms long, failed or forced (end()).
  */
 final class Messages
 {
@@ -1965,6 +1981,14 @@ final class Messages
         $m['cpu_sys'] = self::seconds($cpuSys);
         $m['mem_peak'] = \max(0, $memPeak);
 
+        // Call sites and collapsed stacks serve the raw traces of the
+        // requests the daemon ships whatever its sampling: slow, failed
+        // (its rules: fatal, an uncaught exception, 5xx, a CLI exit
+        // status other than 0) or forced. Only these format their sites.
+        $detail = $wall * 1000 >= $this->slowThresholdMs || $r->forced || $r->fatal || $r->uncaughtException
+            || $status >= 500 || ($r->exit !== null && $r->exit !== 0);
+        $sites = $detail ? $r->sites() : [];
+
         $truncated = [];
         $sql = [];
         $cut = false;
@@ -1989,7 +2013,7 @@ final class Messages
                 $s['trunc'] = true;
                 $cut = true;
             }
-            if ($site >= 0) {
+            if ($site >= 0 && $detail) {
                 $s['site'] = $site;
             }
             $sql[] = $s;
@@ -1999,7 +2023,6 @@ final class Messages
         }
         $m['sql'] = $sql;
         $m['sql_dropped'] = \min($r->sqlDropped(), self::MAX_COUNT);
-        $sites = $r->sites();
         if ($sites !== []) {
             $m['sites'] = self::sites($sites);
         }
@@ -2007,7 +2030,7 @@ final class Messages
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
             $m['fn'] = \is_array($fn) ? self::functions($fn) : [];
-            if ($wall * 1000 >= $this->slowThresholdMs) {
+            if ($detail) {
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = \is_array($stacks) ? self::stacks($stacks) : [];
             }
@@ -2445,6 +2468,21 @@ final class RequestRecord
     /** @var array<string, int> index in $sites by the site's frames joined */
     private array $siteIndex = [];
 
+    /**
+     * Raw backtraces held, not yet formatted, at most this many a request
+     * (about 5 KB each at the deepest scan, so ≤ 330 KB); further
+     * statements' sites are formatted at once.
+     */
+    public const MAX_DEFERRED_SITES = 64;
+    /** The site reference of the first held backtrace; the k-th is DEFERRED - k. */
+    private const DEFERRED = -2;
+    /** @var list<array{0: list<array<string, mixed>>, 1: bool}|null> held backtraces and whether each is complete; null once formatted */
+    private array $deferred = [];
+    /** @var array<int, int> the site index of each formatted held backtrace */
+    private array $deferredSite = [];
+    /** sql_site_frames, for the held backtraces */
+    private int $siteFrames = 0;
+
     /** @var list<array{0: string, 1: string, 2: string, 3: int}> type, message, file, line */
     private array $errors = [];
     private int $errorsDropped = 0;
@@ -2484,6 +2522,12 @@ final class RequestRecord
         public readonly string $traceId = '',
         /** The request carried the profile header (force_header_secret). */
         public readonly bool $forced = false,
+        /**
+         * Call sites are formatted only if the end message will carry them
+         * (Messages::end(): a slow, failed or forced request): until then a
+         * statement's backtrace is held as it is (addTrace()).
+         */
+        private readonly bool $deferSites = false,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -2497,8 +2541,9 @@ final class RequestRecord
     }
 
     /**
-     * Records one statement, run by the code of addSite()'s index $site (-1:
-     * unknown); past the per-request cap it is only counted.
+     * Records one statement, run by the code of $site (addSite()'s index or
+     * addTrace()'s reference; -1: unknown); past the per-request cap it is
+     * only counted.
      */
     public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false, int $site = -1): void
     {
@@ -2538,9 +2583,52 @@ final class RequestRecord
         return $this->siteIndex[$key] = \count($this->sites) - 1;
     }
 
-    /** @return list<list<string>> */
+    /**
+     * A statement's call site from its debug_backtrace() (SqlSite::frames()
+     * with $max and $complete), as a reference for addSql(): the site's
+     * index, formatted now, or when the record defers sites and holds fewer
+     * than MAX_DEFERRED_SITES, the backtrace held for sites() to format.
+     *
+     * @param list<array<string, mixed>> $trace
+     */
+    public function addTrace(array $trace, bool $complete, int $max): int
+    {
+        if ($this->deferSites && \count($this->deferred) < self::MAX_DEFERRED_SITES) {
+            $this->siteFrames = $max;
+            $this->deferred[] = [$trace, $complete];
+            return self::DEFERRED - \count($this->deferred) + 1;
+        }
+        return $this->addSite(SqlSite::frames($trace, $max, $complete));
+    }
+
+    /**
+     * The call sites, the held backtraces formatted first (which sets the
+     * statements' references to their indexes).
+     *
+     * @return list<list<string>>
+     */
     public function sites(): array
     {
+        $held = false;
+        foreach ($this->deferred as $k => $d) {
+            if ($d === null) {
+                continue;
+            }
+            $this->deferred[$k] = null;
+            $held = true;
+            try {
+                $this->deferredSite[$k] = $this->addSite(SqlSite::frames($d[0], $this->siteFrames, $d[1]));
+            } catch (\Throwable) {
+                $this->deferredSite[$k] = -1;
+            }
+        }
+        if ($held) {
+            foreach ($this->sql as $i => $s) {
+                if ($s[4] <= self::DEFERRED) {
+                    $this->sql[$i][4] = $this->deferredSite[self::DEFERRED - $s[4]] ?? -1;
+                }
+            }
+        }
         return $this->sites;
     }
 
@@ -2555,7 +2643,12 @@ final class RequestRecord
         $this->errors[] = [$type, $message, $file, $line];
     }
 
-    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> */
+    /**
+     * The statements; a site below -1 refers to a held backtrace until
+     * sites() has formatted it.
+     *
+     * @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}>
+     */
     public function sql(): array
     {
         return $this->sql;
@@ -2627,13 +2720,15 @@ namespace Bitville\Apm;
  * stack, innermost first, each "file:line function" (docs/protocol.md,
  * `sites`).
  *
- * One debug_backtrace() per statement, without arguments and bounded: the
- * frames kept plus SCAN_EXTRA, room for the agent's own frames (three or
- * four: Runtime's, then TracedPdo's, TracedStatement's, SqlSpan's, Agent's
- * or the Phalcon listener's) and for a database library's between the
- * application and the driver (Phalcon's ORM: five to seven C frames). An
- * application frame deeper than that is not found; the site then has fewer
- * frames, or none.
+ * One debug_backtrace() per statement (Runtime::sql(), Runtime::site()),
+ * without arguments and bounded: the frames kept plus SCAN_EXTRA, room for
+ * the agent's own frames (three or four: Runtime's, then TracedPdo's,
+ * TracedStatement's, SqlSpan's, Agent's or the Phalcon listener's) and for
+ * a database library's between the application and the driver (Phalcon's
+ * ORM: five to seven C frames). An application frame deeper than that is
+ * not found; the site then has fewer frames, or none. The backtrace is
+ * formatted here only for a request whose end message carries its sites
+ * (RequestRecord::addTrace()).
  */
 final class SqlSite
 {
@@ -2664,19 +2759,6 @@ final class SqlSite
 
     private function __construct()
     {
-    }
-
-    /**
-     * The application's frames at the caller, at most $max; [] when none
-     * is within reach.
-     *
-     * @return list<string>
-     */
-    public static function capture(int $max): array
-    {
-        $limit = $max + self::SCAN_EXTRA;
-        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-        return self::frames($trace, $max, \count($trace) < $limit);
     }
 
     /**

@@ -62,8 +62,8 @@ type Config struct {
 // Traces choose the requests shipped as raw traces (docs/raw-traces.md).
 // Where and how they are shipped is rawtrace.Config's, beside these.
 type Traces struct {
-	SlowThreshold    time.Duration `name:"events.slow-threshold" default:"1s" help:"A request whose wall time reaches this is shipped as a slow request event, with its SQL, stacks and errors."`
-	SampleRate       float64       `name:"events.sample-rate" default:"0" help:"Fraction (0 to 1) of the other requests, neither failed, slow nor forced, shipped as sampled request events, drawn at random."`
+	SlowThreshold    time.Duration `name:"events.slow-threshold" default:"1s" help:"A request whose wall time reaches this is shipped as a slow request event, with its SQL, stacks and errors. Keep the PHP agents' slow_threshold_ms no higher: faster requests leave their call sites and stacks out."`
+	SampleRate       float64       `name:"events.sample-rate" default:"0" help:"Fraction (0 to 1) of the other requests, neither failed, slow nor forced, shipped as sampled request events, drawn at random; with call sites and stacks only from PHP agents with slow_threshold_ms=0."`
 	ProfileFunctions int           `name:"events.profile-functions" default:"300" help:"Most functions of a profile event (a request profiled by tideways or xhprof), the heaviest by self time; the rest are counted in functions_dropped."`
 }
 

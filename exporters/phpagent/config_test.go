@@ -1,7 +1,10 @@
 package phpagent
 
 import (
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +37,31 @@ func TestDefaultConfig(t *testing.T) {
 		if !ok {
 			t.Errorf("default of --%s is not the documented one: %+v", name, c)
 		}
+	}
+}
+
+// The PHP agent leaves call sites and stacks out of requests faster than its
+// slow_threshold_ms, so it defaults to this slow threshold: both sides'
+// tests read the value from the same file.
+func TestSlowThresholdMatchesThePHPAgents(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "protocol", "limits.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var limits struct {
+		Traces struct {
+			SlowThresholdMS *int64 `json:"slow_threshold_ms"`
+		} `json:"traces"`
+	}
+	if err := json.Unmarshal(b, &limits); err != nil {
+		t.Fatal(err)
+	}
+	if limits.Traces.SlowThresholdMS == nil {
+		t.Fatal("limits.json has no traces.slow_threshold_ms")
+	}
+	want := time.Duration(*limits.Traces.SlowThresholdMS) * time.Millisecond
+	if got := DefaultConfig().Traces.SlowThreshold; got != want {
+		t.Errorf("--events.slow-threshold defaults to %v; the PHP agent's slow_threshold_ms to %v", got, want)
 	}
 }
 

@@ -48,8 +48,9 @@ var limitConstants = map[string]float64{
 }
 
 // limitsNotProtocol are keys of limits.json that describe something else
-// than the wire protocol (the PHP agent's spool); other tests read them.
-var limitsNotProtocol = map[string]bool{"spool": true}
+// than the wire protocol (the PHP agent's spool, the slow threshold both
+// sides default to); other tests read them.
+var limitsNotProtocol = map[string]bool{"spool": true, "traces": true}
 
 func readLimits(t *testing.T) map[string]float64 {
 	t.Helper()

@@ -33,6 +33,14 @@ final class Config
     public const DEFAULT_PROFILE_LONG_MS = 1000;
 
     /**
+     * slow_threshold_ms: the daemon's default events.slow-threshold (1s).
+     * Faster requests, unless failed or forced, leave their call sites and
+     * collapsed stacks out: only the raw traces of requests worth a look
+     * use them, and formatting the sites was the larger part of what a
+     * statement cost the agent (docs/performance.md).
+     */
+    public const DEFAULT_SLOW_THRESHOLD_MS = 1000;
+    /**
      * Frames of a statement's call site (sql_site_frames): enough to tell
      * the model method from the controller action that called it.
      */
@@ -61,7 +69,7 @@ final class Config
         'socket' => '',
         'profiler' => 'excimer',
         'sample_rate' => '0',
-        'slow_threshold_ms' => '0',
+        'slow_threshold_ms' => '1000', // DEFAULT_SLOW_THRESHOLD_MS (ConfigTest)
         'excimer_period_ms' => '',
         'excimer_request_rate' => '0.1',
         'excimer_wall_period_ms' => '1000',
@@ -131,7 +139,7 @@ final class Config
         public readonly string $socket = '',
         public readonly string $profiler = 'excimer',
         public readonly float $sampleRate = 0.0,
-        public readonly int $slowThresholdMs = 0,
+        public readonly int $slowThresholdMs = self::DEFAULT_SLOW_THRESHOLD_MS,
         public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
         public readonly float $excimerRequestRate = 0.1,
         public readonly int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS,

@@ -17,9 +17,10 @@ namespace Bitville\Apm;
  * when known; `errors_dropped` only when there are errors or drops;
  * `trace_id` only with a valid incoming traceparent; `sites` and
  * `sql[].site` only when statements have call sites; `forced` only when
- * true; `fn`, `stacks` and `period` only when a profiler ran (`stacks` only for requests
- * at least slow_threshold_ms long), WALL_KEY when it took wall samples; `sql_dropped`, `errors`, `fatal` and
- * `truncated` always.
+ * true; `fn`, `stacks` and `period` only when a profiler ran, WALL_KEY when
+ * it took wall samples; `sql_dropped`, `errors`, `fatal` and `truncated`
+ * always. `sites`, `sql[].site` and `stacks` only for a request at least
+ * slow_threshold_ms long, failed or forced (end()).
  */
 final class Messages
 {
@@ -124,6 +125,14 @@ final class Messages
         $m['cpu_sys'] = self::seconds($cpuSys);
         $m['mem_peak'] = \max(0, $memPeak);
 
+        // Call sites and collapsed stacks serve the raw traces of the
+        // requests the daemon ships whatever its sampling: slow, failed
+        // (its rules: fatal, an uncaught exception, 5xx, a CLI exit
+        // status other than 0) or forced. Only these format their sites.
+        $detail = $wall * 1000 >= $this->slowThresholdMs || $r->forced || $r->fatal || $r->uncaughtException
+            || $status >= 500 || ($r->exit !== null && $r->exit !== 0);
+        $sites = $detail ? $r->sites() : [];
+
         $truncated = [];
         $sql = [];
         $cut = false;
@@ -148,7 +157,7 @@ final class Messages
                 $s['trunc'] = true;
                 $cut = true;
             }
-            if ($site >= 0) {
+            if ($site >= 0 && $detail) {
                 $s['site'] = $site;
             }
             $sql[] = $s;
@@ -158,7 +167,6 @@ final class Messages
         }
         $m['sql'] = $sql;
         $m['sql_dropped'] = \min($r->sqlDropped(), self::MAX_COUNT);
-        $sites = $r->sites();
         if ($sites !== []) {
             $m['sites'] = self::sites($sites);
         }
@@ -166,7 +174,7 @@ final class Messages
         if ($profile !== null) {
             $fn = $profile['fn'] ?? [];
             $m['fn'] = \is_array($fn) ? self::functions($fn) : [];
-            if ($wall * 1000 >= $this->slowThresholdMs) {
+            if ($detail) {
                 $stacks = $profile['stacks'] ?? [];
                 $m['stacks'] = \is_array($stacks) ? self::stacks($stacks) : [];
             }

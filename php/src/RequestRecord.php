@@ -25,6 +25,21 @@ final class RequestRecord
     /** @var array<string, int> index in $sites by the site's frames joined */
     private array $siteIndex = [];
 
+    /**
+     * Raw backtraces held, not yet formatted, at most this many a request
+     * (about 5 KB each at the deepest scan, so ≤ 330 KB); further
+     * statements' sites are formatted at once.
+     */
+    public const MAX_DEFERRED_SITES = 64;
+    /** The site reference of the first held backtrace; the k-th is DEFERRED - k. */
+    private const DEFERRED = -2;
+    /** @var list<array{0: list<array<string, mixed>>, 1: bool}|null> held backtraces and whether each is complete; null once formatted */
+    private array $deferred = [];
+    /** @var array<int, int> the site index of each formatted held backtrace */
+    private array $deferredSite = [];
+    /** sql_site_frames, for the held backtraces */
+    private int $siteFrames = 0;
+
     /** @var list<array{0: string, 1: string, 2: string, 3: int}> type, message, file, line */
     private array $errors = [];
     private int $errorsDropped = 0;
@@ -64,6 +79,12 @@ final class RequestRecord
         public readonly string $traceId = '',
         /** The request carried the profile header (force_header_secret). */
         public readonly bool $forced = false,
+        /**
+         * Call sites are formatted only if the end message will carry them
+         * (Messages::end(): a slow, failed or forced request): until then a
+         * statement's backtrace is held as it is (addTrace()).
+         */
+        private readonly bool $deferSites = false,
     ) {
         $this->endpoint = $endpoint;
     }
@@ -77,8 +98,9 @@ final class RequestRecord
     }
 
     /**
-     * Records one statement, run by the code of addSite()'s index $site (-1:
-     * unknown); past the per-request cap it is only counted.
+     * Records one statement, run by the code of $site (addSite()'s index or
+     * addTrace()'s reference; -1: unknown); past the per-request cap it is
+     * only counted.
      */
     public function addSql(string $sql, float $seconds, ?int $rows = null, bool $failed = false, int $site = -1): void
     {
@@ -118,9 +140,52 @@ final class RequestRecord
         return $this->siteIndex[$key] = \count($this->sites) - 1;
     }
 
-    /** @return list<list<string>> */
+    /**
+     * A statement's call site from its debug_backtrace() (SqlSite::frames()
+     * with $max and $complete), as a reference for addSql(): the site's
+     * index, formatted now, or when the record defers sites and holds fewer
+     * than MAX_DEFERRED_SITES, the backtrace held for sites() to format.
+     *
+     * @param list<array<string, mixed>> $trace
+     */
+    public function addTrace(array $trace, bool $complete, int $max): int
+    {
+        if ($this->deferSites && \count($this->deferred) < self::MAX_DEFERRED_SITES) {
+            $this->siteFrames = $max;
+            $this->deferred[] = [$trace, $complete];
+            return self::DEFERRED - \count($this->deferred) + 1;
+        }
+        return $this->addSite(SqlSite::frames($trace, $max, $complete));
+    }
+
+    /**
+     * The call sites, the held backtraces formatted first (which sets the
+     * statements' references to their indexes).
+     *
+     * @return list<list<string>>
+     */
     public function sites(): array
     {
+        $held = false;
+        foreach ($this->deferred as $k => $d) {
+            if ($d === null) {
+                continue;
+            }
+            $this->deferred[$k] = null;
+            $held = true;
+            try {
+                $this->deferredSite[$k] = $this->addSite(SqlSite::frames($d[0], $this->siteFrames, $d[1]));
+            } catch (\Throwable) {
+                $this->deferredSite[$k] = -1;
+            }
+        }
+        if ($held) {
+            foreach ($this->sql as $i => $s) {
+                if ($s[4] <= self::DEFERRED) {
+                    $this->sql[$i][4] = $this->deferredSite[self::DEFERRED - $s[4]] ?? -1;
+                }
+            }
+        }
         return $this->sites;
     }
 
@@ -135,7 +200,12 @@ final class RequestRecord
         $this->errors[] = [$type, $message, $file, $line];
     }
 
-    /** @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}> */
+    /**
+     * The statements; a site below -1 refers to a held backtrace until
+     * sites() has formatted it.
+     *
+     * @return list<array{0: string, 1: float, 2: ?int, 3: bool, 4: int}>
+     */
     public function sql(): array
     {
         return $this->sql;

@@ -155,7 +155,9 @@ final class Runtime
 
         // Positional: these run on every request.
         $record = new RequestRecord(\bin2hex(\substr($random, 0, 16)), $pid, $config->project, $cid, $method, $uri, $endpoint,
-            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced);
+            $started, $sapi, $host, $config->pool, $config->sqlMaxStatements, $traceId, $forced,
+            // A request that will carry its sites in any case formats them at once.
+            $config->slowThresholdMs > 0 && !$forced);
 
         // The request id's random bytes decide sampling: mt_rand() would
         // move the application's seeded sequence.
@@ -550,7 +552,7 @@ final class Runtime
                     try {
                         $limit = $frames + SqlSite::SCAN_EXTRA;
                         $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-                        $site = $this->record->addSite(SqlSite::frames($trace, $frames, \count($trace) < $limit));
+                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
                     } catch (\Throwable) {
                         $site = -1;
                     }
@@ -562,9 +564,9 @@ final class Runtime
     }
 
     /**
-     * The call site of a statement run here, as an index in the request's
-     * table; -1 when sql_site_frames is 0, the statement would not be
-     * listed, or no application frame is within reach. Never throws.
+     * The call site of a statement run here, as a reference for sql()
+     * (RequestRecord::addTrace()); -1 when sql_site_frames is 0 or the
+     * statement would not be listed. Never throws.
      */
     public function site(): int
     {
@@ -573,7 +575,12 @@ final class Runtime
             return -1;
         }
         try {
-            return $this->record->sqlFull() ? -1 : $this->record->addSite(SqlSite::capture($frames));
+            if ($this->record->sqlFull()) {
+                return -1;
+            }
+            $limit = $frames + SqlSite::SCAN_EXTRA;
+            $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+            return $this->record->addTrace($trace, \count($trace) < $limit, $frames);
         } catch (\Throwable) {
             return -1;
         }

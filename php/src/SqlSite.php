@@ -9,13 +9,15 @@ namespace Bitville\Apm;
  * stack, innermost first, each "file:line function" (docs/protocol.md,
  * `sites`).
  *
- * One debug_backtrace() per statement, without arguments and bounded: the
- * frames kept plus SCAN_EXTRA, room for the agent's own frames (three or
- * four: Runtime's, then TracedPdo's, TracedStatement's, SqlSpan's, Agent's
- * or the Phalcon listener's) and for a database library's between the
- * application and the driver (Phalcon's ORM: five to seven C frames). An
- * application frame deeper than that is not found; the site then has fewer
- * frames, or none.
+ * One debug_backtrace() per statement (Runtime::sql(), Runtime::site()),
+ * without arguments and bounded: the frames kept plus SCAN_EXTRA, room for
+ * the agent's own frames (three or four: Runtime's, then TracedPdo's,
+ * TracedStatement's, SqlSpan's, Agent's or the Phalcon listener's) and for
+ * a database library's between the application and the driver (Phalcon's
+ * ORM: five to seven C frames). An application frame deeper than that is
+ * not found; the site then has fewer frames, or none. The backtrace is
+ * formatted here only for a request whose end message carries its sites
+ * (RequestRecord::addTrace()).
  */
 final class SqlSite
 {
@@ -46,19 +48,6 @@ final class SqlSite
 
     private function __construct()
     {
-    }
-
-    /**
-     * The application's frames at the caller, at most $max; [] when none
-     * is within reach.
-     *
-     * @return list<string>
-     */
-    public static function capture(int $max): array
-    {
-        $limit = $max + self::SCAN_EXTRA;
-        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-        return self::frames($trace, $max, \count($trace) < $limit);
     }
 
     /**

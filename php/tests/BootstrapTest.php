@@ -344,7 +344,7 @@ final class BootstrapTest extends TestCase
         if (!extension_loaded('excimer')) {
             self::markTestSkipped('needs ext-excimer (Debian package php-excimer)');
         }
-        $this->runAgent('busy.php', ['0.5'], ['BITVILLE_APM_PROFILER' => 'excimer', 'BITVILLE_APM_EXCIMER_PERIOD_MS' => '5', 'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '1']);
+        $this->runAgent('busy.php', ['0.5'], ['BITVILLE_APM_PROFILER' => 'excimer', 'BITVILLE_APM_EXCIMER_PERIOD_MS' => '5', 'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '1', 'BITVILLE_APM_SLOW_THRESHOLD_MS' => '100']);
         ['end' => $end] = $this->startAndEnd();
         self::assertSame('excimer', $end['profiler']);
         self::assertSame(0.005, $end['period']);

@@ -58,7 +58,7 @@ final class ConfigTest extends TestCase
         // the documented defaults
         self::assertSame('excimer', $c->profiler);
         self::assertSame(0.0, $c->sampleRate);
-        self::assertSame(0, $c->slowThresholdMs);
+        self::assertSame(1000, $c->slowThresholdMs);
         self::assertSame(100.0, $c->excimerPeriodMs);
         self::assertSame(5000, $c->progressAfterMs);
         self::assertSame(5000, $c->progressIntervalMs);
@@ -174,6 +174,7 @@ final class ConfigTest extends TestCase
     {
         self::assertSame(array_keys(Config::DEFAULTS), array_values(Config::ENV_KEYS));
         self::assertSame((string) Config::DEFAULT_SQL_SITE_FRAMES, Config::DEFAULTS['sql_site_frames']);
+        self::assertSame((string) Config::DEFAULT_SLOW_THRESHOLD_MS, Config::DEFAULTS['slow_threshold_ms']);
         foreach (Config::ENV_KEYS as $name => $key) {
             self::assertSame(Config::ENV_PREFIX . strtoupper($key), $name);
         }

@@ -56,7 +56,7 @@ final class LimitsTest extends TestCase
     public function testEveryLimitHasItsPhpConstants(): void
     {
         $limits = self::limits();
-        unset($limits['spool']);
+        unset($limits['spool'], $limits['traces']);
         self::assertSame([], array_diff(array_keys($limits), array_keys(self::MIRRORS)), 'limits.json keys no PHP constant mirrors');
         self::assertSame([], array_diff(array_keys(self::MIRRORS), array_keys($limits)), 'keys missing from limits.json');
         foreach (self::MIRRORS as $key => $constants) {
@@ -65,6 +65,14 @@ final class LimitsTest extends TestCase
                 self::assertSame((float) $limits[$key], (float) constant($constant), "$constant mirrors $key");
             }
         }
+    }
+
+    /** The agent's slow_threshold_ms defaults to the daemon's --events.slow-threshold (its tests read the same file). */
+    public function testSlowThresholdDefault(): void
+    {
+        $ms = self::limits()['traces']['slow_threshold_ms'];
+        self::assertSame($ms, Config::DEFAULT_SLOW_THRESHOLD_MS);
+        self::assertSame($ms, Config::fromValues(['enabled' => '1', 'project' => 'p', 'socket' => '/s.sock'])->slowThresholdMs);
     }
 
     public function testSpoolDefaults(): void

@@ -120,7 +120,7 @@ final class SafetyTest extends TestCase
     public function testBrokenEndBuildingIsSwallowed(): void
     {
         $t = new MemoryTransport();
-        $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer', 'excimer_request_rate' => '1']);
+        $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer', 'excimer_request_rate' => '1', 'slow_threshold_ms' => '0']);
         // a profiler result that is not what the contract promises
         $bad = new Support\FakeProfiler(['fn' => [7, ['n' => 'f', 'self' => 'x', 'incl' => 1], ['n' => 'g', 'self' => 0.5, 'incl' => 0.1]], 'stacks' => 7, 'period' => 'x']);
         $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi', static fn () => $bad, static fn (): ?Timer => null);

@@ -11,7 +11,9 @@ use Bitville\Apm\Redactor;
 use Bitville\Apm\RequestRecord;
 use Bitville\Apm\Runtime;
 use Bitville\Apm\SqlSite;
+use Bitville\Apm\Tests\Support\FakeProfiler;
 use Bitville\Apm\Tests\Support\MemoryTransport;
+use Bitville\Apm\Profiler\Timer;
 use PHPUnit\Framework\TestCase;
 
 /** Call sites of statements (SqlSite, the record's table) and the request's trace id and forced mark. */
@@ -71,12 +73,121 @@ final class SqlSiteTest extends TestCase
         self::assertSame(['/srv/shop/app/Traits/Finds.php:7 App\Order::find'], SqlSite::frames($trace('App\Order'), 1));
     }
 
-    public function testCaptureSkipsTheAgentAndNamesTheCaller(): void
+    public function testSiteSkipsTheAgentAndNamesTheCaller(): void
     {
-        $frames = SqlSite::capture(2);
+        foreach (['0', '60000'] as $threshold) {
+            $t = new MemoryTransport();
+            $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off', 'sql_site_frames' => '2', 'slow_threshold_ms' => $threshold]);
+            $rt = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $t, 'fpm-fcgi', status: static fn (): int => $threshold === '0' ? 200 : 500);
+            $rt->start();
+            $site = $rt->site();
+            $line = __LINE__ - 1;
+            $rt->sql('SELECT 1', 1000, 1, false, $site);
+            $rt->finish(false);
+            $end = $t->last('end');
+            self::assertSame(0, $end['sql'][0]['site'] ?? null, "slow_threshold_ms=$threshold");
+            self::assertSame(__FILE__ . ":$line " . __METHOD__, $end['sites'][0][0], "slow_threshold_ms=$threshold");
+            self::assertCount(2, $end['sites'][0]);
+        }
+    }
+
+    /** @return array<string, array{0: array<string, string>, 1: int, 2: string, 3: bool}> config, status, what happens, whether the end carries sites and stacks */
+    public static function requests(): array
+    {
+        return [
+            'fast, by default' => [[], 200, '', false],
+            'client error' => [[], 404, '', false],
+            'server error' => [[], 503, '', true],
+            'forced' => [['force_header_secret' => 's3cret'], 200, 'forced', true],
+            'uncaught exception' => [[], 200, 'exception', true],
+            'fatal error' => [[], 200, 'fatal', true],
+            'CLI exit status 2' => [[], 0, 'exit 2', true],
+            'CLI exit status 0' => [[], 0, 'exit 0', false],
+            'as slow as slow_threshold_ms' => [['slow_threshold_ms' => '1'], 200, 'slow', true],
+            'slow_threshold_ms 0' => [['slow_threshold_ms' => '0'], 200, '', true],
+        ];
+    }
+
+    /**
+     * Call sites and stacks serve the raw traces of slow, failed and forced
+     * requests; other requests leave them out, and their statements' sites
+     * are never formatted.
+     *
+     * @param array<string, string> $config
+     * @dataProvider requests
+     */
+    public function testSitesAndStacksOnlyForRequestsWorthALook(array $config, int $status, string $what, bool $detail): void
+    {
+        $t = new MemoryTransport();
+        $c = Config::fromValues($config + ['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'excimer', 'excimer_request_rate' => '1']);
+        $profile = ['fn' => [['n' => '{main}', 'self' => 0.001, 'incl' => 0.001]], 'stacks' => [['s' => '{main}', 'n' => 1]], 'period' => 0.1];
+        $server = ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'] + ($what === 'forced' ? ['HTTP_X_BITVILLE_PROFILE' => 's3cret'] : []);
+        $rt = Runtime::fromGlobals($c, $server, $t, $status === 0 ? 'cli' : 'fpm-fcgi', static fn (): FakeProfiler => new FakeProfiler($profile), static fn (): ?Timer => null, static fn (): int => $status);
+        $rt->start();
+        $rt->sql('SELECT 1', 1000, 1);
         $line = __LINE__ - 1;
-        self::assertSame(__FILE__ . ":$line " . __METHOD__, $frames[0]);
-        self::assertCount(2, $frames);
+        $rt->sql('SELECT 2', 1000, 1);
+        match ($what) {
+            'exception' => (static function () use ($rt): void {
+                try {
+                    $rt->onException(new \RuntimeException('boom'));
+                } catch (\RuntimeException) {
+                }
+            })(),
+            'fatal' => $rt->noteFatal(['type' => \E_ERROR, 'message' => 'Allowed time exceeded', 'file' => '/srv/a.php', 'line' => 3]),
+            'exit 2' => $rt->record->exit = 2,
+            'exit 0' => $rt->record->exit = 0,
+            'slow' => \usleep(5000),
+            default => null,
+        };
+        $rt->finish(false);
+        $end = $t->last('end');
+        self::assertNotNull($end);
+        self::assertSame([['{main}', 1]], array_map(static fn (array $f): array => [$f['n'], 1], $end['fn']), 'fn is always sent: metrics need it');
+        if (!$detail) {
+            self::assertArrayNotHasKey('sites', $end);
+            self::assertArrayNotHasKey('stacks', $end);
+            self::assertSame([['q' => 'SELECT 1', 'd' => 0.000001, 'rows' => 1], ['q' => 'SELECT 2', 'd' => 0.000001, 'rows' => 1]], $end['sql']);
+            return;
+        }
+        self::assertSame([['s' => '{main}', 'n' => 1]], $end['stacks']);
+        self::assertSame([0, 1], array_column($end['sql'], 'site'));
+        self::assertSame(__FILE__ . ":$line " . __METHOD__, $end['sites'][0][0], 'the call site starts at the caller of Runtime::sql()');
+        self::assertSame(__FILE__ . ':' . ($line + 2) . ' ' . __METHOD__, $end['sites'][1][0]);
+    }
+
+    /**
+     * A record that defers sites holds MAX_DEFERRED_SITES backtraces and
+     * formats further ones at once; each statement keeps its own site
+     * either way, and a request without detail sends none of them.
+     */
+    public function testHeldBacktracesAndTheOnesPastTheLimit(): void
+    {
+        $r = new RequestRecord('r', 1, 'p', 'c', 'GET', '/', 'GET /', 1764294512.0, deferSites: true);
+        $n = RequestRecord::MAX_DEFERRED_SITES + 5;
+        $refs = [];
+        for ($i = 0; $i < $n; $i++) {
+            $trace = [
+                ['file' => "/srv/shop/app/M$i.php", 'line' => $i + 1, 'function' => 'query', 'class' => 'Db', 'type' => '->'],
+                ['file' => '/srv/shop/public/index.php', 'line' => 3, 'function' => 'find', 'class' => "App\\M$i", 'type' => '::'],
+            ];
+            $refs[] = $ref = $r->addTrace($trace, true, 2);
+            $r->addSql("SELECT $i", 0.001, 1, false, $ref);
+            $r->addSql("SELECT $i -- again", 0.001, 1, false, $ref);
+        }
+        self::assertSame(range(-2, -1 - RequestRecord::MAX_DEFERRED_SITES), array_slice($refs, 0, RequestRecord::MAX_DEFERRED_SITES), 'held');
+        self::assertSame(range(0, 4), array_slice($refs, RequestRecord::MAX_DEFERRED_SITES), 'formatted at once');
+
+        $quiet = (new Messages(new Redactor(), 2048, 60000))->end($r, 1764294513.0, 0, 0.01, 0.0, 0.0, 0, 200, null, 'none');
+        self::assertArrayNotHasKey('sites', $quiet);
+        self::assertSame([], array_filter($quiet['sql'], static fn (array $s): bool => isset($s['site'])), 'no statement refers to a site not sent');
+
+        $m = (new Messages(new Redactor(), 2048, 60000))->end($r, 1764294513.0, 0, 0.01, 0.0, 0.0, 0, 500, null, 'none');
+        self::assertCount($n, $m['sites']);
+        foreach ($m['sql'] as $j => $s) {
+            $i = intdiv($j, 2);
+            self::assertSame(["/srv/shop/app/M$i.php:" . ($i + 1) . " App\\M$i::find", '/srv/shop/public/index.php:3 {main}'], $m['sites'][$s['site']], "statement $j");
+        }
     }
 
     public function testTheRecordListsEachSiteOnceUpToTheLimit(): void
@@ -123,7 +234,7 @@ final class SqlSiteTest extends TestCase
         [, $end] = self::end(['sql_site_frames' => '0'], []);
         self::assertSame([['q' => 'SELECT 1', 'd' => 0.000001]], $end['sql']);
         self::assertArrayNotHasKey('sites', $end);
-        [, $end] = self::end([], []);
+        [, $end] = self::end(['slow_threshold_ms' => '0'], []);
         self::assertCount(Config::DEFAULT_SQL_SITE_FRAMES, $end['sites'][0], 'the default, with PHPUnit\'s frames deep enough');
         $this->expectException(ConfigException::class);
         Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/s', 'sql_site_frames' => (string) (Messages::MAX_SITE_FRAMES + 1)]);

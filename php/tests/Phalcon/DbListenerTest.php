@@ -23,7 +23,8 @@ final class DbListenerTest extends TestCase
     {
         $this->transport = new MemoryTransport();
         $c = Config::fromValues(['enabled' => '1', 'project' => 'shop', 'socket' => '/nonexistent', 'profiler' => 'off']);
-        $this->runtime = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $this->transport, 'fpm-fcgi', status: static fn (): int => 200);
+        // A failed request: its end carries the call sites, held until then.
+        $this->runtime = Runtime::fromGlobals($c, ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/'], $this->transport, 'fpm-fcgi', status: static fn (): int => 500);
         Agent::setRuntime($this->runtime);
         $this->em = new EventsManager();
         $this->em->attach('db', new DbListener());
