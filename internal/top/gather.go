@@ -77,9 +77,15 @@ func (e evaluator) window(ctx context.Context, expr string) ([]promapi.Sample, e
 // period. rate() alone sees nothing of a series whose first sample
 // already holds its total: the functions of a cron job that ran once
 // reach the agent in one end message, the only one that ever names them.
+// The series' presence and value are last_over_time() over a period, not
+// instant lookups: one failed scrape just before either end of the period
+// leaves a staleness marker there, which made an instant lookup see no
+// series (the spike's new function vanished from the report, or an old
+// series counted its whole total as new).
 func counterRate(metric, by string) string {
-	return `sum by (` + by + `) ((rate(` + metric + `[$range]) and ` + metric + ` offset $range) or ((` +
-		metric + ` unless ` + metric + ` offset $range) / $seconds))`
+	before := `last_over_time(` + metric + `[$range] offset $range)`
+	return `sum by (` + by + `) ((rate(` + metric + `[$range]) and ` + before + `) or ((last_over_time(` +
+		metric + `[$range]) unless ` + before + `) / $seconds))`
 }
 
 // figure is one query of a category and the field of F it fills.
