@@ -15,7 +15,7 @@ type Reason string
 // Rejection reasons.
 const (
 	ReasonJSON      Reason = "json"       // not a JSON object
-	ReasonVersion   Reason = "version"    // "v" missing or not 1
+	ReasonVersion   Reason = "version"    // "v" missing or not one of MinVersion..Version
 	ReasonType      Reason = "type"       // "type" missing or not start/progress/end
 	ReasonMissing   Reason = "missing"    // a required field is absent
 	ReasonFieldType Reason = "field_type" // a field has the wrong JSON type
@@ -94,9 +94,11 @@ func (d *Decoder) Decode(b []byte, m *Message) error {
 	if version == nil {
 		return &DecodeError{Reason: ReasonVersion, Field: "v", Detail: "missing"}
 	}
-	if n, err := version.Int(); err != nil || n != Version {
-		return &DecodeError{Reason: ReasonVersion, Field: "v", Detail: fmt.Sprintf("got %s; want %d", truncateDetail(version.String()), Version)}
+	n, err := version.Int()
+	if err != nil || n < MinVersion || n > Version {
+		return &DecodeError{Reason: ReasonVersion, Field: "v", Detail: fmt.Sprintf("got %s; want %d to %d", truncateDetail(version.String()), MinVersion, Version)}
 	}
+	r.micros = n >= 2
 	switch t := string(v.GetStringBytes("type")); t {
 	case "start":
 		m.Type = TypeStart
@@ -115,7 +117,7 @@ func (d *Decoder) Decode(b []byte, m *Message) error {
 	m.ID = r.ident("id", MaxIDLen, true, false)
 	m.PID = int(r.int("pid", 1, MaxPID, true))
 	m.Project = r.ident("project", MaxProjectLen, true, true)
-	m.TS = r.float("ts", MinTimestamp, MaxTimestamp, true)
+	m.TS = r.seconds("ts", MinTimestamp, MaxTimestamp, true)
 	m.Host = r.istr(v, "host", MaxHostLen, false)
 	m.Pool = r.istr(v, "pool", MaxPoolLen, false)
 	m.SAPI = r.istr(v, "sapi", MaxSAPILen, false)
@@ -126,9 +128,9 @@ func (d *Decoder) Decode(b []byte, m *Message) error {
 	case TypeStart:
 		r.requestFields(m)
 	case TypeProgress:
-		m.Elapsed = r.float("elapsed", 0, MaxDurationSec, true)
+		m.Elapsed = r.seconds("elapsed", 0, MaxDurationSec, true)
 		m.Memory = r.int("mem", 0, MaxMemoryBytes, false)
-		m.CPU = r.float("cpu", 0, MaxDurationSec, false)
+		m.CPU = r.seconds("cpu", 0, MaxDurationSec, false)
 		m.Sequence = r.int("seq", 0, MaxSequence, false)
 		m.Stack = r.strings("stack", MaxStackFrames, MaxFunctionLen, m.Stack)
 	case TypeEnd:
@@ -146,7 +148,7 @@ func (r *reader) requestFields(m *Message) {
 	m.CID = r.str(r.v, "cid", MaxCIDLen, false)
 	m.Method = r.istr(r.v, "method", MaxMethodLen, true)
 	m.URI = r.str(r.v, "uri", MaxURILen, false)
-	m.Started = r.float("started", MinTimestamp, MaxTimestamp, true)
+	m.Started = r.seconds("started", MinTimestamp, MaxTimestamp, true)
 	m.TraceID = r.traceID("trace_id")
 }
 
@@ -221,13 +223,13 @@ func (r *reader) endFields(m *Message) {
 		m.Exit = int(r.int("exit", MinExitCode, MaxExitCode, true))
 		m.HasExit = true
 	}
-	m.Wall = r.float("wall", 0, MaxDurationSec, true)
-	m.CPUUser = r.float("cpu_user", 0, MaxDurationSec, false)
-	m.CPUSys = r.float("cpu_sys", 0, MaxDurationSec, false)
+	m.Wall = r.seconds("wall", 0, MaxDurationSec, true)
+	m.CPUUser = r.seconds("cpu_user", 0, MaxDurationSec, false)
+	m.CPUSys = r.seconds("cpu_sys", 0, MaxDurationSec, false)
 	m.MemPeak = r.int("mem_peak", 0, MaxMemoryBytes, false)
 	m.SQLDropped = r.int("sql_dropped", 0, MaxCount, false)
 	m.Profiler = r.istr(v, "profiler", MaxProfilerLen, false)
-	m.Period = r.float("period", 0, MaxPeriodSec, false)
+	m.Period = r.seconds("period", 0, MaxPeriodSec, false)
 	m.ErrorsDropped = r.int("errors_dropped", 0, MaxCount, false)
 	m.Fatal = r.bool("fatal")
 	m.Forced = r.bool("forced")
@@ -241,7 +243,7 @@ func (r *reader) endFields(m *Message) {
 		}
 		s := SQL{Rows: -1, Site: -1}
 		s.Query = r.istr(o, "q", MaxSQLTextLen, true)
-		s.Duration = r.floatIn(o, "d", 0, MaxDurationSec, true)
+		s.Duration = r.secondsIn(o, "d", 0, MaxDurationSec, true)
 		if o.Get("rows") != nil {
 			s.Rows = r.intIn(o, "rows", -1, MaxRows, true)
 		}
@@ -263,8 +265,8 @@ func (r *reader) endFields(m *Message) {
 		}
 		f := Function{
 			Name:      r.istr(o, "n", MaxFunctionLen, true),
-			Self:      r.floatIn(o, "self", 0, MaxDurationSec, true),
-			Inclusive: r.floatIn(o, "incl", 0, MaxDurationSec, true),
+			Self:      r.secondsIn(o, "self", 0, MaxDurationSec, true),
+			Inclusive: r.secondsIn(o, "incl", 0, MaxDurationSec, true),
 			Calls:     r.intIn(o, "calls", 0, MaxCount, false),
 		}
 		if r.err == nil && f.Name == "" {
@@ -287,7 +289,7 @@ func (r *reader) endFields(m *Message) {
 		w := WallEntry{
 			Function: r.istr(o, "n", MaxFunctionLen, true),
 			Caller:   r.istr(o, "c", MaxFunctionLen, false),
-			Seconds:  r.floatIn(o, "s", 0, MaxDurationSec, true),
+			Seconds:  r.secondsIn(o, "s", 0, MaxDurationSec, true),
 		}
 		if r.err == nil && w.Function == "" {
 			r.fail(ReasonRange, "n", "empty function name")
@@ -335,10 +337,11 @@ func (r *reader) endFields(m *Message) {
 // reader reads typed fields of one message and remembers the first error,
 // so that the decoding code above reads as a list of fields.
 type reader struct {
-	v   *fastjson.Value
-	d   *Decoder
-	t   Type
-	err *DecodeError
+	v      *fastjson.Value
+	d      *Decoder
+	t      Type
+	micros bool // version 2: durations and times in integer microseconds
+	err    *DecodeError
 }
 
 func (r *reader) fail(reason Reason, field, detail string) {
@@ -459,15 +462,30 @@ func (r *reader) number(o *fastjson.Value, field string, required bool) (*fastjs
 	return x, true
 }
 
-func (r *reader) floatIn(o *fastjson.Value, field string, min, max float64, required bool) float64 {
+// secondsIn reads a duration or a time in seconds: a JSON number in version
+// 1, an integer of microseconds in version 2. min and max are in seconds.
+func (r *reader) secondsIn(o *fastjson.Value, field string, min, max float64, required bool) float64 {
 	x, ok := r.number(o, field, required)
 	if !ok {
 		return 0
 	}
-	f, err := x.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		r.fail(ReasonRange, field, "not a finite number")
-		return 0
+	var f float64
+	if r.micros {
+		us, err := x.Int64()
+		if err != nil {
+			r.fail(ReasonRange, field, fmt.Sprintf("%s is not an integer of microseconds", truncateDetail(x.String())))
+			return 0
+		}
+		// Both exact below 2⁵³ µs and divided once, so correctly rounded:
+		// the same float64 as version 1's decimal seconds.
+		f = float64(us) / 1e6
+	} else {
+		var err error
+		f, err = x.Float64()
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			r.fail(ReasonRange, field, "not a finite number")
+			return 0
+		}
 	}
 	if f < min || f > max {
 		r.fail(ReasonRange, field, fmt.Sprintf("%g outside [%g, %g]", f, min, max))
@@ -476,8 +494,8 @@ func (r *reader) floatIn(o *fastjson.Value, field string, min, max float64, requ
 	return f
 }
 
-func (r *reader) float(field string, min, max float64, required bool) float64 {
-	return r.floatIn(r.v, field, min, max, required)
+func (r *reader) seconds(field string, min, max float64, required bool) float64 {
+	return r.secondsIn(r.v, field, min, max, required)
 }
 
 func (r *reader) intIn(o *fastjson.Value, field string, min, max int64, required bool) int64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -113,6 +114,34 @@ func TestDecodeGolden(t *testing.T) {
 			t.Errorf("got forced %v trace id %q sites %q sql[0].site %d; want none", m.Forced, m.TraceID, m.Sites, m.SQL[0].Site)
 		}
 	})
+}
+
+// Version 1 (seconds as JSON numbers) is still accepted: each golden
+// message of testdata/protocol/v1/ decodes to what its version 2 twin
+// (microseconds as integers) does, float for float.
+func TestDecodeVersion1(t *testing.T) {
+	for _, name := range []string{"start.json", "progress.json", "end.json", "end-cli.json"} {
+		t.Run(name, func(t *testing.T) {
+			v1b, v2b := readGolden(t, filepath.Join("v1", name)), readGolden(t, name)
+			if !strings.HasPrefix(string(v1b), `{"v":1,`) || !strings.HasPrefix(string(v2b), `{"v":2,`) {
+				t.Fatalf("want a version 1 and a version 2 message: %.12s, %.12s", v1b, v2b)
+			}
+			var d Decoder
+			var v1, v2 Message
+			if err := d.Decode(v1b, &v1); err != nil {
+				t.Fatalf("version 1: %v", err)
+			}
+			if err := d.Decode(v2b, &v2); err != nil {
+				t.Fatalf("version 2: %v", err)
+			}
+			if !reflect.DeepEqual(v1, v2) {
+				t.Errorf("version 1 decodes to\n%+v\nversion 2 to\n%+v", v1, v2)
+			}
+			if v2.TS == 0 || v2.Started == 0 && v2.Type != TypeProgress {
+				t.Errorf("times not read: ts %v started %v", v2.TS, v2.Started)
+			}
+		})
+	}
 }
 
 // TestDecodeInvalid reads testdata/protocol/invalid/<reason>-<name>.json and

@@ -1,4 +1,4 @@
-// Package protocol defines wire protocol v1 between the PHP agent and the
+// Package protocol defines the wire protocol (versions 1 and 2) between the PHP agent and the
 // bitville-apm agent daemon: one JSON object per unix datagram, of type
 // start, progress or end. docs/protocol.md is the human-readable contract and
 // testdata/protocol/ holds golden messages that both sides test against.
@@ -8,8 +8,16 @@
 // ignored so that newer PHP agents can talk to older daemons).
 package protocol
 
-// Version is the only protocol version this package accepts.
-const Version = 1
+// Version is the protocol version the PHP agent sends. Version 2 differs
+// from MinVersion only in units: its durations and times are integers of
+// microseconds where version 1 has seconds as JSON numbers with fractions
+// (integers cost a PHP process a fraction of what formatting a float does).
+// Both decode to the same Message, in seconds.
+const Version = 2
+
+// MinVersion is the oldest version this package accepts: PHP agents not
+// yet upgraded keep working with a newer daemon.
+const MinVersion = 1
 
 // MaxDatagramSize is the largest datagram the PHP agent may send. Larger
 // datagrams are rejected whole with reason ReasonTooLarge.

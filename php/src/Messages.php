@@ -5,7 +5,7 @@ declare(strict_types=1);
 namespace Bitville\Apm;
 
 /**
- * Builds the start, progress and end messages of wire protocol v1
+ * Builds the start, progress and end messages of wire protocol v2
  * (docs/protocol.md) as arrays, from a RequestRecord and the measurements
  * taken by the runtime. Every string that comes from the application is
  * redacted, sanitized and cut to its field limit here; Encoder then fits the
@@ -57,8 +57,12 @@ final class Messages
     /** The daemon's limit for counters (drops, samples, calls). */
     public const MAX_COUNT = 2147483648;
 
+    /** The protocol version sent: durations and times in integer microseconds. */
+    public const VERSION = 2;
+
     /** The daemon's largest duration, in seconds (30 days): longer ones are sent as this. */
-    private const MAX_SECONDS = 2592000.0;
+    private const MAX_SECONDS = 2592000;
+    private const MAX_MICROS = self::MAX_SECONDS * 1000000;
 
     /** Statement texts are redacted after a first cut this much longer than sql_max_length. */
     private const SQL_REDACT_MARGIN = 1024;
@@ -82,7 +86,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = ['v' => 1, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
+        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => (int) \round($ts * 1e6)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -91,10 +95,10 @@ final class Messages
             $frames[] = Text::sanitize((string) $f, self::MAX_FUNCTION);
         }
         $m['endpoint'] = $r->endpoint;
-        $m['elapsed'] = self::seconds($elapsed);
+        $m['elapsed'] = self::micros($elapsed);
         $m['seq'] = $seq;
         $m['mem'] = \max(0, $mem);
-        $m['cpu'] = self::seconds($cpu);
+        $m['cpu'] = self::micros($cpu);
         $m['stack'] = $frames;
         return $m;
     }
@@ -120,9 +124,9 @@ final class Messages
         if ($r->exit !== null) {
             $m['exit'] = \max(-self::MAX_EXIT, \min(self::MAX_EXIT, $r->exit));
         }
-        $m['wall'] = self::seconds($wall);
-        $m['cpu_user'] = self::seconds($cpuUser);
-        $m['cpu_sys'] = self::seconds($cpuSys);
+        $m['wall'] = self::micros($wall);
+        $m['cpu_user'] = self::micros($cpuUser);
+        $m['cpu_sys'] = self::micros($cpuSys);
         $m['mem_peak'] = \max(0, $memPeak);
 
         // Call sites and collapsed stacks serve the raw traces of the
@@ -145,8 +149,8 @@ final class Messages
                     ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
-            // seconds(), inline
-            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($d, 6)) : 0.0];
+            // micros(), inline
+            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_MICROS : (int) \round($d * 1e6)) : 0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
             }
@@ -185,7 +189,7 @@ final class Messages
             $m['profiler'] = Text::sanitize($profiler, self::MAX_PROFILER);
             $period = $profile['period'] ?? null;
             if (\is_float($period) || \is_int($period)) {
-                $m['period'] = \max(0.0, \min(60.0, (float) $period));
+                $m['period'] = self::micros(\min(60.0, (float) $period));
             }
         } else {
             $m['profiler'] = 'none';
@@ -246,7 +250,7 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => 1, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => \round($ts, 6)];
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => (int) \round($ts * 1e6)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -266,7 +270,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = \round($r->started, 6);
+        $m['started'] = (int) \round($r->started * 1e6);
         return $m;
     }
 
@@ -298,13 +302,17 @@ final class Messages
         return $out;
     }
 
-    /** A duration in seconds as sent: finite, within the daemon's range, microseconds. */
-    public static function seconds(float $s): float
+    /**
+     * A duration in seconds as sent: integer microseconds (JSON encodes an
+     * integer for a fraction of what a float costs), within the daemon's
+     * range.
+     */
+    public static function micros(float $s): int
     {
         if (!($s > 0.0)) {
-            return 0.0; // negative, zero and NaN
+            return 0; // negative, zero and NaN
         }
-        return $s >= self::MAX_SECONDS ? self::MAX_SECONDS : \round($s, 6);
+        return $s >= self::MAX_SECONDS ? self::MAX_MICROS : (int) \round($s * 1e6);
     }
 
     /**
@@ -331,8 +339,8 @@ final class Messages
             if (\strlen($n) > self::MAX_FUNCTION) {
                 $n = Text::cut($n, self::MAX_FUNCTION);
             }
-            $incl = self::seconds((float) ($f['incl'] ?? 0.0));
-            $self = self::seconds((float) ($f['self'] ?? 0.0));
+            $incl = self::micros((float) ($f['incl'] ?? 0.0));
+            $self = self::micros((float) ($f['self'] ?? 0.0));
             $e = ['n' => $n, 'self' => $self > $incl ? $incl : $self, 'incl' => $incl];
             if (isset($f['calls']) && \is_numeric($f['calls'])) {
                 $e['calls'] = \max(0, \min(self::MAX_COUNT, (int) $f['calls']));
@@ -347,7 +355,7 @@ final class Messages
      * 1–512 bytes, `c` 0–512 bytes, `s` a duration.
      *
      * @param list<array<string, mixed>> $entries
-     * @return list<array{n: string, c: string, s: float}>
+     * @return list<array{n: string, c: string, s: int}>
      */
     private static function wallEntries(array $entries): array
     {
@@ -363,7 +371,7 @@ final class Messages
             $out[] = [
                 'n' => Text::sanitize($e['n'], self::MAX_FUNCTION),
                 'c' => \is_string($c) ? Text::sanitize($c, self::MAX_FUNCTION) : '',
-                's' => self::seconds((float) $e['s']),
+                's' => self::micros((float) $e['s']),
             ];
         }
         return $out;

@@ -129,7 +129,7 @@ final class BootstrapTest extends TestCase
         self::assertSame(0, $end['status']);
         self::assertArrayNotHasKey('exit', $end, 'a normal end does not know its exit status');
         self::assertSame("SELECT * FROM users WHERE password = '[REDACTED]'", $end['sql'][0]['q']);
-        self::assertSame(0.0125, $end['sql'][0]['d']);
+        self::assertSame(12500, $end['sql'][0]['d']);
         self::assertSame('SELECT pg_sleep(0)', $end['sql'][1]['q']);
         self::assertSame([['type' => 'E_WARNING', 'msg' => 'Undefined array key "missing"', 'file' => self::fixtureFile('basic.php'), 'line' => 26]], $end['errors']);
         self::assertFalse($end['fatal']);
@@ -347,7 +347,7 @@ final class BootstrapTest extends TestCase
         $this->runAgent('busy.php', ['0.5'], ['BITVILLE_APM_PROFILER' => 'excimer', 'BITVILLE_APM_EXCIMER_PERIOD_MS' => '5', 'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '1', 'BITVILLE_APM_SLOW_THRESHOLD_MS' => '100']);
         ['end' => $end] = $this->startAndEnd();
         self::assertSame('excimer', $end['profiler']);
-        self::assertSame(0.005, $end['period']);
+        self::assertSame(5000, $end['period']);
         self::assertNotEmpty($end['fn']);
         self::assertSame('bitville_test_busy_loop', $end['fn'][0]['n'], 'the busy function has the most self time');
         self::assertNotEmpty($end['stacks']);

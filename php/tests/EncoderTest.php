@@ -39,7 +39,7 @@ final class EncoderTest extends TestCase
     /** @param array<string, mixed> $m */
     private static function assertIdentityKept(array $m): void
     {
-        foreach (['v' => 1, 'type' => 'end', 'id' => '5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90', 'pid' => 12345, 'project' => 'shop', 'endpoint' => 'GET /x', 'method' => 'GET', 'status' => 200, 'wall' => 0.9, 'cpu_user' => 0.5, 'cpu_sys' => 0.1, 'mem_peak' => 8 << 20] as $k => $v) {
+        foreach (['v' => 2, 'type' => 'end', 'id' => '5f0c6a7e9b1d4c2a8e3f4b5c6d7e8f90', 'pid' => 12345, 'project' => 'shop', 'endpoint' => 'GET /x', 'method' => 'GET', 'status' => 200, 'wall' => 900000, 'cpu_user' => 500000, 'cpu_sys' => 100000, 'mem_peak' => 8 << 20] as $k => $v) {
             self::assertSame($v, $m[$k], "$k must never be removed");
         }
     }
@@ -100,7 +100,7 @@ final class EncoderTest extends TestCase
         self::assertSame([], $out['stacks']);
         self::assertNotEmpty($out['fn']);
         $selfs = array_column($out['fn'], 'self');
-        self::assertSame(0.5, $selfs[0], 'the heaviest function is kept');
+        self::assertSame(500000, $selfs[0], 'the heaviest function is kept');
         $sorted = $selfs;
         rsort($sorted);
         self::assertSame($sorted, $selfs);
@@ -123,7 +123,7 @@ final class EncoderTest extends TestCase
         $seconds = array_column($out[Messages::WALL_KEY], 's');
         self::assertNotEmpty($seconds);
         self::assertLessThan(Messages::MAX_WALL, count($seconds));
-        self::assertSame(0.5, $seconds[0], 'the heaviest entry is kept');
+        self::assertSame(500000, $seconds[0], 'the heaviest entry is kept');
         $sorted = $seconds;
         rsort($sorted);
         self::assertSame($sorted, $seconds);

@@ -51,6 +51,23 @@ final class GoldenTest extends TestCase
         return json_decode($payload, true, 512, JSON_THROW_ON_ERROR);
     }
 
+    /**
+     * Entries of a golden list with the fields $keys turned from the
+     * protocol's microseconds into the seconds the profilers report.
+     *
+     * @param list<array<string, mixed>> $entries
+     * @return list<array<string, mixed>>
+     */
+    private static function seconds(array $entries, string ...$keys): array
+    {
+        foreach ($entries as $i => $e) {
+            foreach ($keys as $k) {
+                $entries[$i][$k] = $e[$k] / 1e6;
+            }
+        }
+        return $entries;
+    }
+
     private static function assertGolden(string $name, array $got): void
     {
         self::assertSame(Golden::normalize(Golden::load($name)), Golden::normalize($got), "emitted $name differs from testdata/protocol/$name.json");
@@ -82,12 +99,12 @@ final class GoldenTest extends TestCase
                 $q = SqlCommenter::apply(substr($q, 0, -strlen(' ' . $comment)), $comment);
             }
             $site = isset($s['site']) ? $r->addSite($golden['sites'][$s['site']]) : -1;
-            $r->addSql($q, $s['d'], $s['rows'] ?? null, $s['err'] ?? false, $site);
+            $r->addSql($q, $s['d'] / 1e6, $s['rows'] ?? null, $s['err'] ?? false, $site);
         }
         foreach ($golden['errors'] as $e) {
             $r->addError($e['type'], $e['msg'], $e['file'], $e['line']);
         }
-        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => $golden['period'], 'wall' => $golden[Messages::WALL_KEY] ?? []];
+        $profile = ['fn' => self::seconds($golden['fn'], 'self', 'incl'), 'stacks' => $golden['stacks'], 'period' => $golden['period'] / 1e6, 'wall' => self::seconds($golden[Messages::WALL_KEY] ?? [], 's')];
         $m = (new Messages(new Redactor()))->end($r, 1764294512.168011, 0, 0.04801, 0.031, 0.004, 6291456, 200, $profile, 'excimer');
         self::assertGolden('end', self::emitted($m));
     }
@@ -112,7 +129,7 @@ final class GoldenTest extends TestCase
         $r->addSql("UPDATE search_index SET doc = to_tsvector('english', 'red shoes') WHERE product_id = 42", 0.003, 1);
         // the third statement is longer than sql_max_length (117 here) and is cut
         $r->addSql("INSERT INTO search_log (product_id, terms, took_ms) VALUES (42, 'red shoes size 44 wide fit leather', 12), (43, 'blue suede shoes', 9)", 0.0015, 2);
-        $profile = ['fn' => $golden['fn'], 'stacks' => $golden['stacks'], 'period' => 0.01, 'wall' => $golden[Messages::WALL_KEY] ?? []];
+        $profile = ['fn' => self::seconds($golden['fn'], 'self', 'incl'), 'stacks' => $golden['stacks'], 'period' => 0.01, 'wall' => self::seconds($golden[Messages::WALL_KEY] ?? [], 's')];
         $m = (new Messages(new Redactor(), 117))->end($r, 1764294600.5, 0, 60.25, 41.5, 2.25, 134217728, 0, $profile, 'excimer');
         self::assertGolden('end-cli', self::emitted($m));
     }
@@ -145,7 +162,7 @@ final class GoldenTest extends TestCase
             $want = Golden::load($name);
             if ($name === 'end') {
                 // this request ran one statement, from here, and no profiler
-                $want['sql'] = [['q' => 'SELECT 1', 'd' => 0.0002, 'rows' => 1, 'site' => 0]];
+                $want['sql'] = [['q' => 'SELECT 1', 'd' => 200, 'rows' => 1, 'site' => 0]];
                 $want['sites'] = [[$site]];
                 $want['errors'] = [];
                 unset($want['errors_dropped'], $want['fn'], $want['wall_fn'], $want['stacks'], $want['period']);

@@ -62,15 +62,18 @@ final class RuntimeTest extends TestCase
         self::assertSame($start['id'], $end['id']);
         self::assertSame('GET /orders/{order}', $end['endpoint']);
         self::assertSame(404, $end['status']);
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.0015, 'rows' => 1]], $end['sql']);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 1500, 'rows' => 1]], $end['sql']);
         self::assertArrayNotHasKey('sites', $end, 'a fast request that did not fail leaves its call sites out');
         self::assertArrayNotHasKey('trace_id', $end);
         self::assertArrayNotHasKey('forced', $end);
         self::assertSame('none', $end['profiler']);
-        self::assertGreaterThanOrEqual(0.0, $end['wall']);
+        self::assertIsInt($end['wall'], 'microseconds');
+        self::assertGreaterThanOrEqual(0, $end['wall']);
+        self::assertIsInt($end['ts']);
         self::assertGreaterThanOrEqual($end['started'], $end['ts']);
+        self::assertEqualsWithDelta(microtime(true), $end['ts'] / 1e6, 60.0, 'ts in microseconds');
         self::assertGreaterThan(0, $end['mem_peak']);
-        self::assertIsFloat($end['cpu_user']);
+        self::assertIsInt($end['cpu_user']);
         self::assertFalse($end['fatal']);
     }
 
@@ -274,8 +277,8 @@ final class RuntimeTest extends TestCase
         $end = $this->transport->last('end');
         self::assertSame(1, $fake->stops);
         self::assertSame('excimer', $end['profiler']);
-        self::assertSame(0.01, $end['period']);
-        self::assertSame($profile['fn'], $end['fn']);
+        self::assertSame(10000, $end['period'], 'microseconds');
+        self::assertSame([['n' => 'App\Pricing::recalculate', 'self' => 30000, 'incl' => 40000], ['n' => '{main}', 'self' => 1000, 'incl' => 50000]], $end['fn']);
         self::assertSame($profile['stacks'], $end['stacks']);
     }
 
@@ -331,8 +334,8 @@ final class RuntimeTest extends TestCase
         self::assertSame([0.1, 1.0, true, 0.5], $args, 'the real-clock period is handed to the profiler');
         $rt->finish(false);
         $end = $this->transport->last('end');
-        self::assertSame([['n' => 'session_start', 'c' => 'App\Cart::show', 's' => 2.0], ['n' => 'bad?name', 'c' => '', 's' => 1.0]], $end[Messages::WALL_KEY]);
-        self::assertIsFloat($end['wall'], 'the request\'s wall time stays what it was');
+        self::assertSame([['n' => 'session_start', 'c' => 'App\Cart::show', 's' => 2000000], ['n' => 'bad?name', 'c' => '', 's' => 1000000]], $end[Messages::WALL_KEY]);
+        self::assertIsInt($end['wall'], 'the request\'s wall time stays what it was');
 
         unset($profile['wall']);
         $rt = $this->runtime(['profiler' => 'excimer'], profilers: static fn (): FakeProfiler => new FakeProfiler($profile), timers: static fn (): ?Timer => null);

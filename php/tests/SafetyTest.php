@@ -81,7 +81,7 @@ final class SafetyTest extends TestCase
         Agent::setExitCode(2);
         $rt->finish(false);
         $end = $t->last('end');
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.25, 'rows' => 1, 'err' => true, 'site' => 0], 'SELECT 2'], [$end['sql'][0], $end['sql'][1]['q']]);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 250000, 'rows' => 1, 'err' => true, 'site' => 0], 'SELECT 2'], [$end['sql'][0], $end['sql'][1]['q']]);
         self::assertSame(1, $end['sql'][1]['site'], 'a span has the site of its stop()');
         self::assertSame(5, $end['sql'][1]['rows']);
         self::assertCount(2, $end['sql'], 'a span stops once');
@@ -128,7 +128,7 @@ final class SafetyTest extends TestCase
         self::assertInvisible(static fn () => $rt->finish(false));
         $end = $t->last('end');
         self::assertNotNull($end, 'the end is sent with what is valid');
-        self::assertSame([['n' => 'g', 'self' => 0.1, 'incl' => 0.1]], $end['fn'], 'self is held to incl');
+        self::assertSame([['n' => 'g', 'self' => 100000, 'incl' => 100000]], $end['fn'], 'self is held to incl');
         self::assertSame([], $end['stacks']);
         self::assertArrayNotHasKey('period', $end);
     }

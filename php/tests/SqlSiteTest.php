@@ -147,7 +147,7 @@ final class SqlSiteTest extends TestCase
         if (!$detail) {
             self::assertArrayNotHasKey('sites', $end);
             self::assertArrayNotHasKey('stacks', $end);
-            self::assertSame([['q' => 'SELECT 1', 'd' => 0.000001, 'rows' => 1], ['q' => 'SELECT 2', 'd' => 0.000001, 'rows' => 1]], $end['sql']);
+            self::assertSame([['q' => 'SELECT 1', 'd' => 1, 'rows' => 1], ['q' => 'SELECT 2', 'd' => 1, 'rows' => 1]], $end['sql']);
             return;
         }
         self::assertSame([['s' => '{main}', 'n' => 1]], $end['stacks']);
@@ -212,7 +212,7 @@ final class SqlSiteTest extends TestCase
         $r->addSql('SELECT 1', 0.001, 1, false, $r->addSite(array_merge([$long], array_fill(0, 9, 'a.php:1 f'))));
         $r->addSql('SELECT 2', 0.001);
         $m = (new Messages(new Redactor()))->end($r, 1764294513.0, 0, 0.1, 0.0, 0.0, 0, 200, null, 'none');
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.001, 'rows' => 1, 'site' => 0], ['q' => 'SELECT 2', 'd' => 0.001]], $m['sql']);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 1000, 'rows' => 1, 'site' => 0], ['q' => 'SELECT 2', 'd' => 1000]], $m['sql']);
         self::assertCount(Messages::MAX_SITE_FRAMES, $m['sites'][0]);
         self::assertSame(Messages::MAX_SITE_FRAME, strlen($m['sites'][0][0]));
     }
@@ -232,7 +232,7 @@ final class SqlSiteTest extends TestCase
     public function testSitesOffWithZeroFrames(): void
     {
         [, $end] = self::end(['sql_site_frames' => '0'], []);
-        self::assertSame([['q' => 'SELECT 1', 'd' => 0.000001]], $end['sql']);
+        self::assertSame([['q' => 'SELECT 1', 'd' => 1]], $end['sql']);
         self::assertArrayNotHasKey('sites', $end);
         [, $end] = self::end(['slow_threshold_ms' => '0'], []);
         self::assertCount(Config::DEFAULT_SQL_SITE_FRAMES, $end['sites'][0], 'the default, with PHPUnit\'s frames deep enough');

@@ -30,9 +30,9 @@ function bitville_floor_agent(): void
     $route = strpbrk($path, '0123456789') !== false ? (string) preg_replace('#(?<=/)\d+(?=/|$)#', '{id}', $path) : $path;
     $method = (string) ($s['REQUEST_METHOD'] ?? 'GET');
     $m = [
-        'v' => 1, 'type' => 'start', 'id' => bin2hex(substr($rnd, 0, 16)), 'pid' => getmypid(), 'project' => (string) ($s['BITVILLE_APM_PROJECT'] ?? ''),
-        'ts' => round($t0, 6), 'host' => (string) gethostname(), 'sapi' => PHP_SAPI, 'dropped' => 0, 'cid' => bin2hex(substr($rnd, 16)),
-        'method' => $method, 'uri' => $path, 'endpoint' => $method . ' ' . $route, 'started' => round((float) ($s['REQUEST_TIME_FLOAT'] ?? $t0), 6),
+        'v' => 2, 'type' => 'start', 'id' => bin2hex(substr($rnd, 0, 16)), 'pid' => getmypid(), 'project' => (string) ($s['BITVILLE_APM_PROJECT'] ?? ''),
+        'ts' => (int) round($t0 * 1e6), 'host' => (string) gethostname(), 'sapi' => PHP_SAPI, 'dropped' => 0, 'cid' => bin2hex(substr($rnd, 16)),
+        'method' => $method, 'uri' => $path, 'endpoint' => $method . ' ' . $route, 'started' => (int) round((float) ($s['REQUEST_TIME_FLOAT'] ?? $t0) * 1e6),
     ];
     $out = stream_socket_client('udg://' . $sock, $errno, $errstr, 0.001, STREAM_CLIENT_CONNECT | STREAM_CLIENT_PERSISTENT);
     if ($out === false) {
@@ -63,14 +63,14 @@ function bitville_floor_agent(): void
             $r1 = getrusage();
             unset($m['dropped']);
             $m['type'] = 'end';
-            $m['ts'] = round($t0 + $e, 6);
+            $m['ts'] = (int) round(($t0 + $e) * 1e6);
             $m['status'] = is_int($status) ? $status : 0;
-            $m['wall'] = round($e, 6);
-            $m['cpu_user'] = round($r1['ru_utime.tv_sec'] - $r0['ru_utime.tv_sec'] + ($r1['ru_utime.tv_usec'] - $r0['ru_utime.tv_usec']) / 1e6, 6);
-            $m['cpu_sys'] = round($r1['ru_stime.tv_sec'] - $r0['ru_stime.tv_sec'] + ($r1['ru_stime.tv_usec'] - $r0['ru_stime.tv_usec']) / 1e6, 6);
+            $m['wall'] = (int) round($e * 1e6);
+            $m['cpu_user'] = ($r1['ru_utime.tv_sec'] - $r0['ru_utime.tv_sec']) * 1000000 + $r1['ru_utime.tv_usec'] - $r0['ru_utime.tv_usec'];
+            $m['cpu_sys'] = ($r1['ru_stime.tv_sec'] - $r0['ru_stime.tv_sec']) * 1000000 + $r1['ru_stime.tv_usec'] - $r0['ru_stime.tv_usec'];
             $m['mem_peak'] = memory_get_peak_usage(true);
             $m += ['sql' => [], 'sql_dropped' => 0, 'profiler' => 'none', 'errors' => [], 'fatal' => false, 'truncated' => []];
-            @fwrite($out, (string) json_encode($m, JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION));
+            @fwrite($out, (string) json_encode($m, JSON_UNESCAPED_SLASHES));
         });
     });
 }
