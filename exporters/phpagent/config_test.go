@@ -44,24 +44,31 @@ func TestDefaultConfig(t *testing.T) {
 // slow_threshold_ms, so it defaults to this slow threshold: both sides'
 // tests read the value from the same file.
 func TestSlowThresholdMatchesThePHPAgents(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "protocol", "limits.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var limits struct {
 		Traces struct {
 			SlowThresholdMS *int64 `json:"slow_threshold_ms"`
 		} `json:"traces"`
 	}
-	if err := json.Unmarshal(b, &limits); err != nil {
-		t.Fatal(err)
-	}
+	readSharedLimits(t, &limits)
 	if limits.Traces.SlowThresholdMS == nil {
 		t.Fatal("limits.json has no traces.slow_threshold_ms")
 	}
 	want := time.Duration(*limits.Traces.SlowThresholdMS) * time.Millisecond
 	if got := DefaultConfig().Traces.SlowThreshold; got != want {
 		t.Errorf("--events.slow-threshold defaults to %v; the PHP agent's slow_threshold_ms to %v", got, want)
+	}
+}
+
+// readSharedLimits decodes testdata/protocol/limits.json, which the PHP
+// agent's tests read too, into v.
+func readSharedLimits(t *testing.T, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "protocol", "limits.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
 	}
 }
 

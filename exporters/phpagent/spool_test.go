@@ -2,7 +2,6 @@ package phpagent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,10 +169,6 @@ func TestSpoolTakenInWhileRunning(t *testing.T) {
 // The daemon and the PHP agent derive the same spool directory from the
 // socket path: both are tested against these examples.
 func TestDerivedSpoolDir(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "protocol", "limits.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var limits struct {
 		Spool struct {
 			MaxBytes   int64 `json:"max_bytes"`
@@ -182,9 +177,7 @@ func TestDerivedSpoolDir(t *testing.T) {
 			} `json:"derived_dir"`
 		} `json:"spool"`
 	}
-	if err := json.Unmarshal(b, &limits); err != nil {
-		t.Fatal(err)
-	}
+	readSharedLimits(t, &limits)
 	if len(limits.Spool.DerivedDir) == 0 {
 		t.Fatal("limits.json has no spool.derived_dir examples")
 	}
