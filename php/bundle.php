@@ -1919,6 +1919,12 @@ final class Messages
     /** The daemon's largest duration, in seconds (30 days): longer ones are sent as this. */
     private const MAX_SECONDS = 2592000;
     private const MAX_MICROS = self::MAX_SECONDS * 1000000;
+    /**
+     * Microseconds are PHP integers where those have 64 bits. A 32-bit PHP
+     * sends them as integral floats instead (its integers end at 35 minutes
+     * of microseconds), which the daemon accepts as well.
+     */
+    private const INT_MICROS = \PHP_INT_SIZE >= 8;
 
     /** Statement texts are redacted after a first cut this much longer than sql_max_length. */
     private const SQL_REDACT_MARGIN = 1024;
@@ -1942,7 +1948,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => (int) \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -2006,7 +2012,7 @@ final class Messages
             }
             [$text, $trunc] = $texts[$q];
             // micros(), inline
-            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_MICROS : (int) \round($d * 1e6)) : 0];
+            $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_MICROS : (self::INT_MICROS ? (int) \round($d * 1e6) : \round($d * 1e6))) : 0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
             }
@@ -2106,7 +2112,7 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => (int) \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -2126,7 +2132,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = (int) \round($r->started * 1e6);
+        $m['started'] = self::INT_MICROS ? (int) \round($r->started * 1e6) : \round($r->started * 1e6);
         return $m;
     }
 
@@ -2163,12 +2169,15 @@ final class Messages
      * integer for a fraction of what a float costs), within the daemon's
      * range.
      */
-    public static function micros(float $s): int
+    public static function micros(float $s): int|float
     {
         if (!($s > 0.0)) {
             return 0; // negative, zero and NaN
         }
-        return $s >= self::MAX_SECONDS ? self::MAX_MICROS : (int) \round($s * 1e6);
+        if ($s >= self::MAX_SECONDS) {
+            return self::MAX_MICROS;
+        }
+        return self::INT_MICROS ? (int) \round($s * 1e6) : \round($s * 1e6);
     }
 
     /**
@@ -2211,7 +2220,7 @@ final class Messages
      * 1–512 bytes, `c` 0–512 bytes, `s` a duration.
      *
      * @param list<array<string, mixed>> $entries
-     * @return list<array{n: string, c: string, s: int}>
+     * @return list<array{n: string, c: string, s: int|float}>
      */
     private static function wallEntries(array $entries): array
     {

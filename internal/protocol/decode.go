@@ -471,10 +471,16 @@ func (r *reader) secondsIn(o *fastjson.Value, field string, min, max float64, re
 	}
 	var f float64
 	if r.micros {
+		// An integer; a 32-bit PHP writes large ones as integral floats
+		// (1.764294512168011e+15, 48010.0).
 		us, err := x.Int64()
 		if err != nil {
-			r.fail(ReasonRange, field, fmt.Sprintf("%s is not an integer of microseconds", truncateDetail(x.String())))
-			return 0
+			g, ferr := x.Float64()
+			if ferr != nil || g != math.Trunc(g) || math.IsInf(g, 0) || math.Abs(g) > 1<<53 {
+				r.fail(ReasonRange, field, fmt.Sprintf("%s is not an integer of microseconds", truncateDetail(x.String())))
+				return 0
+			}
+			us = int64(g)
 		}
 		// Both exact below 2⁵³ µs and divided once, so correctly rounded:
 		// the same float64 as version 1's decimal seconds.

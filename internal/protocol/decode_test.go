@@ -144,6 +144,34 @@ func TestDecodeVersion1(t *testing.T) {
 	}
 }
 
+// Version 2's microseconds as a 32-bit PHP writes the large ones: integral
+// floats, in exponent form or with a zero fraction. They decode to the
+// same values as integers.
+func TestDecodeVersion2IntegralFloats(t *testing.T) {
+	var d Decoder
+	var want, got Message
+	if err := d.Decode(readGolden(t, "end-cli.json"), &want); err != nil {
+		t.Fatal(err)
+	}
+	b := strings.NewReplacer(`"ts":1764294600500000`, `"ts":1.7642946005e+15`, `"wall":60250000`, `"wall":60250000.0`).Replace(string(readGolden(t, "end-cli.json")))
+	if !strings.Contains(b, "e+15") || !strings.Contains(b, "60250000.0") {
+		t.Fatalf("the golden changed: %s", b)
+	}
+	if err := d.Decode([]byte(b), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Errorf("integral floats decode to\n%+v\nintegers to\n%+v", got, want)
+	}
+	for _, bad := range []string{`"wall":60250000.5`, `"wall":1e300`} {
+		m := strings.Replace(string(readGolden(t, "end-cli.json")), `"wall":60250000`, bad, 1)
+		var de *DecodeError
+		if err := d.Decode([]byte(m), &got); !errors.As(err, &de) || de.Reason != ReasonRange || de.Field != "wall" {
+			t.Errorf("%s: got %v; want a range error on wall", bad, err)
+		}
+	}
+}
+
 // TestDecodeInvalid reads testdata/protocol/invalid/<reason>-<name>.json and
 // checks that each is rejected with the reason its name starts with.
 func TestDecodeInvalid(t *testing.T) {
