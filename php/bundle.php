@@ -1948,7 +1948,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -2011,7 +2011,7 @@ final class Messages
                     ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
-            // micros(), inline
+            // micros() and us(), inline: this runs for every statement.
             $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_MICROS : (self::INT_MICROS ? (int) \round($d * 1e6) : \round($d * 1e6))) : 0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
@@ -2112,7 +2112,7 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -2132,7 +2132,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = self::INT_MICROS ? (int) \round($r->started * 1e6) : \round($r->started * 1e6);
+        $m['started'] = self::us($r->started);
         return $m;
     }
 
@@ -2174,9 +2174,12 @@ final class Messages
         if (!($s > 0.0)) {
             return 0; // negative, zero and NaN
         }
-        if ($s >= self::MAX_SECONDS) {
-            return self::MAX_MICROS;
-        }
+        return $s >= self::MAX_SECONDS ? self::MAX_MICROS : self::us($s);
+    }
+
+    /** Seconds (a duration or a Unix time) as the protocol's microseconds: an integer (INT_MICROS). */
+    private static function us(float $s): int|float
+    {
         return self::INT_MICROS ? (int) \round($s * 1e6) : \round($s * 1e6);
     }
 

@@ -92,7 +92,7 @@ final class Messages
      */
     public function progress(RequestRecord $r, float $ts, int $dropped, float $elapsed, int $seq, int $mem, float $cpu, array $stack): array
     {
-        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => 'progress', 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
         if ($dropped > 0) {
             $m['dropped'] = $dropped;
         }
@@ -155,7 +155,7 @@ final class Messages
                     ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
-            // micros(), inline
+            // micros() and us(), inline: this runs for every statement.
             $s = ['q' => $text, 'd' => $d > 0.0 ? ($d >= self::MAX_SECONDS ? self::MAX_MICROS : (self::INT_MICROS ? (int) \round($d * 1e6) : \round($d * 1e6))) : 0];
             if ($rows !== null && $rows >= 0) {
                 $s['rows'] = $rows;
@@ -256,7 +256,7 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -276,7 +276,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = self::INT_MICROS ? (int) \round($r->started * 1e6) : \round($r->started * 1e6);
+        $m['started'] = self::us($r->started);
         return $m;
     }
 
@@ -318,9 +318,12 @@ final class Messages
         if (!($s > 0.0)) {
             return 0; // negative, zero and NaN
         }
-        if ($s >= self::MAX_SECONDS) {
-            return self::MAX_MICROS;
-        }
+        return $s >= self::MAX_SECONDS ? self::MAX_MICROS : self::us($s);
+    }
+
+    /** Seconds (a duration or a Unix time) as the protocol's microseconds: an integer (INT_MICROS). */
+    private static function us(float $s): int|float
+    {
         return self::INT_MICROS ? (int) \round($s * 1e6) : \round($s * 1e6);
     }
 
