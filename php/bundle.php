@@ -1650,10 +1650,31 @@ final class Redactor
         return $s;
     }
 
-    /** True when sql() returns $sql as it is: no extra patterns, and nothing the redaction looks for. */
-    public function sqlUntouched(string $sql): bool
+    /**
+     * True when sql() returns $sql as it is: no extra patterns, and nothing
+     * the redaction looks for. sql() only ever replaces string literals,
+     * and each begins with a quote, so a statement without one is untouched
+     * (most are: placeholders carry the values). $comment is the
+     * sqlcommenter comment the agent appended (SqlCommenter::apply(): last,
+     * or just before a final semicolon); the quotes of its tags start no
+     * literal.
+     */
+    public function sqlUntouched(string $sql, string $comment = ''): bool
     {
-        return $this->patterns === [] && \preg_match($this->sqlPrecheck, $sql) !== 1;
+        if ($this->patterns !== []) {
+            return false;
+        }
+        $quote = \strpos($sql, "'");
+        if ($quote === false) {
+            return true;
+        }
+        if ($comment !== '') {
+            $at = \strlen($sql) - \strlen($comment) - ($sql[-1] === ';' ? 1 : 0);
+            if ($quote >= $at && $at >= 0 && \substr_compare($sql, $comment, $at, \strlen($comment)) === 0) {
+                return true;
+            }
+        }
+        return \preg_match($this->sqlPrecheck, $sql) !== 1;
     }
 
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */
@@ -2003,11 +2024,12 @@ final class Messages
         $sql = [];
         $cut = false;
         $texts = [];
+        $comment = $r->appendedComment();
         foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
                 // sqlText(), inline for the usual statement: nothing to
                 // redact or sanitize, not too long. This runs for every one.
-                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q)
+                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q, $comment)
                     ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];
@@ -2700,6 +2722,16 @@ final class RequestRecord
     public function sqlComment(bool $withCorrelation): string
     {
         return $this->sqlComment ??= SqlCommenter::comment($this->endpoint, $withCorrelation ? $this->cid : null);
+    }
+
+    /**
+     * The sqlcommenter comment statements of the current endpoint were
+     * given, '' when none was built (statements of an earlier endpoint
+     * carry another).
+     */
+    public function appendedComment(): string
+    {
+        return $this->sqlComment ?? '';
     }
 }
 

@@ -147,11 +147,12 @@ final class Messages
         $sql = [];
         $cut = false;
         $texts = [];
+        $comment = $r->appendedComment();
         foreach ($r->sql() as [$q, $d, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
                 // sqlText(), inline for the usual statement: nothing to
                 // redact or sanitize, not too long. This runs for every one.
-                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q)
+                $texts[$q] = \strlen($q) <= $this->sqlMaxLength && \preg_match(Text::UNUSUAL, $q) !== 1 && $this->redactor->sqlUntouched($q, $comment)
                     ? [$q, false] : $this->sqlText($q);
             }
             [$text, $trunc] = $texts[$q];

@@ -115,10 +115,31 @@ final class Redactor
         return $s;
     }
 
-    /** True when sql() returns $sql as it is: no extra patterns, and nothing the redaction looks for. */
-    public function sqlUntouched(string $sql): bool
+    /**
+     * True when sql() returns $sql as it is: no extra patterns, and nothing
+     * the redaction looks for. sql() only ever replaces string literals,
+     * and each begins with a quote, so a statement without one is untouched
+     * (most are: placeholders carry the values). $comment is the
+     * sqlcommenter comment the agent appended (SqlCommenter::apply(): last,
+     * or just before a final semicolon); the quotes of its tags start no
+     * literal.
+     */
+    public function sqlUntouched(string $sql, string $comment = ''): bool
     {
-        return $this->patterns === [] && \preg_match($this->sqlPrecheck, $sql) !== 1;
+        if ($this->patterns !== []) {
+            return false;
+        }
+        $quote = \strpos($sql, "'");
+        if ($quote === false) {
+            return true;
+        }
+        if ($comment !== '') {
+            $at = \strlen($sql) - \strlen($comment) - ($sql[-1] === ';' ? 1 : 0);
+            if ($quote >= $at && $at >= 0 && \substr_compare($sql, $comment, $at, \strlen($comment)) === 0) {
+                return true;
+            }
+        }
+        return \preg_match($this->sqlPrecheck, $sql) !== 1;
     }
 
     /** Redacts the sensitive literals of an SQL statement (see the class comment). */

@@ -238,4 +238,14 @@ final class RequestRecord
     {
         return $this->sqlComment ??= SqlCommenter::comment($this->endpoint, $withCorrelation ? $this->cid : null);
     }
+
+    /**
+     * The sqlcommenter comment statements of the current endpoint were
+     * given, '' when none was built (statements of an earlier endpoint
+     * carry another).
+     */
+    public function appendedComment(): string
+    {
+        return $this->sqlComment ?? '';
+    }
 }

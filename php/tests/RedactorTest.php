@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Bitville\Apm\Tests;
 
 use Bitville\Apm\Redactor;
+use Bitville\Apm\SqlCommenter;
 use PHPUnit\Framework\TestCase;
 
 final class RedactorTest extends TestCase
@@ -107,6 +108,50 @@ final class RedactorTest extends TestCase
     public function testSql(string $in, string $want): void
     {
         self::assertSame($want, (new Redactor())->sql($in));
+    }
+
+    /**
+     * sqlUntouched() is the end message's shortcut past sql(): wherever it
+     * says true, sql() must return the statement as it is, with or without
+     * the agent's comment, and it must say true for the usual statement
+     * (placeholders, the comment's quoted tags) without the precheck.
+     */
+    public function testSqlUntouchedOnlyWhereSqlChangesNothing(): void
+    {
+        $r = new Redactor();
+        $comment = SqlCommenter::comment('GET /login/{password}');
+        $old = SqlCommenter::comment('GET /other');
+        $cases = [];
+        foreach (self::statements() as [$in]) {
+            $cases[] = [$in, ''];
+            $cases[] = [$in, $comment];
+            $cases[] = [SqlCommenter::apply($in, $comment), $comment];
+            $cases[] = [SqlCommenter::apply($in . ';', $comment), $comment];
+            $cases[] = [SqlCommenter::apply($in, $old), $comment];
+        }
+        $cases[] = ["SELECT \"a/*\", 'x' FROM users WHERE password = 'hunter2' " . $comment, $comment];
+        $cases[] = ["SELECT 1 FROM users WHERE password = 'hunter2'" . $comment, $comment];
+        $cases[] = [$comment, $comment];
+        $cases[] = ["'", $comment];
+        $cases[] = ['', $comment];
+        $untouched = 0;
+        foreach ($cases as [$sql, $c]) {
+            if ($r->sqlUntouched($sql, $c)) {
+                $untouched++;
+                self::assertSame($sql, $r->sql($sql), "sqlUntouched() said true for: {$sql}");
+            }
+        }
+        self::assertGreaterThan(5, $untouched, "the loop above must check some shortcuts");
+
+        $plain = 'SELECT id FROM users WHERE password_hash = $1 AND api_token = ?';
+        self::assertTrue($r->sqlUntouched($plain));
+        self::assertTrue($r->sqlUntouched(SqlCommenter::apply($plain, $comment), $comment), 'the quotes of the own comment');
+        self::assertTrue($r->sqlUntouched(SqlCommenter::apply($plain . ';', $comment), $comment), 'the own comment before a semicolon');
+        // another endpoint's comment is not known as the agent's: the
+        // precheck decides (and finds password_hash)
+        self::assertFalse($r->sqlUntouched(SqlCommenter::apply($plain, $old), $comment));
+        self::assertFalse($r->sqlUntouched("SELECT 1 FROM t WHERE password = 'x' " . $comment, $comment));
+        self::assertFalse((new Redactor([], ['/ACME-\d{6}/']))->sqlUntouched('SELECT 1'), 'extra patterns always redact');
     }
 
     public function testConfiguredKeysAndPatterns(): void
