@@ -17,13 +17,20 @@ import (
 // BenchmarkPHPFloor sets the agent's CPU per request beside a floor: a
 // minimal agent doing only what every request of this design must
 // (php/tests/bench/floor_agent.php). Three pools of one worker each serve
-// the example shop's GET /cheap (no work, no SQL): without an agent, with
-// the floor, and with the agent's bootstrap.php, one request at a time; the
-// workers run on CPU 1, wrk, nginx and the daemon on CPU 0, and the pools
-// take turns for BENCH_ROUNDS rounds of BENCH_DURATION. The worker's CPU
-// is read from /proc/<pid>/schedstat (nanoseconds on the CPU):
+// the example shop's BENCH_PAGE (default GET /cheap: no work, no SQL):
+// without an agent, with the floor, and with the agent's bootstrap.php, one
+// request at a time; the workers run on CPU 1, wrk, nginx and the daemon on
+// CPU 0, and the pools take turns for BENCH_ROUNDS rounds of
+// BENCH_DURATION. The worker's CPU is read from /proc/<pid>/task/*/schedstat
+// (nanoseconds on the CPU, all its threads):
 //
 //	make bench-php-floor
+//	BENCH_PAGE=/quote/7 BENCH_VARIANTS='no-sites:BITVILLE_APM_SQL_SITE_FRAMES=0' make bench-php-floor
+//
+// BENCH_VARIANTS adds agent pools with settings of their own
+// ("name:KEY=VALUE,KEY=VALUE;name2:..."), BENCH_BEFORE one with another
+// tree's bootstrap.php; a page other than /cheap gets the shop's own
+// PostgreSQL.
 //
 // The figures go to docs/performance.md ("A lighter request path").
 func BenchmarkPHPFloor(b *testing.B) {
@@ -38,11 +45,25 @@ func BenchmarkPHPFloor(b *testing.B) {
 	rounds := envInt(b, "BENCH_ROUNDS", 8)
 	duration := envDuration(b, "BENCH_DURATION", 2*time.Second)
 	bin := buildBinary(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	root, err := stack.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
+	}
+	page := os.Getenv("BENCH_PAGE")
+	if page == "" {
+		page = "/cheap"
+	}
+	dir := b.TempDir()
+	appEnv := map[string]string{}
+	if page != "/cheap" {
+		shop, err := stack.StartShop(ctx, stack.ShopConfig{Dir: filepath.Join(dir, "shop"), Preload: []string{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = shop.Stop() })
+		appEnv["APP_DB_DSN"], appEnv["APP_DB_USER"] = shop.PG.PDODSN(shop.DB), shop.PG.User
 	}
 	daemon := startBenchDaemon(b, bin)
 	pin(b, taskset, "0", daemon.cmd.Process.Pid)
@@ -50,6 +71,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 
 	type pool struct {
 		name, prepend, url string
+		env                map[string]string
 		worker             int
 		cpu                time.Duration
 		reqs               float64
@@ -59,9 +81,24 @@ func BenchmarkPHPFloor(b *testing.B) {
 		{name: "floor", prepend: filepath.Join(root, "php", "tests", "bench", "floor_agent.php")},
 		{name: "agent", prepend: filepath.Join(root, "php", "bootstrap.php")},
 	}
-	dir := b.TempDir()
+	if before := os.Getenv("BENCH_BEFORE"); before != "" {
+		pools = append(pools, &pool{name: "before", prepend: filepath.Join(before, "bootstrap.php")})
+	}
+	for _, v := range benchVariants(b) {
+		p := &pool{name: v.name, prepend: v.prepend, env: v.env}
+		if p.prepend == "" {
+			p.prepend = filepath.Join(root, "php", "bootstrap.php")
+		}
+		pools = append(pools, p)
+	}
 	for i, p := range pools {
 		env := map[string]string{"BITVILLE_APM_ENABLED": "1", "BITVILLE_APM_PROJECT": "bench", "BITVILLE_APM_SOCKET": daemon.socket}
+		for k, v := range appEnv {
+			env[k] = v
+		}
+		for k, v := range p.env {
+			env[k] = v
+		}
 		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("floor%d", i), Children: 1, PrependFile: p.prepend, Env: env,
 			WithoutExtensions: callGraphExtensions})
 		if err != nil {
@@ -73,7 +110,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = ngx.Stop() })
-		p.url = ngx.URL + "/cheap"
+		p.url = ngx.URL + page
 		if p.worker, err = onlyChild(fpm.MasterPID()); err != nil {
 			b.Fatal(err)
 		}
@@ -97,10 +134,10 @@ func BenchmarkPHPFloor(b *testing.B) {
 	perReq := func(p *pool) float64 { return float64(p.cpu.Nanoseconds()) / 1e3 / p.reqs }
 	base := perReq(pools[0])
 	var out strings.Builder
-	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c1 GET /cheap, one php-fpm worker per pool on CPU 1\n", rounds, duration)
-	fmt.Fprintf(&out, "%-10s %12s %14s %10s\n", "pool", "requests", "worker µs/req", "over none")
+	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c1 GET %s, one php-fpm worker per pool on CPU 1\n", rounds, duration, page)
+	fmt.Fprintf(&out, "%-14s %12s %14s %10s\n", "pool", "requests", "worker µs/req", "over none")
 	for _, p := range pools {
-		fmt.Fprintf(&out, "%-10s %12.0f %14.1f %10.1f\n", p.name, p.reqs, perReq(p), perReq(p)-base)
+		fmt.Fprintf(&out, "%-14s %12.0f %14.1f %10.1f\n", p.name, p.reqs, perReq(p), perReq(p)-base)
 		if p != pools[0] {
 			b.ReportMetric(perReq(p)-base, strings.ReplaceAll(p.name, " ", "_")+"_µs/req")
 		}
@@ -116,21 +153,75 @@ func pin(b *testing.B, taskset, list string, pid int) {
 	}
 }
 
-// schedCPU is the time pid's main thread has spent on a CPU
-// (/proc/<pid>/schedstat, first field, nanoseconds).
+// schedCPU is the time pid's threads have spent on a CPU
+// (/proc/<pid>/task/*/schedstat, first field, nanoseconds): Excimer's
+// timers may run a thread of their own.
 func schedCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	s, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "schedstat"))
-	if err != nil {
-		b.Fatal(err)
+	tasks, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "schedstat"))
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("no threads of %d: %v", pid, err)
 	}
-	f := strings.Fields(string(s))
-	if len(f) == 0 {
-		b.Fatalf("empty schedstat of %d", pid)
+	var sum time.Duration
+	for _, t := range tasks {
+		s, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		f := strings.Fields(string(s))
+		if len(f) == 0 {
+			b.Fatalf("empty %s", t)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			b.Fatalf("%s: %v", t, err)
+		}
+		sum += time.Duration(ns)
 	}
-	ns, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil {
-		b.Fatalf("schedstat of %d: %v", pid, err)
+	return sum
+}
+
+// benchVariant is an agent pool with settings of its own (BENCH_VARIANTS).
+type benchVariant struct {
+	name    string
+	prepend string // another tree's bootstrap.php, "" for this one's
+	env     map[string]string
+}
+
+// benchVariants reads BENCH_VARIANTS: "name:KEY=VALUE,KEY=VALUE;name2:...",
+// agent pools beside the default one, each with these environment
+// variables (BITVILLE_APM_SQLCOMMENTER=0, say); "name@/tmp/x/php:..." runs
+// another tree's agent.
+func benchVariants(b *testing.B) []benchVariant {
+	b.Helper()
+	var out []benchVariant
+	for _, v := range strings.Split(os.Getenv("BENCH_VARIANTS"), ";") {
+		if v == "" {
+			continue
+		}
+		name, settings, _ := strings.Cut(v, ":")
+		name, tree, _ := strings.Cut(name, "@")
+		if name == "" {
+			b.Fatalf("BENCH_VARIANTS: %q has no name", v)
+		}
+		bv := benchVariant{name: name, env: map[string]string{}}
+		if tree != "" {
+			bv.prepend = filepath.Join(tree, "bootstrap.php")
+			if _, err := os.Stat(bv.prepend); err != nil {
+				b.Fatalf("BENCH_VARIANTS: %v", err)
+			}
+		}
+		for _, kv := range strings.Split(settings, ",") {
+			if kv == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok {
+				b.Fatalf("BENCH_VARIANTS: %q is not KEY=VALUE", kv)
+			}
+			bv.env[k] = val
+		}
+		out = append(out, bv)
 	}
-	return time.Duration(ns)
+	return out
 }

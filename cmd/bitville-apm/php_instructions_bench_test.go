@@ -31,6 +31,7 @@ import (
 //
 //	make bench-php-instructions
 //	BENCH_BEFORE=/tmp/old/php make bench-php-instructions   # another tree beside it
+//	BENCH_VARIANTS='no-sites:BITVILLE_APM_SQL_SITE_FRAMES=0' make bench-php-instructions
 //
 // Each pool runs twice, for 10 and for 10+BENCH_REQUESTS requests (default
 // 50); the difference of the two totals, divided by BENCH_REQUESTS, is the
@@ -87,7 +88,8 @@ func BenchmarkPHPInstructions(b *testing.B) {
 
 	type pool struct {
 		name, prepend, rate string
-		callGraph           bool // tideways_xhprof loaded (callGraphExtensions)
+		callGraph           bool              // tideways_xhprof loaded (callGraphExtensions)
+		env                 map[string]string // BENCH_VARIANTS
 	}
 	agent := filepath.Join(root, "php", "bootstrap.php")
 	pools := []pool{
@@ -101,6 +103,13 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		pools = append(pools, pool{name: "before", prepend: filepath.Join(before, "bootstrap.php"), rate: "0"},
 			pool{name: "before, profiled", prepend: filepath.Join(before, "bootstrap.php"), rate: "1"})
 	}
+	for _, v := range benchVariants(b) {
+		p := pool{name: v.name, prepend: v.prepend, rate: "0", env: v.env}
+		if p.prepend == "" {
+			p.prepend = agent
+		}
+		pools = append(pools, p)
+	}
 
 	// run serves n requests from a fresh pool and returns the worker's
 	// callgrind totals by function (and "" for the whole program).
@@ -111,6 +120,9 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		}
 		if p.rate != "" {
 			env["BITVILLE_APM_EXCIMER_REQUEST_RATE"] = p.rate
+		}
+		for k, v := range p.env {
+			env[k] = v
 		}
 		name := fmt.Sprintf("%d-%d", i, n)
 		c := stack.FPMConfig{Dir: filepath.Join(dir, "fpm"+name), Pool: "cg" + strconv.Itoa(i), Children: 1,
