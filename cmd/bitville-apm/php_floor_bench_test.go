@@ -155,7 +155,9 @@ func pin(b *testing.B, taskset, list string, pid int) {
 
 // schedCPU is the time pid's threads have spent on a CPU
 // (/proc/<pid>/task/*/schedstat, first field, nanoseconds): Excimer's
-// timers may run a thread of their own.
+// timers may run a thread of their own. A thread that ended between two
+// readings takes its time with it; the workers' threads live as long as
+// the worker.
 func schedCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
 	tasks, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "schedstat"))
