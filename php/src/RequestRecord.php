@@ -35,8 +35,6 @@ final class RequestRecord
     private const DEFERRED = -2;
     /** @var list<array{0: list<array<string, mixed>>, 1: bool}|null> held backtraces and whether each is complete; null once formatted */
     private array $deferred = [];
-    /** @var array<int, int> the site index of each formatted held backtrace */
-    private array $deferredSite = [];
     /** sql_site_frames, for the held backtraces */
     private int $siteFrames = 0;
 
@@ -166,23 +164,25 @@ final class RequestRecord
      */
     public function sites(): array
     {
-        $held = false;
+        // The site index of each backtrace formatted now: statements that
+        // still refer to a held one refer to one of these (earlier calls
+        // rewrote the rest).
+        $formatted = [];
         foreach ($this->deferred as $k => $d) {
             if ($d === null) {
                 continue;
             }
             $this->deferred[$k] = null;
-            $held = true;
             try {
-                $this->deferredSite[$k] = $this->addSite(SqlSite::frames($d[0], $this->siteFrames, $d[1]));
+                $formatted[$k] = $this->addSite(SqlSite::frames($d[0], $this->siteFrames, $d[1]));
             } catch (\Throwable) {
-                $this->deferredSite[$k] = -1;
+                $formatted[$k] = -1;
             }
         }
-        if ($held) {
+        if ($formatted !== []) {
             foreach ($this->sql as $i => $s) {
                 if ($s[4] <= self::DEFERRED) {
-                    $this->sql[$i][4] = $this->deferredSite[self::DEFERRED - $s[4]] ?? -1;
+                    $this->sql[$i][4] = $formatted[self::DEFERRED - $s[4]] ?? -1;
                 }
             }
         }
