@@ -320,3 +320,48 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// benchVariant is an agent pool with settings of its own (BENCH_VARIANTS).
+type benchVariant struct {
+	name    string
+	prepend string // another tree's bootstrap.php, "" for this one's
+	env     map[string]string
+}
+
+// benchVariants reads BENCH_VARIANTS: "name:KEY=VALUE,KEY=VALUE;name2:...",
+// agent pools beside the default one, each with these environment
+// variables (BITVILLE_APM_SQLCOMMENTER=0, say); "name@/tmp/x/php:..." runs
+// another tree's agent.
+func benchVariants(b *testing.B) []benchVariant {
+	b.Helper()
+	var out []benchVariant
+	for _, v := range strings.Split(os.Getenv("BENCH_VARIANTS"), ";") {
+		if v == "" {
+			continue
+		}
+		name, settings, _ := strings.Cut(v, ":")
+		name, tree, _ := strings.Cut(name, "@")
+		if name == "" {
+			b.Fatalf("BENCH_VARIANTS: %q has no name", v)
+		}
+		bv := benchVariant{name: name, env: map[string]string{}}
+		if tree != "" {
+			bv.prepend = filepath.Join(tree, "bootstrap.php")
+			if _, err := os.Stat(bv.prepend); err != nil {
+				b.Fatalf("BENCH_VARIANTS: %v", err)
+			}
+		}
+		for _, kv := range strings.Split(settings, ",") {
+			if kv == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok {
+				b.Fatalf("BENCH_VARIANTS: %q is not KEY=VALUE", kv)
+			}
+			bv.env[k] = val
+		}
+		out = append(out, bv)
+	}
+	return out
+}
