@@ -3,6 +3,7 @@ package phpagent
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -225,46 +226,80 @@ func TestServeHandlesEveryDatagram(t *testing.T) {
 func TestDrainPacerWait(t *testing.T) {
 	t0 := time.Unix(1764294512, 0)
 	const kb = 1024
-	p := &drainPacer{pause: 20 * time.Millisecond, queueLen: 1024, sendBuf: 212992}
-	if got := p.wait(5, 5*kb, t0); got != 20*time.Millisecond {
+	// fresh is a pacer whose last drain started at t0 and that has seen no
+	// traffic before.
+	fresh := func(queueLen, sendBuf int) *drainPacer {
+		return &drainPacer{pause: 20 * time.Millisecond, queueLen: queueLen, sendBuf: sendBuf, last: t0}
+	}
+	near := func(got, want time.Duration) bool { return got > want-time.Microsecond && got < want+time.Microsecond }
+	first := &drainPacer{pause: 20 * time.Millisecond, queueLen: 1024, sendBuf: 212992}
+	if got := first.wait(5, 5*kb, t0); got != 20*time.Millisecond {
 		t.Errorf("first drain: got %s; want the configured pause", got)
 	}
-	p.last = t0
 	// 100 small datagrams in 20 ms fill half of 1024 in 102.4 ms, half a
 	// send buffer (200 KB) in 208 ms: the pause stays.
-	if got := p.wait(100, 100*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
+	if got := fresh(1024, 212992).wait(100, 100*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
 		t.Errorf("light load: got %s; want 20ms", got)
 	}
 	// 450 in 10 ms fill half of 1024 in 11.4 ms: the pause is cut to that.
-	if got := p.wait(450, 20*kb, t0.Add(10*time.Millisecond)); got != 10*time.Millisecond*1024/900 {
-		t.Errorf("many datagrams: got %s; want %s", got, 10*time.Millisecond*1024/900)
+	if got, want := fresh(1024, 212992).wait(450, 20*kb, t0.Add(10*time.Millisecond)), 10*time.Millisecond*1024/900; !near(got, want) {
+		t.Errorf("many datagrams: got %s; want %s", got, want)
 	}
-	// 20 datagrams of 4 KiB in 10 ms fill half a send buffer in 13 ms.
-	if got := p.wait(20, 80*kb, t0.Add(10*time.Millisecond)); got != 10*time.Millisecond*212992/(2*80*kb) {
-		t.Errorf("large datagrams: got %s; want %s", got, 10*time.Millisecond*212992/(2*80*kb))
+	// 20 datagrams charging 4 KiB each in 10 ms fill half a send buffer
+	// in 13 ms.
+	if got, want := fresh(1024, 212992).wait(20, 80*kb, t0.Add(10*time.Millisecond)), 10*time.Millisecond*212992/(2*80*kb); !near(got, want) {
+		t.Errorf("large datagrams: got %s; want %s", got, want)
 	}
 	// Half the queue, or half a send buffer, came in: no pause at all.
-	if got := p.wait(512, 512*kb/4, t0.Add(20*time.Millisecond)); got != 0 {
+	if got := fresh(1024, 212992).wait(512, 512*kb/4, t0.Add(20*time.Millisecond)); got != 0 {
 		t.Errorf("half the queue: got %s; want no pause", got)
 	}
-	if got := p.wait(13, 13*8*kb, t0.Add(20*time.Millisecond)); got != 0 {
+	if got := fresh(1024, 212992).wait(13, 13*8*kb, t0.Add(20*time.Millisecond)); got != 0 {
 		t.Errorf("half a send buffer: got %s; want no pause", got)
 	}
 	// With the kernel's 10, 5 datagrams already are half the queue.
-	p.queueLen = 10
-	if got := p.wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 {
+	if got := fresh(10, 212992).wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 {
 		t.Errorf("small queue, half full: got %s; want no pause", got)
 	}
 	// 2 in 20 ms: 5 in 50 ms, above the pause.
-	if got := p.wait(2, 2*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
+	if got := fresh(10, 212992).wait(2, 2*kb, t0.Add(20*time.Millisecond)); got != 20*time.Millisecond {
 		t.Errorf("small queue, light load: got %s; want 20ms", got)
 	}
 	// 4 in 0.5 ms fill 5 in 0.6 ms: below a millisecond, no pause.
-	if got := p.wait(4, 4*kb, t0.Add(500*time.Microsecond)); got != 0 {
+	if got := fresh(10, 212992).wait(4, 4*kb, t0.Add(500*time.Microsecond)); got != 0 {
 		t.Errorf("a pause under 1ms: got %s; want none", got)
 	}
-	p.queueLen, p.sendBuf = 0, 0 // unknown: the kernel's defaults
-	if got := p.wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 {
+	if got := fresh(0, 0).wait(5, 5*kb, t0.Add(20*time.Millisecond)); got != 0 { // unknown: the kernel's defaults
 		t.Errorf("unknown queue: got %s; want no pause", got)
+	}
+
+	// A lull does not undo a burst: the pause stays as short as the
+	// burst's rate asks, that rate fading by half every second.
+	p := fresh(1024, 212992)
+	burst := p.wait(20, 80*kb, t0.Add(10*time.Millisecond)) // 13 ms, as above
+	p.last = t0.Add(10 * time.Millisecond)
+	// One small datagram 0.5 ms later would alone allow the full pause.
+	lull := p.wait(1, kb, t0.Add(10*time.Millisecond+500*time.Microsecond))
+	if want := time.Duration(float64(burst) / math.Exp2(-0.0005)); !near(lull, want) {
+		t.Errorf("a lull after a burst: got %s; want %s (the burst's %s, faded by 0.5ms)", lull, want, burst)
+	}
+	// Ten seconds later the burst is forgotten.
+	p.last = t0.Add(10*time.Millisecond + 500*time.Microsecond)
+	if got := p.wait(1, kb, p.last.Add(10*time.Second)); got != 20*time.Millisecond {
+		t.Errorf("ten seconds after a burst: got %s; want the configured pause", got)
+	}
+}
+
+func TestChargedSize(t *testing.T) {
+	for _, c := range []struct{ n, want int }{
+		{0, 768},
+		{100, 768},
+		{600, 1280}, // measured: 167 of them fill a 212,992-byte send buffer
+		{7377, 8448},
+		{8200, 16640},
+	} {
+		if got := chargedSize(c.n); got != c.want {
+			t.Errorf("chargedSize(%d) = %d; want %d", c.n, got, c.want)
+		}
 	}
 }
