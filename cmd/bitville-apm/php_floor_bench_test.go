@@ -26,11 +26,13 @@ import (
 //
 //	make bench-php-floor
 //	BENCH_PAGE=/quote/7 BENCH_VARIANTS='no-sites:BITVILLE_APM_SQL_SITE_FRAMES=0' make bench-php-floor
+//	BENCH_PERF_EVENTS=page-faults,context-switches,raw_syscalls:sys_enter make bench-php-floor
 //
 // BENCH_VARIANTS adds agent pools with settings of their own
 // ("name:KEY=VALUE,KEY=VALUE;name2:..."), BENCH_BEFORE one with another
 // tree's bootstrap.php; a page other than /cheap gets the shop's own
-// PostgreSQL.
+// PostgreSQL. BENCH_PERF_EVENTS counts perf's software events in each
+// worker beside its CPU (php_perfstat_bench_test.go).
 //
 // The figures go to docs/performance.md ("A lighter request path").
 func BenchmarkPHPFloor(b *testing.B) {
@@ -43,6 +45,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 		b.Fatalf("taskset not found (Debian package util-linux): %v", err)
 	}
 	rounds := envInt(b, "BENCH_ROUNDS", 8)
+	perfEvents := perfEventList(b)
 	duration := envDuration(b, "BENCH_DURATION", 2*time.Second)
 	bin := buildBinary(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -75,6 +78,7 @@ func BenchmarkPHPFloor(b *testing.B) {
 		worker             int
 		cpu                time.Duration
 		reqs               float64
+		counts             []float64 // BENCH_PERF_EVENTS, summed over the rounds
 	}
 	pools := []*pool{
 		{name: "no agent"},
@@ -124,9 +128,11 @@ func BenchmarkPHPFloor(b *testing.B) {
 		for j := range pools {
 			p := pools[(j+r)%len(pools)]
 			before := schedCPU(b, p.worker)
+			stat := startPerfStat(b, perfEvents, p.worker)
 			_, n := runWrk(b, pinnedWrk, p.url, 1, duration)
-			p.reqs += n
 			p.cpu += schedCPU(b, p.worker) - before
+			p.reqs += n
+			p.counts = addCounts(p.counts, stat.stop(b))
 		}
 	}
 	b.StopTimer()
@@ -137,7 +143,11 @@ func BenchmarkPHPFloor(b *testing.B) {
 	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c1 GET %s, one php-fpm worker per pool on CPU 1\n", rounds, duration, page)
 	fmt.Fprintf(&out, "%-14s %12s %14s %10s\n", "pool", "requests", "worker µs/req", "over none")
 	for _, p := range pools {
-		fmt.Fprintf(&out, "%-14s %12.0f %14.1f %10.1f\n", p.name, p.reqs, perReq(p), perReq(p)-base)
+		fmt.Fprintf(&out, "%-14s %12.0f %14.1f %10.1f", p.name, p.reqs, perReq(p), perReq(p)-base)
+		for i, e := range perfEvents {
+			fmt.Fprintf(&out, "  %s/req %.2f", e, p.counts[i]/p.reqs)
+		}
+		out.WriteString("\n")
 		if p != pools[0] {
 			b.ReportMetric(perReq(p)-base, strings.ReplaceAll(p.name, " ", "_")+"_µs/req")
 		}
