@@ -217,6 +217,10 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		cpu := value(metrics, "process_cpu_seconds_total ")
 		fmt.Fprintf(&out, "daemon: %.0f messages, %.0f requests, %.1f s CPU: %.0f µs per message\n", msgs, reqs, cpu, 1e6*cpu/msgs)
 		b.ReportMetric(1e6*cpu/msgs, "daemon_µs/msg")
+		// A send that failed is spooled or lost: either changes what the
+		// agent setups cost, so the figures say when it happened.
+		fmt.Fprintf(&out, "PHP agents' failed sends, as they reported them: %.0f; ends without their start: %.0f\n",
+			value(metrics, "bitville_agent_php_send_failures_total{"), value(metrics, "bitville_agent_unmatched_ends_total "))
 	}
 	b.Logf("\n%s", out.String())
 }
