@@ -328,15 +328,15 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 // benchVariant is an agent pool with settings of its own (BENCH_VARIANTS).
 type benchVariant struct {
 	name    string
-	prepend string // another tree's bootstrap.php, "" for this one's
+	prepend string // the bootstrap.php it runs: another tree's, or this one's
 	env     map[string]string
 }
 
 // benchVariants reads BENCH_VARIANTS: "name:KEY=VALUE,KEY=VALUE;name2:...",
 // agent pools beside the default one, each with these environment
 // variables (BITVILLE_APM_SQLCOMMENTER=0, say); "name@/tmp/x/php:..." runs
-// another tree's agent.
-func benchVariants(b *testing.B) []benchVariant {
+// another tree's agent, the others run agent (this tree's bootstrap.php).
+func benchVariants(b *testing.B, agent string) []benchVariant {
 	b.Helper()
 	var out []benchVariant
 	for _, v := range strings.Split(os.Getenv("BENCH_VARIANTS"), ";") {
@@ -348,7 +348,7 @@ func benchVariants(b *testing.B) []benchVariant {
 		if name == "" {
 			b.Fatalf("BENCH_VARIANTS: %q has no name", v)
 		}
-		bv := benchVariant{name: name, env: map[string]string{}}
+		bv := benchVariant{name: name, prepend: agent, env: map[string]string{}}
 		if tree != "" {
 			bv.prepend = filepath.Join(tree, "bootstrap.php")
 			if _, err := os.Stat(bv.prepend); err != nil {

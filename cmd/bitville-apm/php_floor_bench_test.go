@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,29 +81,22 @@ func BenchmarkPHPFloor(b *testing.B) {
 		reqs               float64
 		counts             []float64 // BENCH_PERF_EVENTS, summed over the rounds
 	}
+	agent := filepath.Join(root, "php", "bootstrap.php")
 	pools := []*pool{
 		{name: "no agent"},
 		{name: "floor", prepend: filepath.Join(root, "php", "tests", "bench", "floor_agent.php")},
-		{name: "agent", prepend: filepath.Join(root, "php", "bootstrap.php")},
+		{name: "agent", prepend: agent},
 	}
 	if before := os.Getenv("BENCH_BEFORE"); before != "" {
 		pools = append(pools, &pool{name: "before", prepend: filepath.Join(before, "bootstrap.php")})
 	}
-	for _, v := range benchVariants(b) {
-		p := &pool{name: v.name, prepend: v.prepend, env: v.env}
-		if p.prepend == "" {
-			p.prepend = filepath.Join(root, "php", "bootstrap.php")
-		}
-		pools = append(pools, p)
+	for _, v := range benchVariants(b, agent) {
+		pools = append(pools, &pool{name: v.name, prepend: v.prepend, env: v.env})
 	}
 	for i, p := range pools {
 		env := map[string]string{"BITVILLE_APM_ENABLED": "1", "BITVILLE_APM_PROJECT": "bench", "BITVILLE_APM_SOCKET": daemon.socket}
-		for k, v := range appEnv {
-			env[k] = v
-		}
-		for k, v := range p.env {
-			env[k] = v
-		}
+		maps.Copy(env, appEnv)
+		maps.Copy(env, p.env)
 		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("floor%d", i), Children: 1, PrependFile: p.prepend, Env: env,
 			WithoutExtensions: callGraphExtensions})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,12 +104,8 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		pools = append(pools, pool{name: "before", prepend: filepath.Join(before, "bootstrap.php"), rate: "0"},
 			pool{name: "before, profiled", prepend: filepath.Join(before, "bootstrap.php"), rate: "1"})
 	}
-	for _, v := range benchVariants(b) {
-		p := pool{name: v.name, prepend: v.prepend, rate: "0", env: v.env}
-		if p.prepend == "" {
-			p.prepend = agent
-		}
-		pools = append(pools, p)
+	for _, v := range benchVariants(b, agent) {
+		pools = append(pools, pool{name: v.name, prepend: v.prepend, rate: "0", env: v.env})
 	}
 
 	// run serves n requests from a fresh pool and returns the worker's
@@ -121,9 +118,7 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		if p.rate != "" {
 			env["BITVILLE_APM_EXCIMER_REQUEST_RATE"] = p.rate
 		}
-		for k, v := range p.env {
-			env[k] = v
-		}
+		maps.Copy(env, p.env)
 		name := fmt.Sprintf("%d-%d", i, n)
 		c := stack.FPMConfig{Dir: filepath.Join(dir, "fpm"+name), Pool: "cg" + strconv.Itoa(i), Children: 1,
 			PrependFile: p.prepend, Env: env, Binary: wrapper}
