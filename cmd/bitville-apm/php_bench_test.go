@@ -56,7 +56,8 @@ type phpSetup struct {
 // and php-fpm. Every setup gets its own pool (4 workers) and nginx over the
 // same PostgreSQL; the setups take turns for BENCH_ROUNDS rounds of
 // BENCH_DURATION each (the order rotating every round), and the medians are
-// compared with the baseline (no agent) of the same run. BENCH_BEFORE,
+// compared with the baseline (no agent) of the same run. The floor setups
+// run php/tests/bench/floor_agent.php instead of the agent. BENCH_BEFORE,
 // the php/ directory of another tree, adds that agent in its default mode
 // on both pages, so a change is measured against what it changes in one
 // run:
@@ -98,6 +99,11 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		return env
 	}
 	period := defaultExcimerPeriodMS(b)
+	root, err := stack.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := filepath.Join(root, "php", "tests", "bench", "floor_agent.php")
 	setups := []*phpSetup{
 		{name: "baseline"},
 		{name: "agent", agent: true, env: on(nil)},
@@ -108,6 +114,11 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		// baseline, and the agent in its default mode.
 		{name: "baseline-1ms", page: smallPage, base: "baseline-1ms"},
 		{name: "agent-1ms", agent: true, env: on(nil), page: smallPage, base: "baseline-1ms"},
+		// The least an agent of this design does on every request
+		// (php/tests/bench/floor_agent.php): what any agent sending a start
+		// and an end with a timer armed would cost these pages.
+		{name: "floor", agent: true, prepend: floor, env: on(nil)},
+		{name: "floor-1ms", agent: true, prepend: floor, env: on(nil), page: smallPage, base: "baseline-1ms"},
 	}
 	if before := os.Getenv("BENCH_BEFORE"); before != "" {
 		prepend := filepath.Join(before, "bootstrap.php")
@@ -127,10 +138,6 @@ func BenchmarkPHPOverhead(b *testing.B) {
 		setups = slices.DeleteFunc(setups, func(s *phpSetup) bool {
 			return s.name != "baseline" && !slices.Contains(keep, s.name)
 		})
-	}
-	root, err := stack.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
 	}
 	for i, s := range setups {
 		env := map[string]string{"APP_DB_DSN": shop.PG.PDODSN(shop.DB), "APP_DB_USER": shop.PG.User}

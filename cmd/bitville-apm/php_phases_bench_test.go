@@ -297,9 +297,21 @@ func procCPU(b *testing.B, pid int) time.Duration {
 
 // onlyChild is the single child of pid (a php-fpm master with one worker).
 func onlyChild(pid int) (int, error) {
-	entries, err := os.ReadDir("/proc")
+	kids, err := children(pid)
 	if err != nil {
 		return 0, err
+	}
+	if len(kids) != 1 {
+		return 0, fmt.Errorf("php-fpm master %d has children %v; want one worker", pid, kids)
+	}
+	return kids[0], nil
+}
+
+// children lists the processes whose parent is pid.
+func children(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
 	}
 	var kids []int
 	for _, e := range entries {
@@ -311,10 +323,7 @@ func onlyChild(pid int) (int, error) {
 			kids = append(kids, c)
 		}
 	}
-	if len(kids) != 1 {
-		return 0, fmt.Errorf("php-fpm master %d has children %v; want one worker", pid, kids)
-	}
-	return kids[0], nil
+	return kids, nil
 }
 
 // preloadWrapper writes an executable at path that runs php-fpm with

@@ -5,7 +5,8 @@ declare(strict_types=1);
 /*
  * A measuring stick, not an agent: the least a PHP agent of this design does
  * on every request, in one function. Served as the auto_prepend_file of a
- * pool by BenchmarkPHPFloor (`make bench-php-floor`), it reads the same
+ * pool by BenchmarkPHPFloor (`make bench-php-floor`) and by
+ * BenchmarkPHPOverhead's floor setups (`make bench-php`), it reads the same
  * pool settings (BITVILLE_APM_ENABLED, _PROJECT, _SOCKET), checks the
  * socket, makes the ids and the endpoint, sends a `start` and, after two
  * shutdown functions, an `end` built as arrays over one socket, and keeps an
