@@ -62,7 +62,7 @@ bench-pushgw: deps ## pushgw against Debian's prometheus-pushgateway, each on on
 bench-php: deps ## the PHP agent's overhead: wrk against pools with and without it (BENCH_ROUNDS, BENCH_DURATION, BENCH_BEFORE)
 	$(GO) test -run='^$$' -bench=PHPOverhead -benchtime=1x -timeout=60m -v ./cmd/bitville-apm/
 
-bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent's, one worker per pool (BENCH_ROUNDS, BENCH_DURATION, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS, BENCH_PERF_EVENTS)
+bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent's, one worker per pool (BENCH_ROUNDS, BENCH_DURATION, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS, BENCH_PERF_EVENTS, BENCH_FPM_FLAGS)
 	$(GO) test -run='^$$' -bench=PHPFloor -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
 
 bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS)

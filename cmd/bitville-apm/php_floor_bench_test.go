@@ -34,7 +34,9 @@ import (
 // ("name:KEY=VALUE,KEY=VALUE;name2:..."), BENCH_BEFORE one with another
 // tree's bootstrap.php; a page other than /cheap gets the shop's own
 // PostgreSQL. BENCH_PERF_EVENTS counts perf's software events in each
-// worker beside its CPU (php_perfstat_bench_test.go).
+// worker beside its CPU (php_perfstat_bench_test.go). BENCH_FPM_FLAGS
+// gives every pool's php-fpm command-line flags (settings only the master
+// reads, such as the JIT's buffer).
 //
 // The figures go to docs/performance.md ("A lighter request path").
 func BenchmarkPHPFloor(b *testing.B) {
@@ -103,12 +105,24 @@ func BenchmarkPHPFloor(b *testing.B) {
 	for _, v := range benchVariants(b, agent) {
 		pools = append(pools, &pool{name: v.name, prepend: v.prepend, env: v.env})
 	}
+	// BENCH_FPM_FLAGS: php-fpm's own command-line flags for every pool,
+	// e.g. "-d opcache.jit_buffer_size=64M -d opcache.jit=tracing".
+	fpmBin := ""
+	if flags := strings.Fields(os.Getenv("BENCH_FPM_FLAGS")); len(flags) > 0 {
+		bin, err := stack.FPMBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if fpmBin, err = fpmWrapper(filepath.Join(dir, "php-fpm-flags"), bin, flags...); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for i, p := range pools {
 		env := map[string]string{"BITVILLE_APM_ENABLED": "1", "BITVILLE_APM_PROJECT": "bench", "BITVILLE_APM_SOCKET": daemon.socket}
 		maps.Copy(env, appEnv)
 		maps.Copy(env, p.env)
 		fpm, err := stack.StartFPM(ctx, stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("floor%d", i), Children: 1, PrependFile: p.prepend, Env: env,
-			WithoutExtensions: callGraphExtensions})
+			WithoutExtensions: callGraphExtensions, Binary: fpmBin})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -334,10 +334,20 @@ func preloadWrapper(path, fpm, preload string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot write the preload wrapper: %w", err)
 	}
-	sh := fmt.Sprintf("#!/bin/sh\nexec %s -d opcache.preload=%s -d opcache.preload_user=%s \"$@\"\n",
-		shellQuote(fpm), shellQuote(preload), shellQuote(u.Username))
+	return fpmWrapper(path, fpm, "-d", "opcache.preload="+preload, "-d", "opcache.preload_user="+u.Username)
+}
+
+// fpmWrapper writes an executable at path that runs php-fpm with args
+// before its own: settings only the master reads (opcache.preload,
+// opcache.jit_buffer_size), which a pool's php_admin_value cannot set.
+func fpmWrapper(path, fpm string, args ...string) (string, error) {
+	sh := "#!/bin/sh\nexec " + shellQuote(fpm)
+	for _, a := range args {
+		sh += " " + shellQuote(a)
+	}
+	sh += " \"$@\"\n"
 	if err := os.WriteFile(path, []byte(sh), 0o755); err != nil {
-		return "", fmt.Errorf("cannot write the preload wrapper: %w", err)
+		return "", fmt.Errorf("cannot write the php-fpm wrapper: %w", err)
 	}
 	return path, nil
 }
