@@ -20,6 +20,36 @@ final class ExcimerExitTest extends TestCase
     }
 
     /**
+     * After the marker tick, the ticks' notification threads are waited
+     * for: none is left when drain() returns.
+     */
+    public function testDrainLeavesNoTickThread(): void
+    {
+        if (!\extension_loaded('excimer') || ExcimerExit::threads() === null) {
+            self::markTestSkipped('needs excimer and /proc/self/task');
+        }
+        $timer = new \ExcimerTimer();
+        $timer->setEventType(\EXCIMER_REAL);
+        $timer->setInterval(0.0002);
+        $timer->setPeriod(0.0002);
+        $ticks = 0;
+        $timer->setCallback(static function () use (&$ticks): void {
+            $ticks++;
+        });
+        $timer->start();
+        $seen = 0;
+        $until = \hrtime(true) + 20_000_000;
+        while (\hrtime(true) < $until) {
+            $seen = \max($seen, (int) ExcimerExit::threads());
+        }
+        $timer->stop();
+        self::assertGreaterThan(0, $ticks);
+        self::assertGreaterThanOrEqual(ExcimerExit::SETTLED_THREADS, $seen, 'the timer runs a helper thread');
+        self::assertTrue(ExcimerExit::drain(10.0));
+        self::assertLessThanOrEqual(ExcimerExit::SETTLED_THREADS, ExcimerExit::threads());
+    }
+
+    /**
      * A CLI script that profiles at a short period and exits right after
      * stopping must exit cleanly: Excimer 1.0.x can abort at exit otherwise.
      */
