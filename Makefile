@@ -68,7 +68,7 @@ bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent'
 bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS)
 	$(GO) test -run='^$$' -bench=PHPInstructions -benchtime=1x -timeout=30m -v ./cmd/bitville-apm/
 
-bench-php-phases: deps ## the PHP agent's work per phase inside one php-fpm worker, with and without opcache.preload (BENCH_REQUESTS)
+bench-php-phases: deps ## the PHP agent's work per phase inside one php-fpm worker, with and without opcache.preload (BENCH_REQUESTS, BENCH_BEFORE)
 	$(GO) test -run='^$$' -bench=PHPPhases -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
 
 # Minimizing a new input takes up to 60 s by default; with the 6.6 KiB end

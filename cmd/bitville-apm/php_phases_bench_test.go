@@ -32,6 +32,7 @@ type phasesAnswer struct {
 type phasesPool struct {
 	name    string
 	preload bool
+	docroot string // index.php there runs this pool's fpm_phases.php
 	fpm     *stack.FPM
 	url     string
 	answers []phasesAnswer
@@ -90,10 +91,15 @@ var agentPhases = []string{"load", "config", "record", "install", "start_total",
 // per phase, once with the classes loaded from bundle.php and once with
 // opcache.preload = php/preload.php. The worker's CPU per request (/proc)
 // is read for the same requests, and for as many requests doing only the
-// application's part (?agent=0), interleaved in blocks of 100:
+// application's part (?agent=0). BENCH_BEFORE, the php/ directory of
+// another tree, adds a pool running that tree's agent and its own
+// fpm_phases.php (bundle.php). The pools take turns in blocks of 100
+// requests (and 100 without the agent), so that a machine whose speed
+// drifts over minutes moves them alike:
 //
 //	make bench-php-phases   # or:
 //	go test -run '^$' -bench PHPPhases -benchtime 1x -v ./cmd/bitville-apm/
+//	BENCH_BEFORE=/tmp/old/php make bench-php-phases
 func BenchmarkPHPPhases(b *testing.B) {
 	requests := envInt(b, "BENCH_REQUESTS", 2000)
 	bin := buildBinary(b)
@@ -112,20 +118,30 @@ func BenchmarkPHPPhases(b *testing.B) {
 	daemon := startBenchDaemon(b, bin)
 
 	// nginx runs Root/index.php for every path: a one-line front
-	// controller for the script in the checkout.
-	docroot := filepath.Join(dir, "public")
-	if err := os.MkdirAll(docroot, 0o755); err != nil {
-		b.Fatal(err)
+	// controller for a tree's script.
+	frontController := func(name, php string) string {
+		docroot := filepath.Join(dir, name)
+		script := filepath.Join(php, "tests", "bench", "fpm_phases.php")
+		if _, err := os.Stat(script); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.MkdirAll(docroot, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(docroot, "index.php"), []byte("<?php\nrequire "+strconv.Quote(script)+";\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return docroot
 	}
-	script := filepath.Join(root, "php", "tests", "bench", "fpm_phases.php")
-	if err := os.WriteFile(filepath.Join(docroot, "index.php"), []byte("<?php\nrequire "+strconv.Quote(script)+";\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	docroot := frontController("public", filepath.Join(root, "php"))
 	fpmBin, err := stack.FPMBinary()
 	if err != nil {
 		b.Fatal(err)
 	}
-	pools := []*phasesPool{{name: "bundle.php"}, {name: "preload", preload: true}}
+	pools := []*phasesPool{{name: "bundle.php", docroot: docroot}, {name: "preload", preload: true, docroot: docroot}}
+	if before := os.Getenv("BENCH_BEFORE"); before != "" {
+		pools = append(pools, &phasesPool{name: "before", docroot: frontController("before", before)})
+	}
 	for i, p := range pools {
 		c := stack.FPMConfig{Dir: filepath.Join(dir, fmt.Sprintf("fpm%d", i)), Pool: fmt.Sprintf("phases%d", i), Children: 1, Binary: fpmBin,
 			WithoutExtensions: callGraphExtensions,
@@ -147,7 +163,7 @@ func BenchmarkPHPPhases(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = p.fpm.Stop() })
-		ngx, err := stack.StartNginx(ctx, stack.NginxConfig{Dir: filepath.Join(dir, fmt.Sprintf("nginx%d", i)), Root: docroot, FastCGISocket: p.fpm.Socket})
+		ngx, err := stack.StartNginx(ctx, stack.NginxConfig{Dir: filepath.Join(dir, fmt.Sprintf("nginx%d", i)), Root: p.docroot, FastCGISocket: p.fpm.Socket})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -181,34 +197,38 @@ func BenchmarkPHPPhases(b *testing.B) {
 	}
 
 	b.ResetTimer()
-	for _, p := range pools {
-		worker, err := onlyChild(p.fpm.MasterPID())
-		if err != nil {
+	workers := make([]int, len(pools))
+	for j, p := range pools {
+		if workers[j], err = onlyChild(p.fpm.MasterPID()); err != nil {
 			b.Fatalf("%s: %v", p.name, err)
 		}
 		for i := 0; i < 100; i++ { // warm up: opcache, PostgreSQL's caches
 			get(p, true)
 			get(p, false)
 		}
-		for done := 0; done < requests; {
-			n := min(100, requests-done)
-			c0 := procCPU(b, worker)
+	}
+	for done := 0; done < requests; {
+		n := min(100, requests-done)
+		for j, p := range pools {
+			c0 := procCPU(b, workers[j])
 			for i := 0; i < n; i++ {
 				p.answers = append(p.answers, get(p, true))
 			}
-			c1 := procCPU(b, worker)
+			c1 := procCPU(b, workers[j])
 			for i := 0; i < n; i++ {
 				p.plain = append(p.plain, get(p, false))
 			}
-			c2 := procCPU(b, worker)
+			c2 := procCPU(b, workers[j])
 			p.cpuOn += c1 - c0
 			p.cpuOff += c2 - c1
 			p.nOn += n
 			p.nOff += n
-			done += n
 		}
-		if w, err := onlyChild(p.fpm.MasterPID()); err != nil || w != worker {
-			b.Fatalf("%s: the worker changed during the run (%d, then %d %v)", p.name, worker, w, err)
+		done += n
+	}
+	for j, p := range pools {
+		if w, err := onlyChild(p.fpm.MasterPID()); err != nil || w != workers[j] {
+			b.Fatalf("%s: the worker changed during the run (%d, then %d %v)", p.name, workers[j], w, err)
 		}
 	}
 	b.StopTimer()
