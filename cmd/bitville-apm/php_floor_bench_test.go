@@ -162,9 +162,10 @@ func BenchmarkPHPFloor(b *testing.B) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "%d rounds of %s, wrk -t1 -c1 GET %s, one php-fpm worker per pool on CPU 1\n", rounds, duration, page)
 	// A round's pools run one after the other within seconds: their
-	// difference in that round is spared the drift between rounds (on a VM,
-	// a pool's own rounds spread by ±10 %), and its median over the rounds
-	// is the steadier figure where the page is slow.
+	// difference in that round is spared the drift between rounds (on a
+	// 2-core VM a pool's own rounds of GET /quote/7 spread by ±20 %), and
+	// its median over the rounds is the steadier figure where the page is
+	// slow.
 	paired := func(p *pool) float64 {
 		d := make([]float64, len(p.rounds))
 		for r := range d {
