@@ -63,42 +63,48 @@ type InflightTable struct {
 	// out of order) does not reopen it as a phantom that would later be
 	// counted as abandoned. Entries older than endedKeep are swept.
 	ended map[int]endedRef
-	// superseded holds, for a grace period, requests whose worker moved
-	// on to another request before their end arrived: with the PHP spool
-	// on, that end may still come from the spool, and then the request
-	// ended normally. Only past the grace period is it abandoned.
-	superseded map[reqKey]supersededReq
-	grace      time.Duration
-	max        int
-	maxAge     time.Duration
-	long       time.Duration
-	checkPI    bool
-	alive      func(pid int) bool
+	// held keeps requests out of the table whose end may still come:
+	// those whose worker moved on to another request (with the PHP spool
+	// on, their end may come from the spool), for the grace period, and
+	// those whose process is gone, until the next sweep (a CLI script or a
+	// worker that exits right after sending its end is seen gone while the
+	// end still waits in the socket). An end that comes meanwhile closes
+	// the request as ended normally; otherwise it is abandoned.
+	held    map[reqKey]heldReq
+	grace   time.Duration
+	max     int
+	maxAge  time.Duration
+	long    time.Duration
+	checkPI bool
+	alive   func(pid int) bool
 }
 
 type reqKey struct{ project, id string }
 
-type supersededReq struct {
-	req InflightRequest
-	at  time.Time // when another request of its worker was seen
+type heldReq struct {
+	req    InflightRequest
+	at     time.Time     // when it was taken out of the table
+	hold   time.Duration // how long its end is waited for, past the sweep that held it
+	reason string        // AbandonSuperseded or AbandonPIDGone
 }
 
 // NewInflightTable returns a table holding at most max requests. A request
 // older than long is reported once as long running; one silent for maxAge is
-// abandoned; with checkPIDs, one whose pid is gone is abandoned. A request
+// abandoned; with checkPIDs, one whose pid is gone is abandoned at the
+// next sweep unless its end came meanwhile. A request
 // superseded by a later one of its worker is abandoned once grace has
 // passed without its end (at once when grace is 0).
 func NewInflightTable(max int, long, maxAge, grace time.Duration, checkPIDs bool) *InflightTable {
 	return &InflightTable{
-		byPID:      make(map[int]*InflightRequest),
-		ended:      make(map[int]endedRef),
-		superseded: make(map[reqKey]supersededReq),
-		grace:      grace,
-		max:        max,
-		maxAge:     maxAge,
-		long:       long,
-		checkPI:    checkPIDs,
-		alive:      processAlive,
+		byPID:   make(map[int]*InflightRequest),
+		ended:   make(map[int]endedRef),
+		held:    make(map[reqKey]heldReq),
+		grace:   grace,
+		max:     max,
+		maxAge:  maxAge,
+		long:    long,
+		checkPI: checkPIDs,
+		alive:   processAlive,
 	}
 }
 
@@ -147,8 +153,8 @@ func (t *InflightTable) markEnded(m *protocol.Message, now time.Time) {
 func (t *InflightTable) supersede(r *InflightRequest, now time.Time) *InflightRequest {
 	delete(t.byPID, r.PID)
 	c := *r
-	if t.grace > 0 && len(t.superseded) < t.max {
-		t.superseded[reqKey{c.Project, c.ID}] = supersededReq{req: c, at: now}
+	if t.grace > 0 && len(t.held) < t.max {
+		t.held[reqKey{c.Project, c.ID}] = heldReq{req: c, at: now, hold: t.grace, reason: AbandonSuperseded}
 		return nil
 	}
 	return &c
@@ -207,6 +213,9 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 	if t.isEnded(m, started) {
 		return nil, nil // a progress handled after its request's end
 	}
+	if _, ok := t.held[reqKey{m.Project, m.ID}]; ok {
+		return nil, nil // a progress handled after its worker moved on or went
+	}
 	r, ok := t.byPID[m.PID]
 	if ok && (r.ID != m.ID || r.Project != m.Project) {
 		if started.Before(r.Started) {
@@ -240,7 +249,8 @@ func (t *InflightTable) Progress(m *protocol.Message, endpoint string, now time.
 // (nil when its start was not seen, or not yet). An open entry of the same
 // pid for an earlier request is superseded: its end was lost, or is still
 // in the spool. An open entry for a later request is left alone: this end
-// arrived late, and closes the request if it waits as superseded.
+// arrived late, and closes the request if it is held (superseded, or its
+// pid gone).
 func (t *InflightTable) End(m *protocol.Message, now time.Time) (closed, abandoned *InflightRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -256,8 +266,8 @@ func (t *InflightTable) End(m *protocol.Message, now time.Time) (closed, abandon
 		}
 	}
 	k := reqKey{m.Project, m.ID}
-	if s, ok := t.superseded[k]; ok {
-		delete(t.superseded, k)
+	if s, ok := t.held[k]; ok {
+		delete(t.held, k)
 		c := s.req
 		return &c, abandoned
 	}
@@ -281,10 +291,11 @@ func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong 
 			delete(t.ended, pid)
 		}
 	}
-	for k, s := range t.superseded {
-		if now.Sub(s.at) >= t.grace {
-			delete(t.superseded, k)
-			abandoned = append(abandoned, Abandoned{Request: s.req, Reason: AbandonSuperseded})
+	// A request held by this sweep waits until the next one at least.
+	for k, s := range t.held {
+		if now.After(s.at) && now.Sub(s.at) >= s.hold {
+			delete(t.held, k)
+			abandoned = append(abandoned, Abandoned{Request: s.req, Reason: s.reason})
 		}
 	}
 	for pid, r := range t.byPID {
@@ -293,6 +304,11 @@ func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong 
 		case now.Sub(r.LastSeen) > t.maxAge:
 			reason = AbandonExpired
 		case t.checkPI && !t.alive(pid):
+			if len(t.held) < t.max {
+				delete(t.byPID, pid)
+				t.held[reqKey{r.Project, r.ID}] = heldReq{req: *r, at: now, reason: AbandonPIDGone}
+				continue
+			}
 			reason = AbandonPIDGone
 		}
 		if reason != "" {

@@ -165,6 +165,10 @@ func TestInflightSweep(t *testing.T) {
 
 	delete(alive, 2) // worker 2 was killed
 	ab, _ = tab.Sweep(t0.Add(20 * time.Second))
+	if len(ab) != 0 || tab.Len() != 2 {
+		t.Fatalf("got %+v abandoned, %d in flight; want b held until the next sweep, a and c in flight", ab, tab.Len())
+	}
+	ab, _ = tab.Sweep(t0.Add(21 * time.Second))
 	if len(ab) != 1 || ab[0].Request.ID != "b" || ab[0].Reason != AbandonPIDGone {
 		t.Fatalf("got %+v; want b abandoned as %s", ab, AbandonPIDGone)
 	}
@@ -175,6 +179,35 @@ func TestInflightSweep(t *testing.T) {
 	}
 	if tab.Len() != 1 {
 		t.Errorf("got %d entries; want 1 (c)", tab.Len())
+	}
+}
+
+// A process that sends its end and exits (a CLI script, a worker at
+// pm.max_requests) may be seen gone by a sweep while the end still waits in
+// the socket: the end that comes after closes the request, which is not
+// abandoned, and a progress handled late does not reopen it.
+func TestInflightPIDGoneBeforeItsEnd(t *testing.T) {
+	alive := map[int]bool{7: true}
+	tab := NewInflightTable(10, 10*time.Second, time.Minute, 0, true)
+	tab.alive = func(pid int) bool { return alive[pid] }
+	tab.Start(startMsg(7, "cli", "CLI bin/reindex.php", t0), "CLI bin/reindex.php", t0)
+	delete(alive, 7) // the script sent its end and exited
+	if ab, _ := tab.Sweep(t0.Add(time.Second)); len(ab) != 0 {
+		t.Fatalf("got %+v abandoned at the sweep that saw the pid gone; want it held", ab)
+	}
+	if tab.Len() != 0 {
+		t.Errorf("got %d in flight; want 0 (its process is gone)", tab.Len())
+	}
+	if old, err := tab.Progress(&protocol.Message{Type: protocol.TypeProgress, Project: "shop", ID: "cli", PID: 7,
+		TS: float64(t0.Add(500*time.Millisecond).UnixNano()) / 1e9, Elapsed: 0.5, Stack: []string{"main"}}, "", t0.Add(1100*time.Millisecond)); old != nil || err != nil || tab.Len() != 0 {
+		t.Errorf("a late progress: got %v %v and %d in flight; want it ignored", old, err, tab.Len())
+	}
+	closed, ab := tab.End(endMsg(7, "cli", "CLI bin/reindex.php", t0), t0.Add(1200*time.Millisecond))
+	if closed == nil || closed.ID != "cli" || ab != nil {
+		t.Fatalf("got closed %+v, abandoned %+v; want the request closed by its late end", closed, ab)
+	}
+	if ab, _ := tab.Sweep(t0.Add(2 * time.Second)); len(ab) != 0 {
+		t.Errorf("got %+v abandoned after its end came; want none", ab)
 	}
 }
 
