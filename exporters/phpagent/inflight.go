@@ -151,13 +151,23 @@ func (t *InflightTable) markEnded(m *protocol.Message, now time.Time) {
 // another request. Without a grace period it is returned as abandoned now;
 // with one it waits for a late end (or the sweep). Called with mu held.
 func (t *InflightTable) supersede(r *InflightRequest, now time.Time) *InflightRequest {
-	delete(t.byPID, r.PID)
-	c := *r
-	if t.grace > 0 && len(t.held) < t.max {
-		t.held[reqKey{c.Project, c.ID}] = heldReq{req: c, at: now, hold: t.grace, reason: AbandonSuperseded}
+	if t.grace > 0 && t.hold(r, now, t.grace, AbandonSuperseded) {
 		return nil
 	}
+	delete(t.byPID, r.PID)
+	c := *r
 	return &c
+}
+
+// hold takes r out of the table to wait for its end (held), unless held
+// is full. Called with mu held.
+func (t *InflightTable) hold(r *InflightRequest, now time.Time, hold time.Duration, reason string) bool {
+	if len(t.held) >= t.max {
+		return false
+	}
+	delete(t.byPID, r.PID)
+	t.held[reqKey{r.Project, r.ID}] = heldReq{req: *r, at: now, hold: hold, reason: reason}
+	return true
 }
 
 // processAlive says whether pid exists. EPERM means it exists but belongs to
@@ -304,9 +314,7 @@ func (t *InflightTable) Sweep(now time.Time) (abandoned []Abandoned, becameLong 
 		case now.Sub(r.LastSeen) > t.maxAge:
 			reason = AbandonExpired
 		case t.checkPI && !t.alive(pid):
-			if len(t.held) < t.max {
-				delete(t.byPID, pid)
-				t.held[reqKey{r.Project, r.ID}] = heldReq{req: *r, at: now, reason: AbandonPIDGone}
+			if t.hold(r, now, 0, AbandonPIDGone) {
 				continue
 			}
 			reason = AbandonPIDGone
