@@ -99,7 +99,7 @@ final class ExcimerExit
             }
             @$timer->stop();
             if (!self::settle(self::SETTLE_MAX_SECONDS)) {
-                \usleep(200); // no /proc: the pause that usually suffices
+                \usleep(200); // /proc unreadable, or threads of its own: the pause that usually suffices
             }
         } catch (\Throwable) {
             // nothing to do
