@@ -128,43 +128,49 @@ final class Config
 
     public const PROFILERS = ['excimer', 'tideways', 'xhprof', 'off'];
 
-    /**
-     * @param list<array{string, string}> $endpointRules regex => replacement, applied in order
-     * @param list<string> $redactKeys extra sensitive key names
-     * @param list<string> $redactPatterns extra regexes whose matches are redacted
-     */
-    public function __construct(
-        public readonly bool $enabled = false,
-        public readonly string $project = '',
-        public readonly string $socket = '',
-        public readonly string $profiler = 'excimer',
-        public readonly float $sampleRate = 0.0,
-        public readonly int $slowThresholdMs = self::DEFAULT_SLOW_THRESHOLD_MS,
-        public readonly float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS,
-        public readonly float $excimerRequestRate = 0.1,
-        public readonly int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS,
-        public readonly int $profileLongMs = self::DEFAULT_PROFILE_LONG_MS,
-        public readonly int $progressAfterMs = 5000,
-        public readonly int $progressIntervalMs = 5000,
-        public readonly string $forceHeaderSecret = '',
-        public readonly bool $echoCorrelationHeader = false,
-        public readonly bool $sqlcommenter = true,
-        public readonly bool $sqlcommenterCorrelation = false,
-        public readonly int $sqlMaxLength = 2048,
-        public readonly int $sqlMaxStatements = self::MAX_SQL_STATEMENTS,
-        public readonly int $sqlSiteFrames = self::DEFAULT_SQL_SITE_FRAMES,
-        public readonly array $endpointRules = [],
-        public readonly array $redactKeys = [],
-        public readonly array $redactPatterns = [],
-        /** As configured: '' (the default: derived from socket), 'off', or a path. See spoolDirectory(). */
-        public readonly string $spoolDir = '',
-        public readonly int $spoolMaxBytes = self::DEFAULT_SPOOL_MAX_BYTES,
-        public readonly string $host = '',
-        public readonly string $pool = '',
-        public readonly bool $finishRequest = true,
-        public readonly int $startDelayMs = 0,
-        public readonly string $source = 'defaults',
-    ) {
+    // The settings, public for reading and written only by fromValues()
+    // (treat a Config as immutable). Declared with their defaults rather
+    // than as constructor arguments: a new object copies the defaults in
+    // one step, and fromValues() sets only the keys it was given, which
+    // keeps building the configuration cheap on every request
+    // (docs/performance.md, eighth session). The defaults are the parsed
+    // DEFAULTS (ConfigTest).
+    public bool $enabled = false;
+    public string $project = '';
+    public string $socket = '';
+    public string $profiler = 'excimer';
+    public float $sampleRate = 0.0;
+    public int $slowThresholdMs = self::DEFAULT_SLOW_THRESHOLD_MS;
+    public float $excimerPeriodMs = self::DEFAULT_EXCIMER_PERIOD_MS;
+    public float $excimerRequestRate = 0.1;
+    public int $excimerWallPeriodMs = self::DEFAULT_EXCIMER_WALL_PERIOD_MS;
+    public int $profileLongMs = self::DEFAULT_PROFILE_LONG_MS;
+    public int $progressAfterMs = 5000;
+    public int $progressIntervalMs = 5000;
+    public string $forceHeaderSecret = '';
+    public bool $echoCorrelationHeader = false;
+    public bool $sqlcommenter = true;
+    public bool $sqlcommenterCorrelation = false;
+    public int $sqlMaxLength = 2048;
+    public int $sqlMaxStatements = self::MAX_SQL_STATEMENTS;
+    public int $sqlSiteFrames = self::DEFAULT_SQL_SITE_FRAMES;
+    /** @var list<array{string, string}> endpoint_rules: regex => replacement, applied in order */
+    public array $endpointRules = [];
+    /** @var list<string> extra sensitive key names */
+    public array $redactKeys = [];
+    /** @var list<string> extra regexes whose matches are redacted */
+    public array $redactPatterns = [];
+    /** As configured: '' (the default: derived from socket), 'off', or a path. See spoolDirectory(). */
+    public string $spoolDir = '';
+    public int $spoolMaxBytes = self::DEFAULT_SPOOL_MAX_BYTES;
+    public string $host = '';
+    public string $pool = '';
+    public bool $finishRequest = true;
+    public int $startDelayMs = 0;
+    public string $source = 'defaults';
+
+    private function __construct()
+    {
     }
 
     /**
@@ -261,8 +267,10 @@ final class Config
             throw new ConfigException(\sprintf('unknown key "%s"', \array_key_first($unknown)));
         }
         $v = $values + self::DEFAULTS;
+        $c = new self();
+        $c->source = $source;
         if (!self::bool($v, 'enabled')) {
-            return new self(source: $source);
+            return $c;
         }
 
         $project = self::scalar($v, 'project');
@@ -279,17 +287,19 @@ final class Config
         if (\strlen($socket) > 107 || \str_contains($socket, "\0")) {
             throw new ConfigException(\sprintf('socket "%s" is not a usable unix socket path (at most 107 bytes)', self::show($socket)));
         }
-        // Only keys that were given are parsed: the constructor's defaults
+        // Only keys that were given are parsed: the properties' defaults
         // are the parsed DEFAULTS (ConfigTest checks they agree), and
         // skipping the rest keeps this cheap on every request.
-        $args = ['enabled' => true, 'project' => $project, 'socket' => $socket, 'source' => $source];
+        $c->enabled = true;
+        $c->project = $project;
+        $c->socket = $socket;
         foreach ($values as $key => $_) {
             $field = self::FIELDS[$key] ?? null;
             if ($field === null) {
                 continue; // enabled, project, socket: done above
             }
             [$name, $type] = $field;
-            $args[$name] = match ($type) {
+            $c->$name = match ($type) {
                 'bool' => self::bool($v, $key),
                 'int' => self::int($v, $key, $field[2], $field[3]),
                 'float' => self::float($v, $key, $field[2], $field[3]),
@@ -297,16 +307,16 @@ final class Config
                 default => self::special($v, $key),
             };
         }
-        $host = $args['host'] ?? '';
-        $pool = $args['pool'] ?? '';
+        $host = $c->host;
+        $pool = $c->pool;
         if (($host !== '' || $pool !== '') && (\strlen($host) > self::MAX_HOST_BYTES || \strlen($pool) > self::MAX_POOL_BYTES || !Text::isClean($host) || !Text::isClean($pool))) {
             throw new ConfigException(\sprintf('host (at most %d bytes) or pool (at most %d bytes) is too long or has control characters', self::MAX_HOST_BYTES, self::MAX_POOL_BYTES));
         }
-        return new self(...$args);
+        return $c;
     }
 
     /**
-     * The keys fromValues() parses when given: constructor argument, type,
+     * The keys fromValues() parses when given: property, type,
      * and the range of numbers.
      */
     private const FIELDS = [
