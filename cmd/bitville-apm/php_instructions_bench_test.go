@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +34,7 @@ import (
 //	make bench-php-instructions
 //	BENCH_BEFORE=/tmp/old/php make bench-php-instructions   # another tree beside it
 //	BENCH_VARIANTS='no-sites:BITVILLE_APM_SQL_SITE_FRAMES=0' make bench-php-instructions
+//	BENCH_VARIANTS="flat@$PWD/php/tests/bench/flat:" BENCH_VS=flat make bench-php-instructions  # agent minus that pool, by C function
 //
 // Each pool runs twice, for 10 and for 10+BENCH_REQUESTS requests (default
 // 50); the difference of the two totals, divided by BENCH_REQUESTS, is the
@@ -197,6 +199,30 @@ func BenchmarkPHPInstructions(b *testing.B) {
 	fmt.Fprintf(&report, "the agent's instructions per request by C function (agent minus no agent, the first 20):\n")
 	for _, f := range fns[:min(20, len(fns))] {
 		fmt.Fprintf(&report, "%10.0f  %s\n", f.diff, f.name)
+	}
+	// BENCH_VS names another pool (a variant, "before", "floor"): where the
+	// agent's instructions differ from it, by C function, both ways.
+	if vs := os.Getenv("BENCH_VS"); vs != "" {
+		other := slices.IndexFunc(pools, func(p pool) bool { return p.name == vs })
+		if other < 0 {
+			b.Fatalf("BENCH_VS: no pool %q", vs)
+		}
+		fns = fns[:0]
+		for k := range maps.Keys(perRequest[agentPool]) {
+			if k != "" {
+				fns = append(fns, fn{k, perRequest[agentPool][k] - perRequest[other][k]})
+			}
+		}
+		for k, v := range perRequest[other] {
+			if _, ok := perRequest[agentPool][k]; !ok && k != "" {
+				fns = append(fns, fn{k, -v})
+			}
+		}
+		sort.Slice(fns, func(i, j int) bool { return math.Abs(fns[i].diff) > math.Abs(fns[j].diff) })
+		fmt.Fprintf(&report, "agent minus %s by C function (the first 30 by size):\n", vs)
+		for _, f := range fns[:min(30, len(fns))] {
+			fmt.Fprintf(&report, "%10.0f  %s\n", f.diff, f.name)
+		}
 	}
 	b.Logf("\n%s", report.String())
 }
