@@ -490,7 +490,9 @@ final class Config
         if ($unknown !== []) {
             throw new ConfigException(\sprintf('unknown key "%s"', \array_key_first($unknown)));
         }
-        $v = $values + self::DEFAULTS;
+        // The three keys read below, with their defaults; the others are
+        // read only when given.
+        $v = $values + ['enabled' => self::DEFAULTS['enabled'], 'project' => self::DEFAULTS['project'], 'socket' => self::DEFAULTS['socket']];
         $c = new self();
         $c->source = $source;
         if (!self::bool($v, 'enabled')) {
@@ -1050,7 +1052,7 @@ final class Runtime
             $dir = $config->spoolDirectory();
             return $dir !== '' ? new Spool($dir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
         };
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, null, $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
@@ -1427,17 +1429,12 @@ final class Runtime
         try {
             // site(), inline: this runs for every statement.
             if ($site === null) {
-                $site = -1;
                 $frames = $this->config->sqlSiteFrames;
-                if ($frames > 0 && !$this->record->sqlFull()) {
-                    try {
-                        $limit = $frames + SqlSite::SCAN_EXTRA;
-                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
-                    } catch (\Throwable) {
-                        $site = -1;
-                    }
+                if ($frames > 0) {
+                    $this->record->addSqlHere($sql, $ns / 1e9, $rows, $failed, $frames);
+                    return;
                 }
+                $site = -1;
             }
             $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
@@ -2144,7 +2141,8 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
+        // us(), inline
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -2164,7 +2162,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = self::us($r->started);
+        $m['started'] = self::INT_MICROS ? (int) \round($r->started * 1e6) : \round($r->started * 1e6);
         return $m;
     }
 
@@ -2600,6 +2598,30 @@ final class RequestRecord
         if ($this->sqlCount >= $this->sqlMax) {
             $this->sqlDropped++;
             return;
+        }
+        $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
+        $this->sqlCount++;
+    }
+
+    /**
+     * addSql() with the call site of whoever called the caller (up to
+     * $frames of the application's frames), taken here: one call a
+     * statement for Runtime::sql(), which runs for every one.
+     */
+    public function addSqlHere(string $sql, float $seconds, ?int $rows, bool $failed, int $frames): void
+    {
+        if ($this->sqlCount >= $this->sqlMax) {
+            $this->sqlDropped++;
+            return;
+        }
+        $site = -1;
+        try {
+            // The agent's own frames (this one, Runtime's) are skipped
+            // by SqlSite::frames(): one more frame to scan.
+            $limit = $frames + SqlSite::SCAN_EXTRA + 1;
+            $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+            $site = $this->addTrace($trace, \count($trace) < $limit, $frames);
+        } catch (\Throwable) {
         }
         $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
         $this->sqlCount++;
@@ -3070,10 +3092,7 @@ final class Encoder
     public function encode(array $m): ?string
     {
         $json = self::json($m);
-        // An escaped control character (\u00XX, \b, \f) or DEL: strings
-        // the daemon would reject. Escaped backslashes can match too; then
-        // the strings are cleaned for nothing, which is harmless.
-        if ($json !== null && (\str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F"))) {
+        if ($json !== null && self::needsCleaning($json)) {
             $m = self::cleanStrings($m);
             $json = self::json($m);
         }
@@ -3088,6 +3107,16 @@ final class Encoder
             'progress' => $this->fitProgress($m),
             default => null,
         };
+    }
+
+    /**
+     * An escaped control character (\u00XX, \b, \f) or DEL in encoded
+     * JSON: strings the daemon would reject. Escaped backslashes can match
+     * too; then the strings are cleaned for nothing, which is harmless.
+     */
+    public static function needsCleaning(string $json): bool
+    {
+        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
     }
 
     /**
@@ -3310,12 +3339,13 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
+     * @param ?Encoder $encoder null: an Encoder made when a message first needs more than json_encode()
      * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
-        private readonly Encoder $encoder = new Encoder(),
+        private ?Encoder $encoder = null,
         private Spool|\Closure|null $spool = null,
     ) {
     }
@@ -3334,7 +3364,12 @@ final class Channel
      */
     public function send(array $message, int $reported): bool
     {
-        $payload = $this->encoder->encode($message);
+        // Encoder::encode() for the usual message, inline (this runs twice
+        // a request): it fits, and no string needs cleaning.
+        $payload = Encoder::json($message);
+        if ($payload === null || \strlen($payload) > Encoder::MAX_BYTES || Encoder::needsCleaning($payload)) {
+            $payload = ($this->encoder ??= new Encoder())->encode($message);
+        }
         if ($payload === null) {
             $this->drops->failed();
             return false;
@@ -3346,7 +3381,9 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->drops->delivered($reported);
+            if ($reported > 0) {
+                $this->drops->delivered($reported);
+            }
             return true;
         }
         if ($this->spool instanceof \Closure) {
@@ -3470,7 +3507,38 @@ final class UnixDatagramTransport implements Transport
         self::$warning = '';
         \set_error_handler([self::class, 'ignore']);
         try {
-            return $this->sendStream($payload);
+            // One method with its retry: this runs twice a request.
+            for ($attempt = 0; ; $attempt++) {
+                if (!\is_resource($this->socket)) {
+                    $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
+                    if ($s === false) {
+                        $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+                        return false;
+                    }
+                    // A stream kept from an earlier request is non-blocking already.
+                    if (\stream_get_meta_data($s)['blocked']) {
+                        \stream_set_blocking($s, false);
+                    }
+                    $this->socket = $s;
+                }
+                $n = \fwrite($this->socket, $payload);
+                if ($n === \strlen($payload)) {
+                    return true;
+                }
+                if ($n === 0 && self::$warning === '') {
+                    // PHP reports a full queue (EAGAIN) on a non-blocking stream
+                    // as nothing written, without a warning: the connection is fine.
+                    $this->lastError = 'EAGAIN: the daemon\'s queue is full';
+                    return false;
+                }
+                $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
+                // The daemon is gone or restarted: connect again, once now.
+                \fclose($this->socket);
+                $this->socket = null;
+                if ($attempt > 0) {
+                    return false;
+                }
+            }
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
@@ -3502,41 +3570,6 @@ final class UnixDatagramTransport implements Transport
     {
         self::$warning = $message;
         return true;
-    }
-
-    private function sendStream(string $payload): bool
-    {
-        for ($attempt = 0; ; $attempt++) {
-            if (!\is_resource($this->socket)) {
-                $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
-                if ($s === false) {
-                    $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
-                    return false;
-                }
-                // A stream kept from an earlier request is non-blocking already.
-                if (\stream_get_meta_data($s)['blocked']) {
-                    \stream_set_blocking($s, false);
-                }
-                $this->socket = $s;
-            }
-            $n = \fwrite($this->socket, $payload);
-            if ($n === \strlen($payload)) {
-                return true;
-            }
-            if ($n === 0 && self::$warning === '') {
-                // PHP reports a full queue (EAGAIN) on a non-blocking stream
-                // as nothing written, without a warning: the connection is fine.
-                $this->lastError = 'EAGAIN: the daemon\'s queue is full';
-                return false;
-            }
-            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
-            // The daemon is gone or restarted: connect again, once now.
-            \fclose($this->socket);
-            $this->socket = null;
-            if ($attempt > 0) {
-                return false;
-            }
-        }
     }
 }
 

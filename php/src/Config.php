@@ -266,7 +266,9 @@ final class Config
         if ($unknown !== []) {
             throw new ConfigException(\sprintf('unknown key "%s"', \array_key_first($unknown)));
         }
-        $v = $values + self::DEFAULTS;
+        // The three keys read below, with their defaults; the others are
+        // read only when given.
+        $v = $values + ['enabled' => self::DEFAULTS['enabled'], 'project' => self::DEFAULTS['project'], 'socket' => self::DEFAULTS['socket']];
         $c = new self();
         $c->source = $source;
         if (!self::bool($v, 'enabled')) {

@@ -47,10 +47,7 @@ final class Encoder
     public function encode(array $m): ?string
     {
         $json = self::json($m);
-        // An escaped control character (\u00XX, \b, \f) or DEL: strings
-        // the daemon would reject. Escaped backslashes can match too; then
-        // the strings are cleaned for nothing, which is harmless.
-        if ($json !== null && (\str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F"))) {
+        if ($json !== null && self::needsCleaning($json)) {
             $m = self::cleanStrings($m);
             $json = self::json($m);
         }
@@ -65,6 +62,16 @@ final class Encoder
             'progress' => $this->fitProgress($m),
             default => null,
         };
+    }
+
+    /**
+     * An escaped control character (\u00XX, \b, \f) or DEL in encoded
+     * JSON: strings the daemon would reject. Escaped backslashes can match
+     * too; then the strings are cleaned for nothing, which is harmless.
+     */
+    public static function needsCleaning(string $json): bool
+    {
+        return \str_contains($json, '\u00') || \str_contains($json, '\b') || \str_contains($json, '\f') || \str_contains($json, "\x7F");
     }
 
     /**

@@ -257,7 +257,8 @@ final class Messages
      */
     private function head(string $type, RequestRecord $r, float $ts, int $dropped, bool $alwaysDropped): array
     {
-        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::us($ts)];
+        // us(), inline
+        $m = ['v' => self::VERSION, 'type' => $type, 'id' => $r->id, 'pid' => $r->pid, 'project' => $r->project, 'ts' => self::INT_MICROS ? (int) \round($ts * 1e6) : \round($ts * 1e6)];
         if ($r->host !== '') {
             $m['host'] = $r->host;
         }
@@ -277,7 +278,7 @@ final class Messages
         $m['method'] = $r->method;
         $m['uri'] = $r->uri;
         $m['endpoint'] = $r->endpoint;
-        $m['started'] = self::us($r->started);
+        $m['started'] = self::INT_MICROS ? (int) \round($r->started * 1e6) : \round($r->started * 1e6);
         return $m;
     }
 

@@ -169,7 +169,7 @@ final class Runtime
             $dir = $config->spoolDirectory();
             return $dir !== '' ? new Spool($dir, $config->spoolMaxBytes, $pid, $drops, $config->spoolDirIsExplicit()) : null;
         };
-        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, new Encoder(), $spool);
+        $channel = new Channel($transport ?? new UnixDatagramTransport($config->socket), $drops, null, $spool);
         $messages = new Messages($redactor, $config->sqlMaxLength, $config->slowThresholdMs);
         // Excimer profiles excimer_request_rate of the requests, drawn from
         // other random bytes than sample_rate's.
@@ -546,17 +546,12 @@ final class Runtime
         try {
             // site(), inline: this runs for every statement.
             if ($site === null) {
-                $site = -1;
                 $frames = $this->config->sqlSiteFrames;
-                if ($frames > 0 && !$this->record->sqlFull()) {
-                    try {
-                        $limit = $frames + SqlSite::SCAN_EXTRA;
-                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
-                    } catch (\Throwable) {
-                        $site = -1;
-                    }
+                if ($frames > 0) {
+                    $this->record->addSqlHere($sql, $ns / 1e9, $rows, $failed, $frames);
+                    return;
                 }
+                $site = -1;
             }
             $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {

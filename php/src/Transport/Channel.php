@@ -16,12 +16,13 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
+     * @param ?Encoder $encoder null: an Encoder made when a message first needs more than json_encode()
      * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
-        private readonly Encoder $encoder = new Encoder(),
+        private ?Encoder $encoder = null,
         private Spool|\Closure|null $spool = null,
     ) {
     }
@@ -40,7 +41,12 @@ final class Channel
      */
     public function send(array $message, int $reported): bool
     {
-        $payload = $this->encoder->encode($message);
+        // Encoder::encode() for the usual message, inline (this runs twice
+        // a request): it fits, and no string needs cleaning.
+        $payload = Encoder::json($message);
+        if ($payload === null || \strlen($payload) > Encoder::MAX_BYTES || Encoder::needsCleaning($payload)) {
+            $payload = ($this->encoder ??= new Encoder())->encode($message);
+        }
         if ($payload === null) {
             $this->drops->failed();
             return false;
@@ -52,7 +58,9 @@ final class Channel
             // a Transport must not throw; one that does is a failed send
         }
         if ($ok) {
-            $this->drops->delivered($reported);
+            if ($reported > 0) {
+                $this->drops->delivered($reported);
+            }
             return true;
         }
         if ($this->spool instanceof \Closure) {

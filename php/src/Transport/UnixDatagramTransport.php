@@ -40,7 +40,38 @@ final class UnixDatagramTransport implements Transport
         self::$warning = '';
         \set_error_handler([self::class, 'ignore']);
         try {
-            return $this->sendStream($payload);
+            // One method with its retry: this runs twice a request.
+            for ($attempt = 0; ; $attempt++) {
+                if (!\is_resource($this->socket)) {
+                    $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
+                    if ($s === false) {
+                        $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
+                        return false;
+                    }
+                    // A stream kept from an earlier request is non-blocking already.
+                    if (\stream_get_meta_data($s)['blocked']) {
+                        \stream_set_blocking($s, false);
+                    }
+                    $this->socket = $s;
+                }
+                $n = \fwrite($this->socket, $payload);
+                if ($n === \strlen($payload)) {
+                    return true;
+                }
+                if ($n === 0 && self::$warning === '') {
+                    // PHP reports a full queue (EAGAIN) on a non-blocking stream
+                    // as nothing written, without a warning: the connection is fine.
+                    $this->lastError = 'EAGAIN: the daemon\'s queue is full';
+                    return false;
+                }
+                $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
+                // The daemon is gone or restarted: connect again, once now.
+                \fclose($this->socket);
+                $this->socket = null;
+                if ($attempt > 0) {
+                    return false;
+                }
+            }
         } catch (\Throwable $e) {
             $this->lastError = $e->getMessage();
             return false;
@@ -72,40 +103,5 @@ final class UnixDatagramTransport implements Transport
     {
         self::$warning = $message;
         return true;
-    }
-
-    private function sendStream(string $payload): bool
-    {
-        for ($attempt = 0; ; $attempt++) {
-            if (!\is_resource($this->socket)) {
-                $s = \stream_socket_client('udg://' . $this->path, $errno, $errstr, 0.001, \STREAM_CLIENT_CONNECT | \STREAM_CLIENT_PERSISTENT);
-                if ($s === false) {
-                    $this->lastError = 'connect: ' . $errno . ' ' . $errstr;
-                    return false;
-                }
-                // A stream kept from an earlier request is non-blocking already.
-                if (\stream_get_meta_data($s)['blocked']) {
-                    \stream_set_blocking($s, false);
-                }
-                $this->socket = $s;
-            }
-            $n = \fwrite($this->socket, $payload);
-            if ($n === \strlen($payload)) {
-                return true;
-            }
-            if ($n === 0 && self::$warning === '') {
-                // PHP reports a full queue (EAGAIN) on a non-blocking stream
-                // as nothing written, without a warning: the connection is fine.
-                $this->lastError = 'EAGAIN: the daemon\'s queue is full';
-                return false;
-            }
-            $this->lastError = self::$warning !== '' ? self::$warning : 'write failed';
-            // The daemon is gone or restarted: connect again, once now.
-            \fclose($this->socket);
-            $this->socket = null;
-            if ($attempt > 0) {
-                return false;
-            }
-        }
     }
 }
