@@ -1429,12 +1429,17 @@ final class Runtime
         try {
             // site(), inline: this runs for every statement.
             if ($site === null) {
-                $frames = $this->config->sqlSiteFrames;
-                if ($frames > 0) {
-                    $this->record->addSqlHere($sql, $ns / 1e9, $rows, $failed, $frames);
-                    return;
-                }
                 $site = -1;
+                $frames = $this->config->sqlSiteFrames;
+                if ($frames > 0 && !$this->record->sqlFull()) {
+                    try {
+                        $limit = $frames + SqlSite::SCAN_EXTRA;
+                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
+                    } catch (\Throwable) {
+                        $site = -1;
+                    }
+                }
             }
             $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
@@ -2598,30 +2603,6 @@ final class RequestRecord
         if ($this->sqlCount >= $this->sqlMax) {
             $this->sqlDropped++;
             return;
-        }
-        $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
-        $this->sqlCount++;
-    }
-
-    /**
-     * addSql() with the call site of whoever called the caller (up to
-     * $frames of the application's frames), taken here: one call a
-     * statement for Runtime::sql(), which runs for every one.
-     */
-    public function addSqlHere(string $sql, float $seconds, ?int $rows, bool $failed, int $frames): void
-    {
-        if ($this->sqlCount >= $this->sqlMax) {
-            $this->sqlDropped++;
-            return;
-        }
-        $site = -1;
-        try {
-            // The agent's own frames (this one, Runtime's) are skipped
-            // by SqlSite::frames(): one more frame to scan.
-            $limit = $frames + SqlSite::SCAN_EXTRA + 1;
-            $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-            $site = $this->addTrace($trace, \count($trace) < $limit, $frames);
-        } catch (\Throwable) {
         }
         $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
         $this->sqlCount++;

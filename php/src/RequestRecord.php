@@ -110,30 +110,6 @@ final class RequestRecord
         $this->sqlCount++;
     }
 
-    /**
-     * addSql() with the call site of whoever called the caller (up to
-     * $frames of the application's frames), taken here: one call a
-     * statement for Runtime::sql(), which runs for every one.
-     */
-    public function addSqlHere(string $sql, float $seconds, ?int $rows, bool $failed, int $frames): void
-    {
-        if ($this->sqlCount >= $this->sqlMax) {
-            $this->sqlDropped++;
-            return;
-        }
-        $site = -1;
-        try {
-            // The agent's own frames (this one, Runtime's) are skipped
-            // by SqlSite::frames(): one more frame to scan.
-            $limit = $frames + SqlSite::SCAN_EXTRA + 1;
-            $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
-            $site = $this->addTrace($trace, \count($trace) < $limit, $frames);
-        } catch (\Throwable) {
-        }
-        $this->sql[] = [$sql, $seconds, $rows, $failed, $site];
-        $this->sqlCount++;
-    }
-
     /** True when further statements are only counted: their call sites are not needed. */
     public function sqlFull(): bool
     {

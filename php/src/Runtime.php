@@ -546,12 +546,17 @@ final class Runtime
         try {
             // site(), inline: this runs for every statement.
             if ($site === null) {
-                $frames = $this->config->sqlSiteFrames;
-                if ($frames > 0) {
-                    $this->record->addSqlHere($sql, $ns / 1e9, $rows, $failed, $frames);
-                    return;
-                }
                 $site = -1;
+                $frames = $this->config->sqlSiteFrames;
+                if ($frames > 0 && !$this->record->sqlFull()) {
+                    try {
+                        $limit = $frames + SqlSite::SCAN_EXTRA;
+                        $trace = \debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, $limit);
+                        $site = $this->record->addTrace($trace, \count($trace) < $limit, $frames);
+                    } catch (\Throwable) {
+                        $site = -1;
+                    }
+                }
             }
             $this->record->addSql($sql, $ns / 1e9, $rows, $failed, $site);
         } catch (\Throwable) {
