@@ -65,7 +65,7 @@ bench-php: deps ## the PHP agent's overhead: wrk against pools with and without 
 bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent's, one worker per pool (BENCH_ROUNDS, BENCH_DURATION, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS, BENCH_PERF_EVENTS, BENCH_FPM_FLAGS)
 	$(GO) test -run='^$$' -bench=PHPFloor -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/
 
-bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS)
+bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS, BENCH_VS)
 	$(GO) test -run='^$$' -bench=PHPInstructions -benchtime=1x -timeout=30m -v ./cmd/bitville-apm/
 
 bench-php-phases: deps ## the PHP agent's work per phase inside one php-fpm worker, with and without opcache.preload (BENCH_REQUESTS, BENCH_BEFORE)
