@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/bitville/bitville-apm/internal/buildinfo.Version=$(VERS
 RUN_DIR ?= $(CURDIR)/.run
 RUN_ADDR ?= 127.0.0.1:19100
 
-.PHONY: help deps build run demo test test-go test-php lint generate bench bench-pg bench-pushgw bench-php bench-php-floor bench-php-phases bench-php-instructions fuzz clean
+.PHONY: help deps build run demo test test-go test-php lint generate bench bench-pg bench-pushgw bench-php bench-php-floor bench-php-phases bench-php-instructions bench-php-warm fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-php-floor: deps ## the PHP agent's CPU per request beside a minimal agent'
 
 bench-php-instructions: deps ## the instructions php-fpm runs per request with and without the agent, under callgrind (BENCH_REQUESTS, BENCH_PAGE, BENCH_BEFORE, BENCH_VARIANTS, BENCH_VS)
 	$(GO) test -run='^$$' -bench=PHPInstructions -benchtime=1x -timeout=30m -v ./cmd/bitville-apm/
+
+bench-php-warm: deps ## the instructions each piece of the PHP agent runs warm (called before in the same process), under callgrind (BENCH_BEFORE)
+	php php/tests/bench/warm_instructions.php $(BENCH_BEFORE) php
 
 bench-php-phases: deps ## the PHP agent's work per phase inside one php-fpm worker, with and without opcache.preload (BENCH_REQUESTS, BENCH_BEFORE)
 	$(GO) test -run='^$$' -bench=PHPPhases -benchtime=1x -timeout=20m -v ./cmd/bitville-apm/

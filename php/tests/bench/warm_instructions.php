@@ -9,6 +9,7 @@ declare(strict_types=1);
  * callgrind, for one or more trees of php/ side by side:
  *
  *   php php/tests/bench/warm_instructions.php [--runs=1000] TREE_PHP_DIR...
+ *   BENCH_BEFORE=/tmp/old/php make bench-php-warm     # that tree beside this one
  *
  * Each piece runs in a fresh `php -n` CLI process (Excimer and opcache
  * loaded, nothing else: a loaded call-graph extension changes the count),
@@ -19,14 +20,15 @@ declare(strict_types=1);
  * is what PHP's first use of each function, class and property costs a
  * request (docs/performance.md, "Warm and cold"). The pieces:
  *
- *   config      Config::load() of a php-fpm request's $_SERVER (~70 entries, 3 settings)
+ *   config      Config::load() of a php-fpm request's $_SERVER (~70 entries, 4 settings)
  *   record      Runtime::fromGlobals(): ids, URI, endpoint, the request's objects
  *   comment     Runtime::commentSql() of a statement
  *   sql         Runtime::sql() of a statement, with its call site
  *   start       the start message, built and encoded
  *   end         the end message of four statements, built and encoded
  *   request     all of it but the handlers: Config::load(), fromGlobals(),
- *               start() (timer and start message), four statements, finish()
+ *               start() (timer and start message), four statements, finish();
+ *               Excimer drawn for no request (excimer_request_rate=0)
  */
 
 if (($argv[1] ?? '') === '--child') {
@@ -111,7 +113,9 @@ function child(string $tree, string $piece, int $runs): void
     // A php-fpm request's $_SERVER: FastCGI params and headers, ~70 entries.
     $server = ['REQUEST_METHOD' => 'GET', 'REQUEST_URI' => '/quote/7', 'SCRIPT_NAME' => '/index.php',
         'REQUEST_TIME_FLOAT' => \microtime(true), 'BITVILLE_APM_ENABLED' => '1', 'BITVILLE_APM_PROJECT' => 'bench',
-        'BITVILLE_APM_SOCKET' => '/run/bitville-apm/agent.sock'];
+        'BITVILLE_APM_SOCKET' => '/run/bitville-apm/agent.sock',
+        // drawn for profiling by no request: the count would follow the draws
+        'BITVILLE_APM_EXCIMER_REQUEST_RATE' => '0'];
     for ($i = \count($server); $i < 70; $i++) {
         $server['HTTP_X_BENCH_' . $i] = 'value ' . $i;
     }
