@@ -16,13 +16,13 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
-     * @param ?Encoder $encoder null: an Encoder made when a message first needs more than json_encode()
+     * @param ?Encoder $encoder encodes every message; null: json_encode() alone, and a default Encoder for the rare message that needs fitting or cleaning
      * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
         private readonly Transport $transport,
         private readonly DropCounter $drops,
-        private ?Encoder $encoder = null,
+        private readonly ?Encoder $encoder = null,
         private Spool|\Closure|null $spool = null,
     ) {
     }
@@ -41,11 +41,15 @@ final class Channel
      */
     public function send(array $message, int $reported): bool
     {
-        // Encoder::encode() for the usual message, inline (this runs twice
-        // a request): it fits, and no string needs cleaning.
-        $payload = Encoder::json($message);
-        if ($payload === null || \strlen($payload) > Encoder::MAX_BYTES || Encoder::needsCleaning($payload)) {
-            $payload = ($this->encoder ??= new Encoder())->encode($message);
+        if ($this->encoder !== null) {
+            $payload = $this->encoder->encode($message);
+        } else {
+            // Encoder::encode() for the usual message, inline (this runs
+            // twice a request): it fits, and no string needs cleaning.
+            $payload = Encoder::json($message);
+            if ($payload === null || \strlen($payload) > Encoder::MAX_BYTES || Encoder::needsCleaning($payload)) {
+                $payload = (new Encoder())->encode($message);
+            }
         }
         if ($payload === null) {
             $this->drops->failed();

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Bitville\Apm\Tests\Transport;
 
+use Bitville\Apm\Encoder;
 use Bitville\Apm\Tests\Support\MemoryTransport;
 use Bitville\Apm\Tests\Support\TempDir;
 use Bitville\Apm\Transport\Channel;
@@ -95,6 +96,33 @@ final class ChannelTest extends TestCase
         } finally {
             TempDir::remove($dir);
         }
+    }
+
+    public function testMessagesThatNeedMoreThanJsonGoThroughTheEncoder(): void
+    {
+        $t = new MemoryTransport();
+        $c = new Channel($t, new DropCounter(1, false));
+        // a control character: cleaned, not sent as the daemon would reject it
+        self::assertTrue($c->send(['v' => 2, 'type' => 'progress', 'endpoint' => "GET /a\x01b"], 0));
+        self::assertSame('GET /a?b', $t->messages()[0]['endpoint']);
+        // too large for a datagram: fitted, and what was cut is named
+        $sql = array_fill(0, 40, ['q' => str_repeat('x', 3000), 'd' => 1]);
+        $end = ['v' => 2, 'type' => 'end', 'sql' => $sql, 'sql_dropped' => 0, 'errors' => [], 'truncated' => []];
+        self::assertTrue($c->send($end, 0));
+        self::assertLessThanOrEqual(Encoder::MAX_BYTES, strlen($t->payloads[1]));
+        self::assertContains('sql.q', $t->messages()[1]['truncated']);
+        self::assertCount(40, $t->messages()[1]['sql']);
+    }
+
+    public function testAGivenEncoderEncodesEveryMessage(): void
+    {
+        $t = new MemoryTransport();
+        $c = new Channel($t, new DropCounter(1, false), new Encoder(1000));
+        $end = ['v' => 2, 'type' => 'end', 'sql' => array_fill(0, 2, ['q' => str_repeat('x', 600), 'd' => 1]),
+            'sql_dropped' => 0, 'errors' => [], 'truncated' => []];
+        self::assertTrue($c->send($end, 0));
+        self::assertLessThanOrEqual(1000, strlen($t->payloads[0]), 'fitted to the encoder\'s limit, not the datagram\'s');
+        self::assertSame(['sql.q'], $t->messages()[0]['truncated']);
     }
 
     public function testUnencodableMessageCountsAsDropped(): void
