@@ -3092,6 +3092,22 @@ final class Encoder
     }
 
     /**
+     * encode() with the default limit, for the usual message without an
+     * Encoder: json_encode() alone when the message fits and no string
+     * needs cleaning (Channel sends two a request), an Encoder otherwise.
+     *
+     * @param array<string, mixed> $m
+     */
+    public static function payload(array $m): ?string
+    {
+        $json = self::json($m);
+        if ($json !== null && \strlen($json) <= self::MAX_BYTES && !self::needsCleaning($json)) {
+            return $json;
+        }
+        return (new self())->encode($m);
+    }
+
+    /**
      * An escaped control character (\u00XX, \b, \f) or DEL in encoded
      * JSON: strings the daemon would reject. Escaped backslashes can match
      * too; then the strings are cleaned for nothing, which is harmless.
@@ -3321,7 +3337,7 @@ use Bitville\Apm\Encoder;
 final class Channel
 {
     /**
-     * @param ?Encoder $encoder encodes every message; null: json_encode() alone, and a default Encoder for the rare message that needs fitting or cleaning
+     * @param ?Encoder $encoder encodes every message; null: Encoder::payload(), which makes an Encoder only for the rare message that needs fitting or cleaning
      * @param Spool|(\Closure(): ?Spool)|null $spool a closure makes the spool (or finds there is none) on the first failed send
      */
     public function __construct(
@@ -3346,16 +3362,7 @@ final class Channel
      */
     public function send(array $message, int $reported): bool
     {
-        if ($this->encoder !== null) {
-            $payload = $this->encoder->encode($message);
-        } else {
-            // Encoder::encode() for the usual message, inline (this runs
-            // twice a request): it fits, and no string needs cleaning.
-            $payload = Encoder::json($message);
-            if ($payload === null || \strlen($payload) > Encoder::MAX_BYTES || Encoder::needsCleaning($payload)) {
-                $payload = (new Encoder())->encode($message);
-            }
-        }
+        $payload = $this->encoder !== null ? $this->encoder->encode($message) : Encoder::payload($message);
         if ($payload === null) {
             $this->drops->failed();
             return false;

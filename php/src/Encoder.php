@@ -65,6 +65,22 @@ final class Encoder
     }
 
     /**
+     * encode() with the default limit, for the usual message without an
+     * Encoder: json_encode() alone when the message fits and no string
+     * needs cleaning (Channel sends two a request), an Encoder otherwise.
+     *
+     * @param array<string, mixed> $m
+     */
+    public static function payload(array $m): ?string
+    {
+        $json = self::json($m);
+        if ($json !== null && \strlen($json) <= self::MAX_BYTES && !self::needsCleaning($json)) {
+            return $json;
+        }
+        return (new self())->encode($m);
+    }
+
+    /**
      * An escaped control character (\u00XX, \b, \f) or DEL in encoded
      * JSON: strings the daemon would reject. Escaped backslashes can match
      * too; then the strings are cleaned for nothing, which is harmless.
