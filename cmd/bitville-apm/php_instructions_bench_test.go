@@ -185,21 +185,9 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		}
 	}
 	// Where the agent's instructions go, by C function.
-	type fn struct {
-		name string
-		diff float64
-	}
-	var fns []fn
-	for k, v := range perRequest[agentPool] {
-		if k != "" {
-			fns = append(fns, fn{k, v - perRequest[0][k]})
-		}
-	}
+	fns := functionDiff(perRequest[agentPool], perRequest[0])
 	sort.Slice(fns, func(i, j int) bool { return fns[i].diff > fns[j].diff })
-	fmt.Fprintf(&report, "the agent's instructions per request by C function (agent minus no agent, the first 20):\n")
-	for _, f := range fns[:min(20, len(fns))] {
-		fmt.Fprintf(&report, "%10.0f  %s\n", f.diff, f.name)
-	}
+	listFunctions(&report, "the agent's instructions per request by C function (agent minus no agent, the first 20)", fns, 20)
 	// BENCH_VS names another pool (a variant, "before", "floor"): where the
 	// agent's instructions differ from it, by C function, both ways.
 	if vs := os.Getenv("BENCH_VS"); vs != "" {
@@ -207,24 +195,43 @@ func BenchmarkPHPInstructions(b *testing.B) {
 		if other < 0 {
 			b.Fatalf("BENCH_VS: no pool %q", vs)
 		}
-		fns = fns[:0]
-		for k := range maps.Keys(perRequest[agentPool]) {
-			if k != "" {
-				fns = append(fns, fn{k, perRequest[agentPool][k] - perRequest[other][k]})
-			}
-		}
-		for k, v := range perRequest[other] {
-			if _, ok := perRequest[agentPool][k]; !ok && k != "" {
-				fns = append(fns, fn{k, -v})
-			}
-		}
+		fns := functionDiff(perRequest[agentPool], perRequest[other])
 		sort.Slice(fns, func(i, j int) bool { return math.Abs(fns[i].diff) > math.Abs(fns[j].diff) })
-		fmt.Fprintf(&report, "agent minus %s by C function (the first 30 by size):\n", vs)
-		for _, f := range fns[:min(30, len(fns))] {
-			fmt.Fprintf(&report, "%10.0f  %s\n", f.diff, f.name)
-		}
+		listFunctions(&report, fmt.Sprintf("agent minus %s by C function (the first 30 by size)", vs), fns, 30)
 	}
 	b.Logf("\n%s", report.String())
+}
+
+// fnDiff is one C function's instructions per request in one pool minus
+// another's.
+type fnDiff struct {
+	name string
+	diff float64
+}
+
+// functionDiff is a minus b for every function either counted (the
+// program total "" left out).
+func functionDiff(a, b map[string]float64) []fnDiff {
+	var fns []fnDiff
+	for k, v := range a {
+		if k != "" {
+			fns = append(fns, fnDiff{k, v - b[k]})
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok && k != "" {
+			fns = append(fns, fnDiff{k, -v})
+		}
+	}
+	return fns
+}
+
+// listFunctions writes the first n of fns under title.
+func listFunctions(w io.Writer, title string, fns []fnDiff, n int) {
+	fmt.Fprintf(w, "%s:\n", title)
+	for _, f := range fns[:min(n, len(fns))] {
+		fmt.Fprintf(w, "%10.0f  %s\n", f.diff, f.name)
+	}
 }
 
 var callgrindLine = regexp.MustCompile(`^\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(.+)$`)
