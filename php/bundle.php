@@ -457,10 +457,12 @@ final class Config
             $values = self::readFile($path);
             $source = $path;
         }
-        // The variables that are set, found by the engine in one call.
-        foreach (\array_intersect_key($server, self::ENV_KEYS) as $name => $v) {
+        // The variables that are set, found by the engine in one call
+        // that looks each of the few names up in the many variables.
+        foreach (\array_intersect_key(self::ENV_KEYS, $server) as $name => $key) {
+            $v = $server[$name];
             if (\is_string($v)) {
-                $values[self::ENV_KEYS[$name]] = $v;
+                $values[$key] = $v;
             }
         }
         if ($getenv) {
@@ -495,18 +497,20 @@ final class Config
         $v = $values + ['enabled' => self::DEFAULTS['enabled'], 'project' => self::DEFAULTS['project'], 'socket' => self::DEFAULTS['socket']];
         $c = new self();
         $c->source = $source;
-        if (!self::bool($v, 'enabled')) {
+        // '1', as nearly every configuration says it, needs no parsing.
+        if ($v['enabled'] !== '1' && !self::bool($v, 'enabled')) {
             return $c;
         }
 
-        $project = self::scalar($v, 'project');
+        // scalar(), inline for the usual string: these run on every request.
+        $project = \is_string($v['project']) ? \trim($v['project']) : self::scalar($v, 'project');
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
         if (\preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
             throw new ConfigException(\sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
-        $socket = self::scalar($v, 'socket');
+        $socket = \is_string($v['socket']) ? \trim($v['socket']) : self::scalar($v, 'socket');
         if ($socket === '') {
             throw new ConfigException('enabled=1 needs socket');
         }
@@ -2333,6 +2337,9 @@ final class Endpoint
     ];
     private const COLLAPSE_TO = ['{uuid}', '{id}', '{hash}'];
 
+    /** Methods that method() returns as they are. */
+    private const USUAL_METHODS = ['GET' => true, 'POST' => true, 'PUT' => true, 'PATCH' => true, 'DELETE' => true, 'HEAD' => true, 'OPTIONS' => true];
+
     /**
      * @param list<array{string, string}> $rules regex => replacement, applied in order to the collapsed path
      */
@@ -2389,6 +2396,9 @@ final class Endpoint
     /** An HTTP method as sent: upper case, at most 16 bytes of letters, digits, - and _; "OTHER" otherwise. */
     public static function method(string $method): string
     {
+        if (isset(self::USUAL_METHODS[$method])) {
+            return $method; // as nearly every request sends it: nothing to change or test
+        }
         $m = \strtoupper($method);
         return \preg_match('/^[A-Z0-9_-]{1,' . self::MAX_METHOD_BYTES . '}$/', $m) === 1 ? $m : 'OTHER';
     }
@@ -2495,7 +2505,10 @@ final class Ids
         // the hex digits: cheaper than editing the bytes (this runs on
         // every request without an incoming correlation id).
         $h = \bin2hex(\substr($random16, 0, 16));
-        return \substr($h, 0, 8) . '-' . \substr($h, 8, 4) . '-4' . \substr($h, 13, 3) . '-' . '89ab'[\hexdec($h[16]) & 3] . \substr($h, 17, 3) . '-' . \substr($h, 20, 12);
+        $h[12] = '4';
+        $h[16] = '89ab'[\ord($random16[8]) >> 4 & 3];
+        // The dashes in one call, not five substr().
+        return (string) \preg_replace('/^(.{8})(.{4})(.{4})(.{4})/', '$1-$2-$3-$4-', $h);
     }
 }
 

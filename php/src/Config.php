@@ -233,10 +233,12 @@ final class Config
             $values = self::readFile($path);
             $source = $path;
         }
-        // The variables that are set, found by the engine in one call.
-        foreach (\array_intersect_key($server, self::ENV_KEYS) as $name => $v) {
+        // The variables that are set, found by the engine in one call
+        // that looks each of the few names up in the many variables.
+        foreach (\array_intersect_key(self::ENV_KEYS, $server) as $name => $key) {
+            $v = $server[$name];
             if (\is_string($v)) {
-                $values[self::ENV_KEYS[$name]] = $v;
+                $values[$key] = $v;
             }
         }
         if ($getenv) {
@@ -271,18 +273,20 @@ final class Config
         $v = $values + ['enabled' => self::DEFAULTS['enabled'], 'project' => self::DEFAULTS['project'], 'socket' => self::DEFAULTS['socket']];
         $c = new self();
         $c->source = $source;
-        if (!self::bool($v, 'enabled')) {
+        // '1', as nearly every configuration says it, needs no parsing.
+        if ($v['enabled'] !== '1' && !self::bool($v, 'enabled')) {
             return $c;
         }
 
-        $project = self::scalar($v, 'project');
+        // scalar(), inline for the usual string: these run on every request.
+        $project = \is_string($v['project']) ? \trim($v['project']) : self::scalar($v, 'project');
         if ($project === '') {
             throw new ConfigException('enabled=1 needs project');
         }
         if (\preg_match('/^[A-Za-z0-9._-]{1,' . self::MAX_PROJECT_BYTES . '}$/', $project) !== 1) {
             throw new ConfigException(\sprintf('project "%s" must be 1-%d characters of A-Z a-z 0-9 . _ -', self::show($project), self::MAX_PROJECT_BYTES));
         }
-        $socket = self::scalar($v, 'socket');
+        $socket = \is_string($v['socket']) ? \trim($v['socket']) : self::scalar($v, 'socket');
         if ($socket === '') {
             throw new ConfigException('enabled=1 needs socket');
         }
