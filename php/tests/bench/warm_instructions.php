@@ -23,9 +23,14 @@ declare(strict_types=1);
  *   config      Config::load() of a php-fpm request's $_SERVER (~70 entries, 4 settings)
  *   record      Runtime::fromGlobals(): ids, URI, endpoint, the request's objects
  *   comment     Runtime::commentSql() of a statement
- *   sql         Runtime::sql() of a statement, with its call site
+ *   sql         Runtime::sql() of a statement, with its call site held
+ *               (a new runtime before the record's MAX_DEFERRED_SITES run out)
  *   start       the start message, built and encoded
  *   end         the end message of four statements, built and encoded
+ *   begin       Runtime::start(): the timer armed, the start built and sent
+ *               (the piece minus `record`)
+ *   finish      Runtime::finish() of a request without statements: the timer
+ *               stopped, the end measured, built and sent (minus `record`)
  *   request     all of it but the handlers: Config::load(), fromGlobals(),
  *               start() (timer and start message), four statements, finish();
  *               Excimer drawn for no request (excimer_request_rate=0)
@@ -58,7 +63,7 @@ if (\trim((string) \shell_exec('command -v valgrind')) === '') {
     exit(1);
 }
 
-$pieces = ['config', 'record', 'comment', 'sql', 'start', 'end', 'request'];
+$pieces = ['config', 'record', 'comment', 'sql', 'start', 'end', 'begin', 'finish', 'request'];
 \printf("%-10s", 'piece');
 foreach ($trees as $i => $tree) {
     \printf(" %14s", 'tree ' . ($i + 1));
@@ -139,16 +144,19 @@ function child(string $tree, string $piece, int $runs): void
         'config' => static fn () => \Bitville\Apm\Config::load($server, false),
         'record' => $runtime,
         'comment' => static fn () => $rt->commentSql($statements[0]),
-        // a new runtime now and then: the statements' cap is not reached
+        // a new runtime before the held backtraces run out, past which a
+        // site is formatted at once: the usual request holds them all
         'sql' => static function () use (&$rt, $runtime, $statements): void {
             static $n = 0;
-            if (++$n % 400 === 0) {
+            if (++$n % (\Bitville\Apm\RequestRecord::MAX_DEFERRED_SITES - 4) === 0) {
                 $rt = $runtime();
             }
             $rt->sql($statements[0], 120000, 1);
         },
         'start' => static fn () => \Bitville\Apm\Encoder::json($messages->start($record, 1764294512.5, 0)),
         'end' => static fn () => \Bitville\Apm\Encoder::json($messages->end($record, 1764294512.6, 0, 0.01, 0.002, 0.0, 2097152, 200, null, 'none')),
+        'begin' => static fn () => $runtime()->start(),
+        'finish' => static fn () => $runtime()->finish(false),
         'request' => static function () use ($config, $server, $drop, $statements): void {
             $r = \Bitville\Apm\Runtime::fromGlobals(\Bitville\Apm\Config::load($server, false), $server, $drop, 'fpm-fcgi', status: static fn (): int => 200);
             $r->start();
