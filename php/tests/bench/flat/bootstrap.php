@@ -178,7 +178,6 @@ namespace {
         $detail = $wall * 1000 >= $st['slow'] || $st['forced'] || $st['fatal'] || $st['uncaught'] || $status >= 500;
         $sql = [];
         $texts = [];
-        $cut = false;
         $comment = $st['comment'];
         foreach ($st['sql'] as [$q, $ns, $rows, $failed, $site]) {
             if (!isset($texts[$q])) {
@@ -216,7 +215,7 @@ namespace {
         if ($st['forced']) {
             $m['forced'] = true;
         }
-        $m['truncated'] = $cut ? ['sql.q'] : [];
+        $m['truncated'] = []; // a text too long is marked above, not cut
         \bitville_flat_send($st, $m);
     }
 
